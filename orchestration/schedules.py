@@ -1,0 +1,18 @@
+"""Schedules: a periodic rescan of every dataset partition (new files are picked up)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dagster import RunRequest, ScheduleEvaluationContext, schedule
+
+from assets.partitions import dataset_partitions
+from jobs.ingest import ingest_job
+from samplehub.config import load_config
+
+
+@schedule(job=ingest_job, cron_schedule=load_config().rescan_cron)
+def rescan_schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:
+    """One ingestion run per registered dataset; unchanged datasets add zero rows."""
+    for name in context.instance.get_dynamic_partitions(dataset_partitions.name):
+        yield RunRequest(partition_key=name, run_key=f"rescan-{name}-{context.scheduled_execution_time:%Y%m%d%H%M}")

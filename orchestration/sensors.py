@@ -1,0 +1,39 @@
+"""Sensors: a new dataset (a new conf/sources/*.yaml or a new folder under the watched
+root) becomes a partition and a run of the ingestion job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dagster import RunRequest, SensorEvaluationContext, SensorResult, sensor
+
+from assets.partitions import dataset_partitions
+from jobs.ingest import ingest_job
+from samplehub.config import load_config, load_sources
+
+
+def candidate_datasets() -> list[str]:
+    """Dataset names from source files and from sub-folders of ``watch_root``."""
+    config = load_config()
+    names = set(load_sources(config))
+    if config.watch_root and Path(config.watch_root).is_dir():
+        names |= {p.name for p in Path(config.watch_root).iterdir() if p.is_dir()}
+    return sorted(names)
+
+
+@sensor(job=ingest_job, minimum_interval_seconds=60)
+def new_dataset_sensor(context: SensorEvaluationContext) -> SensorResult:
+    """Add a partition and request a run for every dataset not seen before.
+
+    The cursor holds the names already handled, so a dataset is requested once even if
+    its partition is deleted and the sensor ticks again.
+    """
+    seen = set(json.loads(context.cursor)) if context.cursor else set()
+    existing = set(context.instance.get_dynamic_partitions(dataset_partitions.name))
+    new = [name for name in candidate_datasets() if name not in seen | existing]
+    return SensorResult(
+        run_requests=[RunRequest(partition_key=name, run_key=f"new-dataset-{name}") for name in new],
+        dynamic_partitions_requests=[dataset_partitions.build_add_request(new)] if new else [],
+        cursor=json.dumps(sorted(seen | set(new))),
+    )

@@ -1,0 +1,192 @@
+"""Delta Lake tables of the catalog, read and written with delta-rs (``deltalake``).
+
+Every write is one Delta commit, so a crash leaves the table as it was before the write;
+re-runs are idempotent because callers append only ids the table does not hold yet.
+Tables live under ``<home>/catalog/<table>`` (local disk by default, ``s3://`` at scale).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from samplehub.catalog import schema
+from samplehub.errors import DatasetNotFoundError, SampleNotFoundError
+
+
+@dataclass
+class DatasetInfo:
+    """One row of the ``datasets`` registry."""
+
+    dataset: str
+    source_uri: str
+    kind: str
+    platform: str = "local"
+    licence: str = ""
+    citation: str = ""
+    label_tree: str = '{"nodes": []}'
+    n_found: int = 0
+    n_samples: int = 0
+    n_labels: int = 0
+    n_quarantined: int = 0
+    version: int = 0
+    updated_at: datetime | None = None
+
+
+def sql_literal(value: str) -> str:
+    """Quote a string for a delta-rs predicate."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class Catalog:
+    """The ``samples``, ``quarantine`` and ``datasets`` tables under one root URI."""
+
+    def __init__(self, root: str, storage_options: Mapping[str, str] | None = None) -> None:
+        self.root = root.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+
+    def uri(self, table: str) -> str:
+        """Location of one table."""
+        return f"{self.root}/{table}"
+
+    def table(self, name: str) -> DeltaTable | None:
+        """The Delta table ``name``, or ``None`` before its first write."""
+        try:
+            return DeltaTable(self.uri(name), storage_options=self.storage_options or None)
+        except TableNotFoundError:
+            return None
+
+    def read(
+        self,
+        name: str,
+        dataset: str | None = None,
+        columns: Sequence[str] | None = None,
+        filter_expression: pc.Expression | None = None,
+    ) -> pa.Table:
+        """Read a table (optionally one dataset partition and some columns) as Arrow."""
+        table = self.table(name)
+        if table is None:
+            return getattr(schema, name.upper()).empty_table().select(
+                list(columns) if columns else getattr(schema, name.upper()).names
+            )
+        expression = filter_expression
+        if dataset is not None:
+            by_dataset = pc.field("dataset") == dataset
+            expression = by_dataset if expression is None else expression & by_dataset
+        return table.to_pyarrow_dataset().to_table(columns=columns, filter=expression)
+
+    def append(self, name: str, data: pa.Table) -> None:
+        """Append rows in one atomic commit."""
+        if data.num_rows == 0:
+            return
+        write_deltalake(
+            self.uri(name),
+            data.cast(getattr(schema, name.upper())),
+            partition_by=["dataset"],
+            mode="append",
+            storage_options=self.storage_options or None,
+        )
+
+    def replace_partition(self, name: str, dataset: str, data: pa.Table) -> None:
+        """Replace one dataset's rows in one atomic commit (Delta ``replaceWhere``)."""
+        predicate = f"dataset = {sql_literal(dataset)}"
+        table_schema = getattr(schema, name.upper())
+        if self.table(name) is None:
+            if data.num_rows == 0:
+                data = table_schema.empty_table()
+            write_deltalake(
+                self.uri(name),
+                data.cast(table_schema),
+                partition_by=["dataset"],
+                mode="append",
+                storage_options=self.storage_options or None,
+            )
+            return
+        write_deltalake(
+            self.uri(name),
+            data.cast(table_schema),
+            partition_by=["dataset"],
+            mode="overwrite",
+            predicate=predicate,
+            storage_options=self.storage_options or None,
+        )
+
+    def sample_ids(self, dataset: str) -> np.ndarray:
+        """Ids already catalogued for ``dataset`` (sorted int64)."""
+        ids = self.read("samples", dataset, columns=["sample_id"]).column("sample_id")
+        return np.sort(ids.to_numpy())
+
+    def samples(
+        self,
+        dataset: str | None = None,
+        label: str | None = None,
+        limit: int | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Samples as a DataFrame, filtered by dataset and original or unified label."""
+        if dataset is not None:
+            self.dataset(dataset)
+        table = self.read("samples", dataset, columns=columns)
+        if label is not None:
+            mask = pc.is_in(pc.list_flatten(table.column("labels")), pa.array([label]))
+            has = pc.list_parent_indices(table.column("labels")).filter(mask)
+            unified = table.column("unified_labels")
+            mask_u = pc.is_in(pc.list_flatten(unified), pa.array([label]))
+            has_u = pc.list_parent_indices(unified).filter(mask_u)
+            rows = np.unique(np.concatenate([has.to_numpy(), has_u.to_numpy()]))
+            table = table.take(pa.array(rows, pa.int64()))
+        if limit is not None:
+            table = table.slice(0, limit)
+        return table.to_pandas()
+
+    def sample(self, sample_id: int) -> dict[str, Any]:
+        """One sample's catalog row."""
+        table = self.read("samples", filter_expression=pc.field("sample_id") == sample_id)
+        if table.num_rows == 0:
+            raise SampleNotFoundError(
+                f"sample {sample_id} is not in the catalog at {self.root}; "
+                "list ids with `samplehub samples --dataset NAME`"
+            )
+        return table.slice(0, 1).to_pylist()[0]
+
+    def quarantine(self, dataset: str | None = None) -> pd.DataFrame:
+        """Quarantined samples with their reasons."""
+        return self.read("quarantine", dataset).to_pandas()
+
+    def datasets(self) -> pd.DataFrame:
+        """The registry, one row per dataset."""
+        return self.read("datasets").to_pandas().sort_values("dataset").reset_index(drop=True)
+
+    def dataset(self, name: str) -> DatasetInfo:
+        """One registry row.
+
+        Raises:
+            DatasetNotFoundError: ``name`` was never ingested.
+        """
+        rows = self.read("datasets", name).to_pylist()
+        if not rows:
+            known = ", ".join(self.datasets()["dataset"]) or "none yet"
+            raise DatasetNotFoundError(
+                f"dataset {name!r} is not in the catalog (known: {known}); "
+                f"ingest it with `samplehub ingest PATH --name {name}`"
+            )
+        return DatasetInfo(**rows[0])
+
+    def register_dataset(self, info: DatasetInfo) -> None:
+        """Write one registry row (replacing the dataset's previous row atomically)."""
+        info.updated_at = datetime.now(UTC)
+        self.replace_partition("datasets", info.dataset, pa.Table.from_pylist([asdict(info)]))
+
+    def label_tree_json(self, dataset: str) -> dict[str, Any]:
+        """The registry's label tree of ``dataset`` as a dict ``{"nodes": [...]}``."""
+        return json.loads(self.dataset(dataset).label_tree)  # type: ignore[no-any-return]

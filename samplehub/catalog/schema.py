@@ -1,0 +1,69 @@
+"""Arrow schemas of the catalog's Delta tables (DESIGN section 4)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+LABELS = pa.list_(pa.string())
+
+SAMPLES = pa.schema(
+    [
+        pa.field("sample_id", pa.int64(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("relpath", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("labels", LABELS),
+        pa.field("label_path", LABELS),
+        pa.field("unified_labels", LABELS),
+        pa.field("split", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("bands", LABELS),
+        pa.field("dtype", pa.string()),
+        pa.field("sensor", pa.string()),
+        pa.field("gsd", pa.float64()),
+        pa.field("crs", pa.string()),
+        pa.field("georeferenced", pa.bool_()),
+        pa.field("minx", pa.float64()),
+        pa.field("miny", pa.float64()),
+        pa.field("maxx", pa.float64()),
+        pa.field("maxy", pa.float64()),
+        pa.field("footprint", pa.binary()),
+        pa.field("hilbert", pa.int64()),
+        pa.field("time", TIMESTAMP),
+        pa.field("checksum", pa.string()),
+        pa.field("zarr_array", pa.string()),
+        pa.field("zarr_index", pa.int64()),
+        pa.field("ingested_at", TIMESTAMP),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("relpath", pa.string(), nullable=False),
+        pa.field("uri", pa.string()),
+        pa.field("error_type", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("at", TIMESTAMP),
+    ]
+)
+
+DATASETS = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("platform", pa.string()),
+        pa.field("licence", pa.string()),
+        pa.field("citation", pa.string()),
+        pa.field("label_tree", pa.string()),
+        pa.field("n_found", pa.int64()),
+        pa.field("n_samples", pa.int64()),
+        pa.field("n_labels", pa.int64()),
+        pa.field("n_quarantined", pa.int64()),
+        pa.field("version", pa.int64()),
+        pa.field("updated_at", TIMESTAMP),
+    ]
+)

@@ -1,0 +1,1 @@
+"""The ``samplehub`` command line."""

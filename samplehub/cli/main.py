@@ -1,0 +1,157 @@
+"""``samplehub``: ingest datasets, list them, look at samples.
+
+Every command reads ``conf/`` through :func:`samplehub.config.load_config`; ``--set``
+takes Hydra overrides (``--set executor.workers=2``) and ``SAMPLEHUB_HOME`` picks the
+home directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from samplehub.errors import SampleHubError
+from samplehub.repository import Repository
+from samplehub.sources import SourceSpec
+
+app = typer.Typer(
+    help="SampleHub: one catalog for remote-sensing training samples.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Hydra override KEY=VALUE (repeatable), e.g. executor.workers=2"),
+]
+
+
+def repository(overrides: list[str] | None) -> Repository:
+    """Open the configured repository."""
+    return Repository.open(overrides or [])
+
+
+@app.command()
+def ingest(
+    uri: Annotated[str, typer.Argument(help="folder, manifest file, GeoTIFF folder or s3://bucket/prefix")],
+    name: Annotated[str | None, typer.Option(help="dataset name (default: the folder name)")] = None,
+    kind: Annotated[str, typer.Option(help="folder_tree, multilabel_manifest, bigearthnet, geotiff or auto")] = "auto",
+    images: Annotated[str | None, typer.Option(help="image root of a multi-label manifest")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint for s3:// URIs")] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Ingest a dataset into the catalog and the image store (idempotent)."""
+    repo = repository(overrides)
+    configured = repo.sources()
+    if name in configured and uri == name:
+        spec = configured[name]
+    else:
+        options = {"images": str(Path(images).resolve()) if "://" not in images else images} if images else {}
+        storage = {"endpoint_url": endpoint_url} if endpoint_url else {}
+        resolved = uri if "://" in uri else str(Path(uri).expanduser().resolve())
+        spec = SourceSpec(
+            name=name or Path(uri.rstrip("/")).stem,
+            uri=resolved,
+            kind=kind,
+            options=options,
+            storage_options=storage,
+        )
+    report = repo.ingest(spec, progress=True)
+    console.print(
+        f"[bold]{report.dataset}[/]: found {report.found}, added {report.added}, "
+        f"already there {report.skipped}, quarantined {len(report.quarantined)}; "
+        f"{report.total} samples in {report.labels} labels "
+        f"({report.seconds:.1f} s, {report.samples_per_s:.0f} samples/s)"
+    )
+    for item in report.quarantined[:20]:
+        console.print(f"  [yellow]quarantined[/] {item.entry.relpath}: {item.reason}")
+    for folder in report.empty_label_folders:
+        console.print(f"  [yellow]empty label folder[/] {folder}")
+
+
+@app.command()
+def datasets(overrides: Overrides = None) -> None:
+    """List ingested datasets with their sample and label counts."""
+    frame = repository(overrides).catalog.datasets()
+    table = Table("dataset", "samples", "labels", "quarantined", "kind", "version", "source")
+    for row in frame.itertuples():
+        table.add_row(
+            row.dataset, f"{row.n_samples:,}", str(row.n_labels), str(row.n_quarantined),
+            row.kind, str(row.version), row.source_uri,
+        )
+    console.print(table)
+
+
+@app.command()
+def samples(
+    dataset: Annotated[str | None, typer.Option(help="only this dataset")] = None,
+    label: Annotated[str | None, typer.Option(help="only samples with this label")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many rows")] = 20,
+    overrides: Overrides = None,
+) -> None:
+    """List samples of the catalog."""
+    frame = repository(overrides).catalog.samples(
+        dataset, label, limit,
+        columns=["sample_id", "dataset", "relpath", "labels", "width", "height", "bands", "minx", "miny"],
+    )
+    table = Table("sample_id", "dataset", "relpath", "labels", "size", "bands", "lon/lat")
+    for row in frame.itertuples():
+        where = "" if row.minx != row.minx else f"{row.minx:.3f}, {row.miny:.3f}"
+        table.add_row(
+            str(row.sample_id), row.dataset, row.relpath, ", ".join(row.labels),
+            f"{row.width}x{row.height}", str(len(row.bands)), where,
+        )
+    console.print(table)
+
+
+@app.command()
+def show(
+    sample_id: Annotated[int, typer.Argument(help="a sample id from `samplehub samples`")],
+    out: Annotated[Path | None, typer.Option(help="PNG to write (default: <sample_id>.png)")] = None,
+    bands: Annotated[str | None, typer.Option(help="band triple for the composite, e.g. B08,B04,B03")] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Print a sample's metadata and write a PNG picture of it."""
+    from PIL import Image
+
+    from samplehub.bands import rgb_composite
+
+    row, pixels = repository(overrides).image(sample_id)
+    triple = tuple(bands.split(",")) if bands else None
+    picture = rgb_composite(pixels, row["bands"], row["sensor"], triple)
+    path = out or Path(f"{sample_id}.png")
+    Image.fromarray(picture.transpose(1, 2, 0)).save(path)
+    for key in ("dataset", "relpath", "labels", "width", "height", "bands", "dtype", "sensor",
+                "gsd", "minx", "miny", "maxx", "maxy", "time", "uri"):
+        console.print(f"{key:>8}: {row[key]}")
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def quarantine(
+    dataset: Annotated[str | None, typer.Option(help="only this dataset")] = None,
+    overrides: Overrides = None,
+) -> None:
+    """List quarantined samples and why."""
+    frame = repository(overrides).catalog.quarantine(dataset)
+    table = Table("dataset", "relpath", "error", "reason")
+    for row in frame.itertuples():
+        table.add_row(row.dataset, row.relpath, row.error_type, row.reason)
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point: turn SampleHub errors into one clear line and exit code 2."""
+    try:
+        app()
+    except SampleHubError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise SystemExit(2) from exc

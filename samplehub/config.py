@@ -1,0 +1,220 @@
+"""Configuration: Hydra's ``conf/`` tree validated against structured dataclasses.
+
+``conf/config.yaml`` picks one option per group (storage, graph, executor, instance,
+model, retrieval); ``conf/sources/*.yaml`` describe dataset sources, one per file. This
+module is the only place that reads environment variables. A wrong key or a value of
+the wrong type fails with :class:`~samplehub.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from samplehub.errors import ConfigError
+from samplehub.sources.base import SourceSpec
+
+REPO_CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+@dataclass
+class StorageConfig:
+    """Where tables and stores live: ``<home>/catalog``, ``<home>/zarr`` unless overridden."""
+
+    catalog_uri: str | None = None
+    store_uri: str | None = None
+    cache_dir: str | None = None
+    thumb_size: int = 64
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExecutorConfig:
+    """How ingestion and extraction run: threads in-process, or Spark."""
+
+    kind: str = "threads"
+    workers: int = 4
+    batch_size: int = 2048
+    spark_master: str = "local[*]"
+
+
+@dataclass
+class InstanceConfig:
+    """The Dagster instance: SQLite in DAGSTER_HOME, or PostgreSQL."""
+
+    kind: str = "sqlite"
+    postgres_url: str | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Vision backbone and feature settings (retrieval issue)."""
+
+    backbone: str = "tf_efficientnet_lite0"
+    resolution: int = 224
+    dim: int = 512
+    precision: str = "auto"
+    batch_size: int = 64
+    threads: int = 0
+    registered_model: str = "scene_model"
+    alias: str = "champion"
+
+
+@dataclass
+class RetrievalConfig:
+    """Index and query settings."""
+
+    nlist: int = 1024
+    pq_m: int = 32
+    pq_nbits: int = 8
+    nprobe: int = 16
+    refine_factor: int = 4
+    retrain_growth: float = 2.0
+    exact_below: int = 20000
+    prototypes_per_label: int = 4
+    similarity_threshold: float = 0.5
+    max_label_distance: float = 1.0
+
+
+@dataclass
+class SampleHubConfig:
+    """The whole configuration (``conf/config.yaml`` plus the chosen group options)."""
+
+    home: str = "~/.samplehub"
+    data_root: str = "../shared/data"
+    sources_dir: str = str(REPO_CONF_DIR / "sources")
+    watch_root: str | None = None
+    rescan_cron: str = "0 3 * * *"
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    instance: InstanceConfig = field(default_factory=InstanceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    graph: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def home_path(self) -> Path:
+        """``home`` expanded and made absolute."""
+        return Path(self.home).expanduser().resolve()
+
+    @property
+    def catalog_uri(self) -> str:
+        """Root of the Delta tables."""
+        return self.storage.catalog_uri or str(self.home_path / "catalog")
+
+    @property
+    def store_uri(self) -> str:
+        """Root of the Zarr stores."""
+        return self.storage.store_uri or str(self.home_path / "zarr")
+
+    @property
+    def cache_dir(self) -> str:
+        """Read-through cache of remote sources."""
+        return self.storage.cache_dir or str(self.home_path / "cache")
+
+
+@dataclass
+class SourceConfig:
+    """Schema of one ``conf/sources/<name>.yaml`` file."""
+
+    name: str
+    uri: str
+    kind: str = "auto"
+    platform: str = "local"
+    licence: str = ""
+    citation: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+def config_error(exc: OmegaConfBaseException, where: str) -> ConfigError:
+    """A ConfigError naming the offending key of an OmegaConf validation error."""
+    key = getattr(exc, "full_key", None) or "?"
+    message = str(exc).splitlines()[0]
+    return ConfigError(f"{where}: invalid configuration key {key!r}: {message}")
+
+
+def load_config(
+    overrides: list[str] | None = None, conf_dir: str | os.PathLike[str] | None = None
+) -> SampleHubConfig:
+    """Compose ``conf/config.yaml`` with Hydra, apply overrides and validate.
+
+    Environment: ``SAMPLEHUB_HOME`` sets ``home``, ``SAMPLEHUB_DATA`` sets ``data_root``,
+    ``SAMPLEHUB_CONF`` points at another ``conf/`` folder. Overrides use Hydra syntax
+    (``executor.workers=2``, ``graph=neo4j``).
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    directory = Path(conf_dir or os.environ.get("SAMPLEHUB_CONF") or REPO_CONF_DIR).resolve()
+    if not (directory / "config.yaml").exists():
+        raise ConfigError(f"no config.yaml in {directory}; set SAMPLEHUB_CONF to a conf/ folder")
+    env_overrides = []
+    if "SAMPLEHUB_HOME" in os.environ:
+        env_overrides.append(f"home={os.environ['SAMPLEHUB_HOME']}")
+    if "SAMPLEHUB_DATA" in os.environ:
+        env_overrides.append(f"data_root={os.environ['SAMPLEHUB_DATA']}")
+    try:
+        with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
+            raw = compose(config_name="config", overrides=[*env_overrides, *(overrides or [])])
+    except HydraException as exc:
+        raise ConfigError(f"{directory}/config.yaml: {exc}") from exc
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SampleHubConfig), raw)
+        return cast(SampleHubConfig, OmegaConf.to_object(merged))
+    except OmegaConfBaseException as exc:
+        raise config_error(exc, f"{directory}/config.yaml") from exc
+
+
+def load_source(path: str | os.PathLike[str], data_root: str = ".") -> SourceSpec:
+    """Read and validate one ``conf/sources/*.yaml``; ``${data_root}`` in ``uri`` resolves.
+
+    Relative local URIs are resolved against the current directory.
+    """
+    path = Path(path)
+    if "://" not in data_root:
+        data_root = str(Path(data_root).expanduser().resolve())
+    try:
+        raw = OmegaConf.load(path)
+        if not isinstance(raw, DictConfig):
+            raise ConfigError(f"{path}: expected a mapping with keys name, uri, kind, ...")
+        resolved = OmegaConf.to_container(
+            OmegaConf.merge({"data_root": data_root}, raw), resolve=True
+        )
+        assert isinstance(resolved, dict)  # noqa: S101 - a DictConfig resolves to a dict
+        resolved.pop("data_root")
+        source = cast(
+            SourceConfig,
+            OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SourceConfig), resolved)),
+        )
+    except OmegaConfBaseException as exc:
+        raise config_error(exc, str(path)) from exc
+    uri = source.uri
+    if "://" not in uri:
+        uri = str(Path(uri).expanduser().resolve())
+    return SourceSpec(
+        name=source.name,
+        uri=uri,
+        kind=source.kind,
+        options=source.options,
+        storage_options=source.storage_options,
+        platform=source.platform,
+        licence=source.licence,
+        citation=source.citation,
+    )
+
+
+def load_sources(config: SampleHubConfig) -> dict[str, SourceSpec]:
+    """Every source file in ``config.sources_dir``, keyed by dataset name."""
+    specs: dict[str, SourceSpec] = {}
+    for path in sorted(Path(config.sources_dir).glob("*.yaml")):
+        spec = load_source(path, config.data_root)
+        if spec.name in specs:
+            raise ConfigError(f"{path}: dataset name {spec.name!r} is used by two source files")
+        specs[spec.name] = spec
+    return specs

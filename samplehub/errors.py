@@ -1,0 +1,67 @@
+"""SampleHub's exceptions.
+
+Each subclass also subclasses the builtin a caller would naturally catch, so
+``except FileNotFoundError`` still works. Messages say what was looked for, where,
+and the setting or command that fixes it.
+"""
+
+from __future__ import annotations
+
+
+class SampleHubError(Exception):
+    """Base class of every error SampleHub raises on purpose."""
+
+
+class SourceNotFoundError(SampleHubError, FileNotFoundError):
+    """A dataset source (folder, manifest, bucket, key) does not exist."""
+
+
+class SourceAccessError(SampleHubError, PermissionError):
+    """A source exists but cannot be read (permissions, wrong credentials)."""
+
+
+class InvalidSampleError(SampleHubError, ValueError):
+    """One sample cannot be read: corrupt or truncated image, unknown band layout, ..."""
+
+
+class ManifestError(SampleHubError, ValueError):
+    """A manifest file is malformed or names something that is not there."""
+
+
+class ConfigError(SampleHubError, ValueError):
+    """A configuration key is unknown, missing or of the wrong type."""
+
+
+class DatasetNotFoundError(SampleHubError, KeyError):
+    """A dataset name is not in the catalog's registry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class SampleNotFoundError(SampleHubError, KeyError):
+    """A sample id is not in the catalog."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class IndexNotTrainedError(SampleHubError, RuntimeError):
+    """An index or model is asked for before it was built."""
+
+
+class OptionalDependencyError(SampleHubError, ImportError):
+    """A feature needs an extra that is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"{package} is not installed; install it with: pip install 'samplehub[{extra}]'"
+        )
+
+
+class LabelGraphError(SampleHubError, ValueError):
+    """A label tree, label name, override or label-graph operation is invalid."""
+
+
+class ManifestRowError(ManifestError, InvalidSampleError):
+    """One manifest row names a sample that is not there; the row is quarantined, not fatal."""

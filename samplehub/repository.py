@@ -1,0 +1,88 @@
+"""The repository: the catalog, the image store and the sources of one configuration.
+
+A thin façade so the CLI, the HTTP API and the Dagster resources open the same things
+the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from samplehub.catalog import Catalog
+from samplehub.config import SampleHubConfig, load_config, load_sources
+from samplehub.errors import DatasetNotFoundError
+from samplehub.ingest import IngestReport, ingest_dataset
+from samplehub.sources import Source, SourceSpec, open_source
+from samplehub.store import SampleStore
+
+
+@dataclass
+class Repository:
+    """Everything one SampleHub home holds, opened from a configuration."""
+
+    config: SampleHubConfig
+
+    @classmethod
+    def open(cls, overrides: list[str] | None = None) -> Repository:
+        """The repository of ``conf/`` with Hydra ``overrides``."""
+        return cls(load_config(overrides))
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The Delta tables."""
+        return Catalog(self.config.catalog_uri, self.config.storage.storage_options)
+
+    @cached_property
+    def store(self) -> SampleStore:
+        """The Zarr stores."""
+        return SampleStore(
+            self.config.store_uri,
+            thumb_size=self.config.storage.thumb_size,
+            storage_options=self.config.storage.storage_options,
+        )
+
+    def sources(self) -> dict[str, SourceSpec]:
+        """Sources configured in ``conf/sources``."""
+        return load_sources(self.config)
+
+    def source_spec(self, name: str) -> SourceSpec:
+        """A configured source, or the registry's record of an ad-hoc ingested one."""
+        specs = self.sources()
+        if name in specs:
+            return specs[name]
+        try:
+            info = self.catalog.dataset(name)
+        except DatasetNotFoundError as exc:
+            raise DatasetNotFoundError(
+                f"no source named {name!r} in {self.config.sources_dir} and no such dataset "
+                f"in the catalog; add conf/sources/{name}.yaml or run `samplehub ingest PATH "
+                f"--name {name}`"
+            ) from exc
+        return SourceSpec(name=name, uri=info.source_uri, kind=info.kind, platform=info.platform,
+                          licence=info.licence, citation=info.citation)
+
+    def open_source(self, spec: SourceSpec) -> Source:
+        """The source reader of ``spec`` (S3 reads cached under the home)."""
+        return open_source(spec, cache_dir=self.config.cache_dir)
+
+    def ingest(self, spec: SourceSpec, progress: bool = False) -> IngestReport:
+        """Ingest one source into the catalog and the store."""
+        return ingest_dataset(
+            self.open_source(spec),
+            self.catalog,
+            self.store,
+            batch_size=self.config.executor.batch_size,
+            workers=self.config.executor.workers,
+            progress=progress,
+        )
+
+    def image(self, sample_id: int) -> tuple[dict[str, object], np.ndarray]:
+        """A sample's catalog row and its (C, H, W) pixels."""
+        row = self.catalog.sample(sample_id)
+        pixels = self.store.dataset(str(row["dataset"])).image(
+            str(row["zarr_array"]), int(row["zarr_index"])
+        )
+        return row, pixels

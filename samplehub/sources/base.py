@@ -1,0 +1,117 @@
+"""The shared shape of every dataset source.
+
+A source is configured by a :class:`SourceSpec` (one ``conf/sources/*.yaml`` file or a
+``samplehub ingest`` call) and does three things, each a pure function of its inputs so
+that a Spark executor can run them on batches later without a rewrite:
+
+1. :meth:`Source.label_tree` — breadth-first over the layout, the dataset's labels;
+2. :meth:`Source.discover` — batches of :class:`~samplehub.records.FileEntry`;
+3. :meth:`Source.read` — one entry to a :class:`~samplehub.records.SampleRecord`.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import fsspec
+
+from samplehub.errors import ConfigError, InvalidSampleError
+from samplehub.label_tree import LabelTree
+from samplehub.records import FileEntry, SampleRecord
+from samplehub.sources.filesystem import check_root, filesystem_for
+from samplehub.sources.readers import checksum, decode_image
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where a dataset lives and how to read it.
+
+    Attributes:
+        name: dataset name; becomes the Dagster partition key and the catalog partition.
+        uri: local folder/file or ``s3://bucket/prefix``.
+        kind: source kind (``folder_tree``, ``multilabel_manifest``, ``bigearthnet``,
+            ``geotiff``); ``auto`` detects it from the layout.
+        options: kind-specific settings (e.g. ``images`` for a manifest).
+        storage_options: fsspec/s3fs options (``endpoint_url``, ``key``, ``secret``).
+        platform, licence, citation: provenance recorded in the ``datasets`` registry.
+    """
+
+    name: str
+    uri: str
+    kind: str = "auto"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    platform: str = "local"
+    licence: str = ""
+    citation: str = ""
+
+
+class Source(ABC):
+    """Base class: subclasses declare ``kind`` and implement discovery and reading."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, spec: SourceSpec, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self.spec = spec
+        self.fs: fsspec.AbstractFileSystem = filesystem_for(
+            spec.uri, spec.storage_options, cache_dir
+        )
+        self.root = check_root(self.fs, spec.uri)
+
+    @classmethod
+    def detect(cls, fs: fsspec.AbstractFileSystem, root: str) -> bool:
+        """True when the layout under ``root`` looks like this kind of source."""
+        return False
+
+    @abstractmethod
+    def label_tree(self) -> LabelTree:
+        """The dataset's labels (breadth-first over folders, or from the manifest)."""
+
+    @abstractmethod
+    def discover(self, batch_size: int = 2048) -> Iterator[list[FileEntry]]:
+        """Yield batches of entries, one per sample."""
+
+    def read(self, entry: FileEntry) -> SampleRecord:
+        """Read one single-file sample; multi-file kinds override this."""
+        data = self.read_bytes(entry.uri)
+        raster = decode_image(data, entry.uri)
+        return SampleRecord(
+            entry=entry,
+            image=raster.image,
+            band_names=raster.band_names,
+            sensor=self.spec.options.get("sensor"),
+            geo=raster.geo,
+            checksum=checksum(data),
+        )
+
+    def read_bytes(self, path: str) -> bytes:
+        """All bytes of ``path``; a missing or unreadable file names itself in the error."""
+        try:
+            with self.fs.open(path, "rb") as f:
+                return f.read()  # type: ignore[no-any-return]
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            raise InvalidSampleError(f"{path}: cannot read file ({exc})") from exc
+
+    def uri_of(self, path: str) -> str:
+        """The user-facing URI of an fs path (``s3://`` prefix restored for buckets)."""
+        if "://" in self.spec.uri and not self.spec.uri.startswith("file://"):
+            return f"{self.spec.uri.split('://', 1)[0]}://{path}"
+        return path
+
+
+def batched(entries: Iterable[FileEntry], batch_size: int) -> Iterator[list[FileEntry]]:
+    """Group ``entries`` into lists of at most ``batch_size`` (the last may be shorter)."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    batch: list[FileEntry] = []
+    for entry in entries:
+        batch.append(entry)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

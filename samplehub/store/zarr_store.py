@@ -1,0 +1,124 @@
+"""Zarr v3 image store: native dtype and bands, one chunk per sample, thumbnails beside.
+
+A dataset's samples need not share a shape (UC Merced has a few smaller images; a
+BigEarthNet root mixes 12-band S2 and 2-band S1 patches). Rather than pad, samples are
+grouped by shape: ``images/<dtype>_<C>x<H>x<W>`` holds (N, C, H, W) and
+``thumbs/<same key>`` holds (N, 3, t, t) uint8 at the same row index. The catalog row
+records the array key and the row index.
+
+Writes append rows before the catalog commit; if a run dies in between, the rows are
+unreferenced and the re-run appends them again, so no catalog row ever points at
+missing pixels.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import zarr
+from PIL import Image
+
+from samplehub.bands import rgb_composite
+from samplehub.errors import SampleNotFoundError
+from samplehub.records import SampleRecord
+
+
+def array_key(image: np.ndarray) -> str:
+    """``<dtype>_<C>x<H>x<W>`` of a (C, H, W) image."""
+    c, h, w = image.shape
+    return f"{image.dtype.name}_{c}x{h}x{w}"
+
+
+def thumbnail(record: SampleRecord, size: int) -> np.ndarray:
+    """uint8 (3, size, size) RGB thumbnail of a record (band mapping picks RGB)."""
+    rgb = rgb_composite(record.image, record.band_names, record.sensor)
+    if rgb.shape[1:] == (size, size):
+        return rgb
+    picture = Image.fromarray(rgb.transpose(1, 2, 0)).resize((size, size), Image.BILINEAR)
+    return np.asarray(picture).transpose(2, 0, 1)
+
+
+class DatasetStore:
+    """The Zarr group of one dataset."""
+
+    def __init__(self, group: zarr.Group, thumb_size: int) -> None:
+        self.group = group
+        self.thumb_size = thumb_size
+
+    def _arrays(self, key: str, sample: np.ndarray) -> tuple[zarr.Array, zarr.Array]:
+        images = self.group.require_group("images")
+        thumbs = self.group.require_group("thumbs")
+        if key not in images:
+            images.create_array(
+                key, shape=(0, *sample.shape), chunks=(1, *sample.shape), dtype=sample.dtype
+            )
+            t = self.thumb_size
+            thumbs.create_array(key, shape=(0, 3, t, t), chunks=(1, 3, t, t), dtype="uint8")
+        return images[key], thumbs[key]  # type: ignore[return-value]
+
+    def append(self, records: Sequence[SampleRecord]) -> list[tuple[str, int]]:
+        """Append records' images and thumbnails; returns (array key, row) per record."""
+        by_key: dict[str, list[int]] = defaultdict(list)
+        for i, record in enumerate(records):
+            by_key[array_key(record.image)].append(i)
+        locations: list[tuple[str, int]] = [("", -1)] * len(records)
+        for key, members in by_key.items():
+            images, thumbs = self._arrays(key, records[members[0]].image)
+            start = images.shape[0]
+            stop = start + len(members)
+            images.resize((stop, *images.shape[1:]))
+            thumbs.resize((stop, *thumbs.shape[1:]))
+            images[start:stop] = np.stack([records[i].image for i in members])
+            thumbs[start:stop] = np.stack([thumbnail(records[i], self.thumb_size) for i in members])
+            for row, i in enumerate(members, start):
+                locations[i] = (key, row)
+        return locations
+
+    def image(self, key: str, index: int) -> np.ndarray:
+        """(C, H, W) image at native dtype."""
+        return self._read("images", key, index)
+
+    def thumb(self, key: str, index: int) -> np.ndarray:
+        """uint8 (3, t, t) thumbnail."""
+        return self._read("thumbs", key, index)
+
+    def images(self, key: str, rows: np.ndarray) -> np.ndarray:
+        """(n, C, H, W) images of several rows of one array (one read per chunk)."""
+        array = self.group[f"images/{key}"]
+        return array.get_orthogonal_selection((np.asarray(rows),))  # type: ignore[union-attr]
+
+    def _read(self, kind: str, key: str, index: int) -> np.ndarray:
+        path = f"{kind}/{key}"
+        if path not in self.group or not 0 <= index < self.group[path].shape[0]:
+            raise SampleNotFoundError(
+                f"no {kind[:-1]} at {path}[{index}] in {self.group.store}; re-ingest the dataset"
+            )
+        return self.group[path][index]  # type: ignore[index,return-value]
+
+
+class SampleStore:
+    """All datasets' Zarr stores under one root (``<home>/zarr/<dataset>.zarr``)."""
+
+    def __init__(
+        self,
+        root: str,
+        thumb_size: int = 64,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.root = root.rstrip("/")
+        self.thumb_size = thumb_size
+        self.storage_options = dict(storage_options or {})
+
+    def uri(self, dataset: str) -> str:
+        """Location of one dataset's store."""
+        return f"{self.root}/{dataset}.zarr"
+
+    def dataset(self, dataset: str) -> DatasetStore:
+        """Open (creating if needed) one dataset's store."""
+        group = zarr.open_group(
+            self.uri(dataset), mode="a", storage_options=self.storage_options or None
+        )
+        return DatasetStore(group, self.thumb_size)
