@@ -66,9 +66,7 @@ def relevance(labels_q: np.ndarray, labels_b: np.ndarray) -> np.ndarray:
     yq = label_matrix(labels_q, n_classes).astype(np.float32)
     yb = label_matrix(labels_b, n_classes).astype(np.float32)
     if yq.shape[1] != yb.shape[1]:
-        raise ValueError(
-            f"labels_q has {yq.shape[1]} label columns but labels_b has {yb.shape[1]}"
-        )
+        raise ValueError(f"labels_q has {yq.shape[1]} label columns but labels_b has {yb.shape[1]}")
     return (yq @ yb.T) > 0
 
 
@@ -116,9 +114,7 @@ def average_precision(ranked_rel: np.ndarray, n_relevant: np.ndarray | None = No
     return np.where(norm > 0, summed / np.maximum(norm, 1), 0.0)
 
 
-def mean_average_precision(
-    D: np.ndarray, rel: np.ndarray, topk: int | None = None
-) -> float:
+def mean_average_precision(D: np.ndarray, rel: np.ndarray, topk: int | None = None) -> float:
     """mAP@R: mean over queries of the AP of the top ``topk`` results ranked by ``D``.
 
     With ``topk=None`` the whole database is ranked and AP is normalised by all relevant

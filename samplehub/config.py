@@ -87,7 +87,7 @@ class SampleHubConfig:
 
     home: str = "~/.samplehub"
     data_root: str = "../shared/data"
-    sources_dir: str = str(REPO_CONF_DIR / "sources")
+    sources_dir: str | None = None
     watch_root: str | None = None
     rescan_cron: str = "0 3 * * *"
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -166,9 +166,11 @@ def load_config(
         raise ConfigError(f"{directory}/config.yaml: {exc}") from exc
     try:
         merged = OmegaConf.merge(OmegaConf.structured(SampleHubConfig), raw)
-        return cast(SampleHubConfig, OmegaConf.to_object(merged))
+        config = cast(SampleHubConfig, OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         raise config_error(exc, f"{directory}/config.yaml") from exc
+    config.sources_dir = config.sources_dir or str(directory / "sources")
+    return config
 
 
 def load_source(path: str | os.PathLike[str], data_root: str = ".") -> SourceSpec:
@@ -212,7 +214,7 @@ def load_source(path: str | os.PathLike[str], data_root: str = ".") -> SourceSpe
 def load_sources(config: SampleHubConfig) -> dict[str, SourceSpec]:
     """Every source file in ``config.sources_dir``, keyed by dataset name."""
     specs: dict[str, SourceSpec] = {}
-    for path in sorted(Path(config.sources_dir).glob("*.yaml")):
+    for path in sorted(Path(config.sources_dir or REPO_CONF_DIR / "sources").glob("*.yaml")):
         spec = load_source(path, config.data_root)
         if spec.name in specs:
             raise ConfigError(f"{path}: dataset name {spec.name!r} is used by two source files")

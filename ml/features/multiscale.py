@@ -121,8 +121,7 @@ class MultiScaleEncoder(nn.Module):
         super().__init__()
         if pooling.stage_channels != head.stage_channels:
             raise ValueError(
-                f"head expects stages {head.stage_channels}, pooling gives "
-                f"{pooling.stage_channels}"
+                f"head expects stages {head.stage_channels}, pooling gives {pooling.stage_channels}"
             )
         self.pooling = pooling
         self.head = head

@@ -50,6 +50,7 @@ from ml.metrics import mean_average_precision, relevance
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "scene_model"
+LOGIT_SCALE_INIT = 10.0
 
 
 class SceneModel(nn.Module):
@@ -68,11 +69,16 @@ class SceneModel(nn.Module):
         super().__init__()
         self.head = FusionHead(stage_channels, dim, seed)
         self.classifier = nn.Linear(dim, n_labels)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(LOGIT_SCALE_INIT)))
 
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled stages (N, C) -> unit-norm features z (N, D) and label logits (N, L)."""
+        """Pooled stages (N, C) -> unit-norm features z (N, D) and label logits (N, L).
+
+        The classifier reads ``z`` times a learned scale (initially ``LOGIT_SCALE_INIT``):
+        unit-norm inputs alone keep logits too small for BCE to fit.
+        """
         z = self.head(pooled)
-        return z, self.classifier(z)
+        return z, self.classifier(z * self.log_scale.exp())
 
 
 def label_similarity(Y: torch.Tensor) -> torch.Tensor:
@@ -141,9 +147,9 @@ class SceneTrainConfig:
     """Hyperparameters of :func:`train_scene_model` (logged to MLflow as params)."""
 
     dim: int = DEFAULT_DIM
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     pair_weight: float = 1.0
     margin: float = 1.0
@@ -207,7 +213,7 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
     order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * val_fraction))
+    n_val = round(n * val_fraction)
     return order[n_val:], order[:n_val]
 
 
@@ -232,7 +238,7 @@ def _train_epoch(
         total.backward()
         optimizer.step()
         for key, value in zip(sums, (total, bce, pair), strict=True):
-            sums[key] += float(value) / n_batches
+            sums[key] += value.item() / n_batches
     return sums
 
 
@@ -296,8 +302,13 @@ def train_scene_model(
     with _mlflow_run(tracking_uri, experiment, artifact_location) as mlflow:
         if mlflow is not None:
             mlflow.log_params(
-                {**asdict(config), "n_train": len(train_rows), "n_val": len(val_rows),
-                 "n_labels": Y.shape[1], "stage_channels": list(stage_channels)}
+                {
+                    **asdict(config),
+                    "n_train": len(train_rows),
+                    "n_val": len(val_rows),
+                    "n_labels": Y.shape[1],
+                    "stage_channels": list(stage_channels),
+                }
             )
             if label_names is not None:
                 mlflow.log_dict({"labels": list(label_names)}, "labels.json")
@@ -316,7 +327,11 @@ def train_scene_model(
         model.eval()
         if mlflow is not None:
             info = mlflow.pytorch.log_model(
-                model, name="scene_model", registered_model_name=registered_model_name
+                model,
+                name="scene_model",
+                registered_model_name=registered_model_name,
+                serialization_format="pickle",  # load_scene_model returns a SceneModel
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
             result.run_id = mlflow.active_run().info.run_id
             result.model_uri = info.model_uri
@@ -336,7 +351,7 @@ def _mlflow_run(
         yield None
         return
     import mlflow
-    import mlflow.pytorch  # noqa: F401 - loads the flavour used by train_scene_model
+    import mlflow.pytorch
 
     mlflow.set_tracking_uri(tracking_uri)
     if mlflow.get_experiment_by_name(experiment) is None:

@@ -72,9 +72,15 @@ class HammingIndex:
 
     @property
     def bytes_per_sample(self) -> int:
-        """Stored bytes a sample: packed code + int64 id (+ K float16 values if kept)."""
-        values = 2 * self.n_bits if self.values is not None else 0
-        return self.n_bits // 8 + 8 + values
+        """Memory a sample takes in this index, in bytes.
+
+        The packed code inside faiss (K / 8; IVF lists add an 8-byte id), the int64 id map
+        (8) and, when re-ranking values are kept, a code copy (K / 8) and K float16 values.
+        """
+        total = self.n_bits // 8 + 8 + (8 if self.kind == "ivf" else 0)
+        if self.values is not None:
+            total += self.n_bits // 8 + 2 * self.n_bits
+        return total
 
     def __len__(self) -> int:
         """Number of indexed samples."""
@@ -101,7 +107,7 @@ class HammingIndex:
         if len(self.ids) != len(packed):
             raise ValueError(f"ids has {len(self.ids)} rows but codes has {len(packed)}")
         self.values = None if values is None else self._checked_values(values, len(packed))
-        self.packed = packed
+        self.packed = packed if values is not None else np.zeros((0, packed.shape[1]), np.uint8)
         if len(packed) >= self.ivf_min_size:
             self.index = self._train_ivf(packed)
         else:
@@ -131,9 +137,7 @@ class HammingIndex:
     def _check_width(self, packed: np.ndarray, name: str) -> None:
         """Raise when packed codes do not have K / 8 bytes."""
         if packed.shape[1] != self.n_bits // 8:
-            raise ValueError(
-                f"{name} must have {self.n_bits} bits; got {packed.shape[1] * 8} bits"
-            )
+            raise ValueError(f"{name} must have {self.n_bits} bits; got {packed.shape[1] * 8} bits")
 
     def search(self, codes_q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Hamming k-nearest neighbours.

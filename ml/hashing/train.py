@@ -177,8 +177,18 @@ def train_dmch(
             rows.append({**parts, "loss": float(loss.detach()), "triplets": float(len(triplets))})
         history.append(_epoch_row(epoch, rows, eval_set, epochs, eval_every, encode_dmch, model))
     model.eval()
-    params = {"model": "dmch", "in_dim": x.shape[1], "n_bits": n_bits, "epochs": epochs, "p": p, "k": k, "lr": lr,
-              "betas": "(0.5, 0.9)", "seed": seed, **vars(config)}
+    params = {
+        "model": "dmch",
+        "in_dim": x.shape[1],
+        "n_bits": n_bits,
+        "epochs": epochs,
+        "p": p,
+        "k": k,
+        "lr": lr,
+        "betas": "(0.5, 0.9)",
+        "seed": seed,
+        **vars(config),
+    }
     return TrainResult(model, history, params)
 
 
@@ -307,10 +317,21 @@ def train_duwh(
         row["pairs"] = float(M.nnz)
         history.append(row)
     model.eval()
-    params = {"model": "duwh", "in_dim": x.shape[1], "n_bits": n_bits, "epochs": epochs, "batch_size": batch_size,
-              "lr": lr, "k1": k1, "k2": k2, "update_epoch": update_epoch,
-              "pair_batches": pair_batches, "feature_dim": feature_dim, "seed": seed,
-              **vars(config)}
+    params = {
+        "model": "duwh",
+        "in_dim": x.shape[1],
+        "n_bits": n_bits,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "k1": k1,
+        "k2": k2,
+        "update_epoch": update_epoch,
+        "pair_batches": pair_batches,
+        "feature_dim": feature_dim,
+        "seed": seed,
+        **vars(config),
+    }
     return TrainResult(model, history, params)
 
 
@@ -407,18 +428,26 @@ def promote_if_better(
         The registered version and the decision.
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     new_map = client.get_run(run_id).data.metrics[VAL_METRIC]
+    champion_map = _champion_map(client, model_name, alias)
     mlflow.set_tracking_uri(tracking_uri)
     version = mlflow.register_model(f"runs:/{run_id}/model", model_name).version
-    try:
-        champion = client.get_model_version_by_alias(model_name, alias)
-        champion_map: float | None = client.get_run(champion.run_id).data.metrics[VAL_METRIC]
-    except MlflowException:
-        champion_map = None
     promoted = champion_map is None or new_map > champion_map
     if promoted:
-        client.set_registered_model_alias(model_name, alias, version)
+        client.set_registered_model_alias(model_name, alias, str(version))
     return Promotion(str(version), promoted, float(new_map), champion_map)
+
+
+def _champion_map(client: Any, model_name: str, alias: str) -> float | None:
+    """``val_map`` of the run behind ``model_name@alias``; None when there is no champion."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        champion = client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+    if champion.run_id is None:
+        return None
+    return float(client.get_run(champion.run_id).data.metrics[VAL_METRIC])

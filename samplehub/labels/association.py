@@ -24,6 +24,7 @@ Labels whose shortest distance from the query label is at most ``max_distance`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import networkx as nx
 
@@ -101,8 +102,12 @@ def distance_graph(graph: LabelGraph, weights: AssociationWeights) -> nx.DiGraph
         a, b, props = edge.source, edge.target, edge.props
         if edge.type in (IS_A, MAPS_TO):
             put(b, a, 0.0, "subclass" if edge.type == IS_A else "mapped_from")
-            put(a, b, _score_distance(weights.alpha, props.get("score")),
-                "parent" if edge.type == IS_A else "maps_to")  # fmt: skip
+            put(
+                a,
+                b,
+                _score_distance(weights.alpha, props.get("score")),
+                "parent" if edge.type == IS_A else "maps_to",
+            )
         elif edge.type == SIMILAR:
             distance = _score_distance(weights.alpha, props.get("score"))
             put(a, b, distance, "similar")
@@ -153,7 +158,7 @@ def associated_labels(
                 dataset=data.get("dataset"),
                 distance=float(length),
                 path=tuple(path),
-                relations=tuple(dist[u][v]["relation"] for u, v in zip(path, path[1:], strict=False)),
+                relations=tuple(dist[u][v]["relation"] for u, v in pairwise(path)),
             )
         )
     return sorted(found, key=lambda a: (a.distance, a.label))

@@ -54,14 +54,22 @@ def read_ucmerced_multilabel(
             continue
         cells = line.split("\t")
         if len(cells) != len(header) + 1 or any(c not in ("0", "1") for c in cells[1:]):
-            raise ManifestError(f"{path}:{number}: expected an image name and {len(header)} 0/1 flags")
+            raise ManifestError(
+                f"{path}:{number}: expected an image name and {len(header)} 0/1 flags"
+            )
         scene = re.sub(r"\d+$", "", cells[0])
-        labels = [f"{label_dataset}/{name}" for name, flag in zip(header, cells[1:], strict=True) if flag == "1"]
+        labels = [
+            f"{label_dataset}/{name}"
+            for name, flag in zip(header, cells[1:], strict=True)
+            if flag == "1"
+        ]
         samples.append([f"{scene_dataset}/{scene}", *labels])
     return samples
 
 
-def cooccurrence_counts(samples: Iterable[Iterable[str]]) -> tuple[Counter[tuple[str, str]], Counter[str]]:
+def cooccurrence_counts(
+    samples: Iterable[Iterable[str]],
+) -> tuple[Counter[tuple[str, str]], Counter[str]]:
     """Joint counts of label pairs (sorted pair keys) and per-label counts."""
     pairs: Counter[tuple[str, str]] = Counter()
     singles: Counter[str] = Counter()
@@ -108,6 +116,8 @@ def add_cooccurrence(
         if count < min_count:
             continue
         weight = count / min(singles[a], singles[b])
-        new.add_edge(a, b, CO_OCCURS, key=key, count=count, weight=round(weight, 6), source=source)
+        new.add_edge(
+            a, b, CO_OCCURS, key=key, count=count, weight=round(weight, 6), evidence=source
+        )
         added += 1
     return new, added

@@ -71,7 +71,7 @@ def score_graph(graph: LabelGraph, groups: list[list[str]]) -> PairScore:
     labels = [label for group in groups for label in group]
     target: dict[str, str] = {}
     for label in labels:
-        if label not in labels or label not in graph.g:
+        if label not in graph.g:
             raise LabelGraphError(f"crosswalk label {label!r} is not in the merged graph")
         mapped = graph.mapped_to(label)
         if mapped is None:

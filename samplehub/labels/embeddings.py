@@ -19,7 +19,7 @@ import re
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -96,5 +96,5 @@ class TextEmbedder:
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.cache_file.parent, suffix=".npz")
         os.close(fd)
-        np.savez(tmp, **self._cache)
+        np.savez(tmp, **cast(dict[str, Any], self._cache))
         os.replace(tmp, self.cache_file)

@@ -8,12 +8,12 @@ the model:
   ``origin`` is ``base`` (Million-AID), ``dataset`` (a dataset's own label) or
   ``unified`` (a unified label the system grew because a dataset label matched nothing);
 * edges ``IS_A`` (child -> parent), ``SIMILAR {score, text_sim, struct_sim}``,
-  ``CO_OCCURS {count, weight, source}`` and ``MAPS_TO`` (dataset label -> unified label).
+  ``CO_OCCURS {count, weight, evidence}`` and ``MAPS_TO`` (dataset label -> unified label).
 
 Base and unified labels have ids equal to their ``snake_case`` name (``river``);
 dataset labels have ids ``<dataset>/<name>`` (``uc_merced_21/river``). The graph is held
 in a :class:`networkx.MultiDiGraph` whose edge keys are the relation type (plus the
-source for ``CO_OCCURS``), so a pair has at most one edge of each type.
+evidence source for ``CO_OCCURS``), so a pair has at most one edge of each type.
 """
 
 from __future__ import annotations
@@ -77,13 +77,20 @@ class LabelGraph:
             LabelGraphError: unknown ``origin`` or an empty id.
         """
         if origin not in ORIGINS:
-            raise LabelGraphError(f"label {label_id!r}: origin must be one of {ORIGINS}, got {origin!r}")
+            raise LabelGraphError(
+                f"label {label_id!r}: origin must be one of {ORIGINS}, got {origin!r}"
+            )
         if not label_id:
             raise LabelGraphError(f"label {name!r} has an empty id")
         self.g.add_node(
-            label_id, name=name, origin=origin, level=level, dataset=dataset,
-            description=description, **props,
-        )  # fmt: skip
+            label_id,
+            name=name,
+            origin=origin,
+            level=level,
+            dataset=dataset,
+            description=description,
+            **props,
+        )
 
     def label(self, label_id: str) -> dict[str, Any]:
         """Properties of one label, with its ``id``.
@@ -95,7 +102,9 @@ class LabelGraph:
             raise LabelGraphError(f"label {label_id!r} is not in the label graph")
         return {"id": label_id, **self.g.nodes[label_id]}
 
-    def labels(self, origin: str | tuple[str, ...] | None = None, dataset: str | None = None) -> list[str]:
+    def labels(
+        self, origin: str | tuple[str, ...] | None = None, dataset: str | None = None
+    ) -> list[str]:
         """Label ids, optionally filtered by origin(s) and dataset, in insertion order."""
         origins = (origin,) if isinstance(origin, str) else origin
         return [
@@ -128,7 +137,8 @@ class LabelGraph:
             return matches[0]
         if not matches:
             raise LabelGraphError(
-                f"label {label!r} is not in the label graph; list labels with 'samplehub labels tree'"
+                f"label {label!r} is not in the label graph; "
+                "list labels with 'samplehub labels tree'"
             )
         raise LabelGraphError(f"label name {label!r} is ambiguous; use one of the ids {matches}")
 
@@ -137,7 +147,9 @@ class LabelGraph:
         self.g.remove_nodes_from(label_ids)
 
     # -- edges -------------------------------------------------------------------------
-    def add_edge(self, source: str, target: str, type: str, key: str | None = None, **props: Any) -> None:
+    def add_edge(
+        self, source: str, target: str, type: str, key: str | None = None, **props: Any
+    ) -> None:
         """Add or replace the ``type`` edge from ``source`` to ``target``.
 
         Raises:
@@ -147,7 +159,9 @@ class LabelGraph:
             raise LabelGraphError(f"edge type must be one of {EDGE_TYPES}, got {type!r}")
         for end in (source, target):
             if end not in self.g:
-                raise LabelGraphError(f"{type} edge {source!r} -> {target!r}: label {end!r} is missing")
+                raise LabelGraphError(
+                    f"{type} edge {source!r} -> {target!r}: label {end!r} is missing"
+                )
         self.g.add_edge(source, target, key=key or type, type=type, **props)
 
     def edges(self, type: str | None = None) -> Iterator[Edge]:
@@ -192,7 +206,7 @@ class LabelGraph:
 
     # -- serialisation -----------------------------------------------------------------
     def to_records(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Nodes ``{"id", ...props}`` and edges ``{"source", "target", "type", "key", ...props}``."""
+        """Nodes ``{"id", ...}`` and edges ``{"source", "target", "type", "key", ...}``."""
         nodes = [{"id": n, **data} for n, data in self.g.nodes(data=True)]
         edges = [
             {"source": u, "target": v, "key": k, **data}
@@ -216,9 +230,8 @@ class LabelGraph:
         return graph
 
     def copy(self) -> LabelGraph:
-        """A deep copy with the same version number."""
-        nodes, edges = self.to_records()
-        return LabelGraph.from_records(json.loads(json.dumps(nodes)), json.loads(json.dumps(edges)), self.version)
+        """An independent copy (attribute dicts copied; their values are never mutated in place)."""
+        return LabelGraph(self.g.copy(), self.version)
 
     def export(self, path: str | Path, format: str) -> Path:
         """Write the graph as ``graphml`` or ``json`` (node-link); embeddings are left out.

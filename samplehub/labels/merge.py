@@ -111,7 +111,9 @@ class Overrides:
         for section, entries in raw.items():
             for i, entry in enumerate(entries or []):
                 if not isinstance(entry, dict) or not {"dataset", "label", "to"} <= set(entry):
-                    raise LabelGraphError(f"{path}: {section}[{i}] needs 'dataset', 'label' and 'to'")
+                    raise LabelGraphError(
+                        f"{path}: {section}[{i}] needs 'dataset', 'label' and 'to'"
+                    )
                 triple = (str(entry["dataset"]), str(entry["label"]), str(entry["to"]))
                 if section == "pin":
                     pin[triple[:2]] = triple[2]
@@ -162,9 +164,12 @@ class LabelSemantics:
     def augment(self, name: str, alias: str | None = None) -> AugmentedLabel:
         """OSM-augmented text of a label name."""
         return augment_label(
-            name, self.network, self.vocabulary, alias=alias,
+            name,
+            self.network,
+            self.vocabulary,
+            alias=alias,
             max_sentences=self.settings.definition_sentences,
-        )  # fmt: skip
+        )
 
     def vectors(self, labels: list[AugmentedLabel]) -> np.ndarray:
         """Text vectors ``(n, d)``: unit(name vector + augment_weight * augmented vector)."""
@@ -212,10 +217,17 @@ def build_base_graph(base: list[BaseLabel], semantics: LabelSemantics) -> LabelG
     index = {label.name: i for i, label in enumerate(base)}
     for label, aug, vector in zip(base, augmented, vectors, strict=True):
         graph.add_label(
-            label.name, label.name, "base", level=label.level, dataset=BASE_DATASET,
-            description=aug.text, embedding=vector.tolist(), osm_tags=list(aug.osm_tags),
-            osm_uris=list(aug.osm_uris), uncertain=label.uncertain,
-        )  # fmt: skip
+            label.name,
+            label.name,
+            "base",
+            level=label.level,
+            dataset=BASE_DATASET,
+            description=aug.text,
+            embedding=vector.tolist(),
+            osm_tags=list(aug.osm_tags),
+            osm_uris=list(aug.osm_uris),
+            uncertain=label.uncertain,
+        )
     for label in base:
         if label.parent is None:
             continue
@@ -223,12 +235,19 @@ def build_base_graph(base: list[BaseLabel], semantics: LabelSemantics) -> LabelG
         score = semantics.combine(
             float(vectors[i] @ vectors[j]), list(augmented[i].osm_uris), list(augmented[j].osm_uris)
         )
-        graph.add_edge(label.name, label.parent, IS_A, score=max(score.combined, 1e-3),
-                       uncertain=label.uncertain)  # fmt: skip
+        graph.add_edge(
+            label.name,
+            label.parent,
+            IS_A,
+            score=max(score.combined, 1e-3),
+            uncertain=label.uncertain,
+        )
     return graph
 
 
-def validate_label_tree(dataset: str, nodes: list[tuple[str, str | None]], vocabulary: frozenset[str]) -> None:
+def validate_label_tree(
+    dataset: str, nodes: list[tuple[str, str | None]], vocabulary: frozenset[str]
+) -> None:
     """Reject an empty or malformed tree, duplicate names, unknown parents and cycles.
 
     Raises:
@@ -241,19 +260,24 @@ def validate_label_tree(dataset: str, nodes: list[tuple[str, str | None]], vocab
     seen: dict[str, str] = {}
     for i, node in enumerate(nodes):
         if not (isinstance(node, tuple | list) and len(node) == 2 and isinstance(node[0], str)):
-            raise LabelGraphError(f"label tree of {dataset!r}: node {i} must be (name, parent), got {node!r}")
+            raise LabelGraphError(
+                f"label tree of {dataset!r}: node {i} must be (name, parent), got {node!r}"
+            )
         name = node[0]
         key = canonical_name(name, vocabulary)
         if key in seen:
             raise LabelGraphError(
-                f"label tree of {dataset!r}: {name!r} duplicates {seen[key]!r} (both normalise to {key!r})"
+                f"label tree of {dataset!r}: {name!r} duplicates {seen[key]!r} "
+                f"(both normalise to {key!r})"
             )
         seen[key] = name
     names = {n for n, _ in nodes}
     parent_of = dict(nodes)
     for name, parent in nodes:
         if parent is not None and parent not in names:
-            raise LabelGraphError(f"label tree of {dataset!r}: parent {parent!r} of {name!r} is not a label")
+            raise LabelGraphError(
+                f"label tree of {dataset!r}: parent {parent!r} of {name!r} is not a label"
+            )
         walk, steps = parent, 0
         while walk is not None:
             steps += 1
@@ -301,13 +325,20 @@ def merge_label_tree(
     ids = {name: f"{dataset}/{name}" for name, _ in ordered}
     for (name, parent), aug, vector in zip(ordered, augmented, vectors, strict=True):
         new.add_label(
-            ids[name], name, "dataset", dataset=dataset, description=aug.text,
-            embedding=vector.tolist(), osm_tags=list(aug.osm_tags), osm_uris=list(aug.osm_uris),
-        )  # fmt: skip
+            ids[name],
+            name,
+            "dataset",
+            dataset=dataset,
+            description=aug.text,
+            embedding=vector.tolist(),
+            osm_tags=list(aug.osm_tags),
+            osm_uris=list(aug.osm_uris),
+        )
         if parent is not None:
             pv = np.asarray(new.g.nodes[ids[parent]]["embedding"], dtype=np.float32)
-            score = semantics.combine(float(vector @ pv), list(aug.osm_uris),
-                                      new.g.nodes[ids[parent]]["osm_uris"])  # fmt: skip
+            score = semantics.combine(
+                float(vector @ pv), list(aug.osm_uris), new.g.nodes[ids[parent]]["osm_uris"]
+            )
             new.add_edge(ids[name], ids[parent], IS_A, score=max(score.combined, 1e-3))
         rows.append(_map_one(new, dataset, name, ids, parent, aug, vector, semantics, overrides))
     return new, rows
@@ -330,37 +361,65 @@ def _map_one(
     matrix = np.asarray([graph.g.nodes[u]["embedding"] for u in unified], dtype=np.float32)
     text = matrix @ vector
     order = np.argsort(-text)[: settings.k]
-    scored: list[tuple[str, Score]] = []
+    candidates: list[tuple[str, Score]] = []
     for i in order:
         target = unified[int(i)]
-        same_dataset = graph.g.nodes[target]["origin"] == "unified" and graph.g.nodes[target]["dataset"] == dataset
-        if same_dataset or overrides.forbidden(dataset, name, target):
+        same_dataset = (
+            graph.g.nodes[target]["origin"] == "unified"
+            and graph.g.nodes[target]["dataset"] == dataset
+        )
+        if same_dataset:
             continue  # a dataset's own classes are distinct by definition
-        scored.append((target, semantics.combine(float(text[i]), list(aug.osm_uris),
-                                                 graph.g.nodes[target]["osm_uris"])))  # fmt: skip
-    scored.sort(key=lambda pair: -pair[1].combined)
+        candidates.append(
+            (
+                target,
+                semantics.combine(
+                    float(text[i]), list(aug.osm_uris), graph.g.nodes[target]["osm_uris"]
+                ),
+            )
+        )
+    candidates.sort(key=lambda pair: -pair[1].combined)
+    scored = [(t, s) for t, s in candidates if not overrides.forbidden(dataset, name, t)]
     for target, score in scored:
         if score.combined >= settings.similar_threshold:
-            graph.add_edge(label_id, target, SIMILAR, score=score.combined,
-                           text_sim=score.text, struct_sim=score.struct)  # fmt: skip
+            graph.add_edge(
+                label_id,
+                target,
+                SIMILAR,
+                score=score.combined,
+                text_sim=score.text,
+                struct_sim=score.struct,
+            )
     pinned = overrides.pinned(dataset, name)
     if pinned is not None:
         if pinned not in graph.g or graph.g.nodes[pinned]["origin"] not in UNIFIED_ORIGINS:
             raise LabelGraphError(
                 f"label override pins {dataset}/{name} to {pinned!r}, which is not a unified label"
             )
-        score = semantics.combine(float(np.asarray(graph.g.nodes[pinned]["embedding"]) @ vector),
-                                  list(aug.osm_uris), graph.g.nodes[pinned]["osm_uris"])  # fmt: skip
+        score = semantics.combine(
+            float(np.asarray(graph.g.nodes[pinned]["embedding"]) @ vector),
+            list(aug.osm_uris),
+            graph.g.nodes[pinned]["osm_uris"],
+        )
         return _maps_to(graph, label_id, pinned, score, "pinned by the label override file", False)
     best = scored[0] if scored else None
     if best is not None and best[1].combined >= settings.map_threshold:
         return _maps_to(graph, label_id, best[0], best[1], _why(best[1], aug, settings), False)
-    return _grow(graph, dataset, label_id, name, parent, ids, aug, vector, scored, semantics)
+    return _grow(graph, label_id, name, parent, ids, aug, vector, scored, candidates, semantics)
 
 
-def _maps_to(graph: LabelGraph, label_id: str, target: str, score: Score, why: str, new: bool) -> MappingRow:
-    graph.add_edge(label_id, target, MAPS_TO, score=max(score.combined, 1e-3),
-                   text_sim=score.text, struct_sim=score.struct, why=why)  # fmt: skip
+def _maps_to(
+    graph: LabelGraph, label_id: str, target: str, score: Score, why: str, new: bool
+) -> MappingRow:
+    graph.add_edge(
+        label_id,
+        target,
+        MAPS_TO,
+        score=max(score.combined, 1e-3),
+        text_sim=score.text,
+        struct_sim=score.struct,
+        why=why,
+    )
     return MappingRow(label_id, target, score.combined, score.text, score.struct, why, new)
 
 
@@ -376,7 +435,6 @@ def _why(score: Score, aug: AugmentedLabel, settings: MergeSettings) -> str:
 
 def _grow(
     graph: LabelGraph,
-    dataset: str,
     label_id: str,
     name: str,
     parent: str | None,
@@ -384,9 +442,15 @@ def _grow(
     aug: AugmentedLabel,
     vector: np.ndarray,
     scored: list[tuple[str, Score]],
+    candidates: list[tuple[str, Score]],
     semantics: LabelSemantics,
 ) -> MappingRow:
-    """A new unified label for a dataset label that matched nothing (the system grows)."""
+    """A new unified label for a dataset label that matched nothing (the system grows).
+
+    Placement may use a candidate the override file forbids as a *mapping* target: a
+    forbidden synonym can still be the right parent (medium residential IS_A residential).
+    """
+    dataset = graph.g.nodes[label_id]["dataset"]
     settings = semantics.settings
     unified_id = canonical_name(name, semantics.vocabulary)
     suffix = 2
@@ -394,18 +458,36 @@ def _grow(
         unified_id = f"{canonical_name(name, semantics.vocabulary)}_{suffix}"
         suffix += 1
     graph.add_label(
-        unified_id, unified_id, "unified", dataset=dataset, description=aug.text,
-        embedding=vector.tolist(), osm_tags=list(aug.osm_tags), osm_uris=list(aug.osm_uris),
-    )  # fmt: skip
+        unified_id,
+        unified_id,
+        "unified",
+        dataset=dataset,
+        description=aug.text,
+        embedding=vector.tolist(),
+        osm_tags=list(aug.osm_tags),
+        osm_uris=list(aug.osm_uris),
+    )
     home = graph.mapped_to(ids[parent]) if parent is not None else None
     if home is None:
-        inner = [(t, s) for t, s in scored if graph.children(t) and s.combined >= settings.similar_threshold]
+        inner = [
+            (t, s)
+            for t, s in candidates
+            if graph.children(t) and s.combined >= settings.similar_threshold
+        ]
         home = inner[0][0] if inner else None
     if home is not None:
-        home_score = dict(scored).get(home)
-        graph.add_edge(unified_id, home, IS_A,
-                       score=max(home_score.combined if home_score else settings.similar_threshold, 1e-3))
-    best = f"best candidate {scored[0][0]!r} scored {scored[0][1].combined:.2f}" if scored else "no candidate"
+        home_score = dict(candidates).get(home)
+        graph.add_edge(
+            unified_id,
+            home,
+            IS_A,
+            score=max(home_score.combined if home_score else settings.similar_threshold, 1e-3),
+        )
+    best = (
+        f"best candidate {scored[0][0]!r} scored {scored[0][1].combined:.2f}"
+        if scored
+        else "no candidate"
+    )
     placed = f", placed under {home!r}" if home else ", no parent found"
     why = f"new unified label: {best} < map threshold {settings.map_threshold:.2f}{placed}"
     return _maps_to(graph, label_id, unified_id, Score(1.0, None, 1.0), why, True)
@@ -417,8 +499,11 @@ def _remove_dataset(graph: LabelGraph, dataset: str) -> None:
         n
         for n in graph.labels("unified")
         if graph.g.nodes[n]["dataset"] == dataset
-        and all(graph.g.nodes[u]["dataset"] == dataset for u, _, d in graph.g.in_edges(n, data=True)
-                if d["type"] == MAPS_TO)  # fmt: skip
+        and all(
+            graph.g.nodes[u]["dataset"] == dataset
+            for u, _, d in graph.g.in_edges(n, data=True)
+            if d["type"] == MAPS_TO
+        )
     ]
     graph.remove_labels(own + grown)
 
@@ -453,7 +538,19 @@ def mapping_table(graph: LabelGraph, dataset: str) -> list[MappingRow]:
         if edge is None:
             raise LabelGraphError(f"dataset label {label_id!r} has no MAPS_TO edge")
         props: dict[str, Any] = edge.props
-        new = graph.g.nodes[edge.target]["origin"] == "unified" and graph.g.nodes[edge.target]["dataset"] == dataset
-        rows.append(MappingRow(label_id, edge.target, float(props["score"]), float(props["text_sim"]),
-                               props.get("struct_sim"), str(props.get("why", "")), new))  # fmt: skip
+        new = (
+            graph.g.nodes[edge.target]["origin"] == "unified"
+            and graph.g.nodes[edge.target]["dataset"] == dataset
+        )
+        rows.append(
+            MappingRow(
+                label_id,
+                edge.target,
+                float(props["score"]),
+                float(props["text_sim"]),
+                props.get("struct_sim"),
+                str(props.get("why", "")),
+                new,
+            )
+        )
     return rows

@@ -61,8 +61,11 @@ class Neo4jLabelGraphStore:
         return self._driver.session(database=self.database)
 
     def _call(self, work: Any, write: bool) -> Any:
-        errors = (self._neo4j.exceptions.ServiceUnavailable, self._neo4j.exceptions.AuthError,
-                  self._neo4j.exceptions.SessionExpired)  # fmt: skip
+        errors = (
+            self._neo4j.exceptions.ServiceUnavailable,
+            self._neo4j.exceptions.AuthError,
+            self._neo4j.exceptions.SessionExpired,
+        )
         try:
             with self._session() as session:
                 run = session.execute_write if write else session.execute_read
@@ -90,36 +93,50 @@ class Neo4jLabelGraphStore:
         check_graph(graph)
         nodes, edges = graph.to_records()
         node_rows = [
-            {"id": n["id"], "props": {**_to_neo4j({k: v for k, v in n.items() if k != "id"}), "_order": i}}
+            {
+                "id": n["id"],
+                "props": {**_to_neo4j({k: v for k, v in n.items() if k != "id"}), "_order": i},
+            }
             for i, n in enumerate(nodes)
         ]
         by_type: dict[str, list[dict[str, Any]]] = {t: [] for t in EDGE_TYPES}
         for e in edges:
             props = {k: v for k, v in e.items() if k not in ("source", "target", "type")}
-            by_type[e["type"]].append({"s": e["source"], "t": e["target"], "props": _to_neo4j(props)})
+            by_type[e["type"]].append(
+                {"s": e["source"], "t": e["target"], "props": _to_neo4j(props)}
+            )
 
         def work(tx: Any) -> int:
-            record = tx.run("MATCH (v:GraphVersion) RETURN coalesce(max(v.number), 0) AS n").single()
+            record = tx.run(
+                "MATCH (v:GraphVersion) RETURN coalesce(max(v.number), 0) AS n"
+            ).single()
             number = int(record["n"]) + 1
             for start in range(0, len(node_rows), _BATCH):
                 tx.run(
                     "UNWIND $rows AS row CREATE (l:Label) SET l = row.props, l.id = row.id, "
                     "l.graph_version = $v",
-                    rows=node_rows[start : start + _BATCH], v=number,
+                    rows=node_rows[start : start + _BATCH],
+                    v=number,
                 )
             for type_, rows in by_type.items():
                 for start in range(0, len(rows), _BATCH):
                     tx.run(
                         "UNWIND $rows AS row "
-                        "MATCH (a:Label {graph_version: $v, id: row.s}), (b:Label {graph_version: $v, id: row.t}) "
+                        "MATCH (a:Label {graph_version: $v, id: row.s}), "
+                        "(b:Label {graph_version: $v, id: row.t}) "
                         f"CREATE (a)-[r:{type_}]->(b) SET r = row.props",
-                        rows=rows[start : start + _BATCH], v=number,
+                        rows=rows[start : start + _BATCH],
+                        v=number,
                     )
             tx.run(
-                "CREATE (:GraphVersion {number: $v, message: $m, created_at: $c, labels: $nl, edges: $ne})",
-                v=number, m=message, c=datetime.now(UTC).isoformat(timespec="seconds"),
-                nl=len(nodes), ne=len(edges),
-            )  # fmt: skip
+                "CREATE (:GraphVersion {number: $v, message: $m, created_at: $c, "
+                "labels: $nl, edges: $ne})",
+                v=number,
+                m=message,
+                c=datetime.now(UTC).isoformat(timespec="seconds"),
+                nl=len(nodes),
+                ne=len(edges),
+            )
             return number
 
         graph.version = int(self._call(work, write=True))
@@ -131,10 +148,14 @@ class Neo4jLabelGraphStore:
         def work(tx: Any) -> LabelGraph:
             latest = tx.run("MATCH (v:GraphVersion) RETURN max(v.number) AS n").single()["n"]
             if latest is None:
-                raise LabelGraphError(f"no label graph in Neo4j at {self.uri}; merge a dataset first")
+                raise LabelGraphError(
+                    f"no label graph in Neo4j at {self.uri}; merge a dataset first"
+                )
             wanted = int(latest) if version is None else version
             if not 1 <= wanted <= int(latest):
-                raise LabelGraphError(f"label graph version {wanted} does not exist (latest is {latest})")
+                raise LabelGraphError(
+                    f"label graph version {wanted} does not exist (latest is {latest})"
+                )
             nodes = [
                 {"id": r["id"], **_from_neo4j(r["props"])}
                 for r in tx.run(
@@ -175,7 +196,9 @@ def _to_neo4j(props: dict[str, Any]) -> dict[str, Any]:
     for key, value in props.items():
         if value is None:
             continue
-        nested = isinstance(value, list) and (not value or not isinstance(value[0], int | float | str))
+        nested = isinstance(value, list) and (
+            not value or not isinstance(value[0], int | float | str)
+        )
         if isinstance(value, dict) or nested:
             out[key] = "json:" + json.dumps(value)
         else:
@@ -188,5 +211,7 @@ def _from_neo4j(props: dict[str, Any]) -> dict[str, Any]:
     for key, value in props.items():
         if key in ("id", "graph_version", "_order"):
             continue
-        out[key] = json.loads(value[5:]) if isinstance(value, str) and value.startswith("json:") else value
+        out[key] = (
+            json.loads(value[5:]) if isinstance(value, str) and value.startswith("json:") else value
+        )
     return out

@@ -23,7 +23,8 @@ cosine is 0 against almost everything. For such *sparse* tags (``|In(t)| <
 min_in_links``) the citation set is smoothed with the tag's own outgoing links, its SKOS
 ``broader`` key (tags of one key, e.g. all ``landuse=*``, share it) and ``related``
 concepts: ``C(t) = In(t) | Out(t) | Broader(t) | Related(t) | {t}``. The numbers behind
-this choice are in :func:`OsmSemanticNetwork.sparsity_report` and ``bench/README.md``.
+this choice come from :meth:`OsmSemanticNetwork.sparsity_report` and are recorded in
+``bench/results/label_merge.json`` (``osm_sparsity``, ``structure_no_smoothing``).
 """
 
 from __future__ import annotations
@@ -56,22 +57,61 @@ _TERM = re.compile(r"/lod/osn/term/k:(?P<key>[^/#]+)(?:/v:(?P<value>[^/#]+))?$")
 #: (``abutters``, ``room``, ``usage``, ``buoy:lateral``, ...) are not land cover.
 MAP_FEATURE_KEYS = frozenset(
     {
-        "aeroway", "amenity", "barrier", "bridge", "building", "generator:source",
-        "highway", "historic", "junction", "landuse", "leisure", "man_made", "military",
-        "natural", "place", "power", "public_transport", "railway", "route", "sport",
-        "tourism", "water", "waterway", "wetland",
+        "aeroway",
+        "amenity",
+        "barrier",
+        "bridge",
+        "building",
+        "generator:source",
+        "highway",
+        "historic",
+        "junction",
+        "landuse",
+        "leisure",
+        "man_made",
+        "military",
+        "natural",
+        "place",
+        "power",
+        "public_transport",
+        "railway",
+        "route",
+        "sport",
+        "tourism",
+        "water",
+        "waterway",
+        "wetland",
     }
-)  # fmt: skip
+)
 
 
 #: Head words too generic to stand for a longer label on their own.
 GENERIC_WORDS = frozenset(
     {
-        "land", "area", "region", "zone", "site", "field", "station", "plant", "ground",
-        "lot", "space", "place", "home", "court", "marking", "yard", "park", "track",
-        "power", "cross", "public", "building",
+        "land",
+        "area",
+        "region",
+        "zone",
+        "site",
+        "field",
+        "station",
+        "plant",
+        "ground",
+        "lot",
+        "space",
+        "place",
+        "home",
+        "court",
+        "marking",
+        "yard",
+        "park",
+        "track",
+        "power",
+        "cross",
+        "public",
+        "building",
     }
-)  # fmt: skip
+)
 
 
 @dataclass

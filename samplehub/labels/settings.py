@@ -36,7 +36,7 @@ class GraphSettings:
         backend: ``embedded`` or ``neo4j``.
         taxonomy: ``dataset_labels.json``.
         osm_network: ``osm_semantic_network.skos.rdf.gz``.
-        overrides: the human override file (pin/forbid).
+        overrides: the human override file (pin/forbid); ``None`` for none.
         embedding_model: ``bundled:all-MiniLM-L6-v2`` or a local model path.
         min_in_links: OSM tags with fewer incoming links get the smoothed citation set.
         cooccurrence_min_count: minimum joint count for a ``CO_OCCURS`` edge.
@@ -48,7 +48,7 @@ class GraphSettings:
     backend: str = "embedded"
     taxonomy: Path = Path("../shared/taxonomy/dataset_labels.json")
     osm_network: Path = Path("../shared/data/osm_semantic_network/osm_semantic_network.skos.rdf.gz")
-    overrides: Path = Path("conf/label_overrides.yaml")
+    overrides: Path | None = Path("conf/label_overrides.yaml")
     embedding_model: str = BUNDLED_MODEL
     min_in_links: int = 3
     cooccurrence_min_count: int = 5
@@ -68,7 +68,9 @@ class GraphSettings:
         known = {f.name for f in fields(cls)}
         unknown = set(raw) - known
         if unknown:
-            raise ConfigError(f"graph config: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise ConfigError(
+                f"graph config: unknown key(s) {sorted(unknown)}; known: {sorted(known)}"
+            )
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
             if key in nested:
@@ -77,15 +79,26 @@ class GraphSettings:
                 if bad:
                     raise ConfigError(f"graph config: unknown key(s) graph.{key}.{sorted(bad)}")
                 kwargs[key] = nested[key](**(value or {}))
-            elif key in ("taxonomy", "osm_network", "overrides"):
+            elif key in ("taxonomy", "osm_network", "overrides") and value is not None:
                 path = Path(str(value)).expanduser()
                 kwargs[key] = path if path.is_absolute() or base_dir is None else base_dir / path
             else:
                 kwargs[key] = value
         settings = cls(**kwargs)
         if settings.backend not in ("embedded", "neo4j"):
-            raise ConfigError(f"graph.backend must be 'embedded' or 'neo4j', got {settings.backend!r}")
+            raise ConfigError(
+                f"graph.backend must be 'embedded' or 'neo4j', got {settings.backend!r}"
+            )
         return settings
+
+
+def graph_settings_from_config(config: Any) -> GraphSettings:
+    """Settings from the composed SampleHub config (``samplehub.config.load_config()``),
+    whose ``graph`` entry is the chosen ``conf/graph/*.yaml``; paths resolve from the
+    repository root."""
+    from samplehub.config import REPO_CONF_DIR
+
+    return GraphSettings.from_mapping(dict(config.graph), base_dir=Path(REPO_CONF_DIR).parent)
 
 
 def load_graph_settings(conf_dir: str | Path = "conf", name: str = "embedded") -> GraphSettings:

@@ -106,13 +106,19 @@ class EmbeddedLabelGraphStore:
             _append(rows, "edge", edge["source"], edge["target"], edge["key"], props)
         table = pa.Table.from_pydict(rows, schema=_SCHEMA)
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        meta = {"samplehub.message": message, "samplehub.created_at": created,
-                "samplehub.labels": str(len(nodes)), "samplehub.edges": str(len(edges))}  # fmt: skip
+        meta = {
+            "samplehub.message": message,
+            "samplehub.created_at": created,
+            "samplehub.labels": str(len(nodes)),
+            "samplehub.edges": str(len(edges)),
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_deltalake(
-            str(self.path), table, mode="overwrite",
+            str(self.path),
+            table,
+            mode="overwrite",
             commit_properties=CommitProperties(custom_metadata=meta),
-        )  # fmt: skip
+        )
         graph.version = self._latest() + 1
         return graph.version
 
@@ -132,7 +138,9 @@ class EmbeddedLabelGraphStore:
         latest = self._latest() + 1
         wanted = latest if version is None else version
         if not 1 <= wanted <= latest:
-            raise LabelGraphError(f"label graph version {wanted} does not exist (latest is {latest})")
+            raise LabelGraphError(
+                f"label graph version {wanted} does not exist (latest is {latest})"
+            )
         table = DeltaTable(str(self.path), version=wanted - 1).to_pyarrow_table().to_pylist()
         nodes = [{"id": r["id"], **json.loads(r["props"])} for r in table if r["kind"] == "node"]
         edges = [
@@ -162,8 +170,14 @@ class EmbeddedLabelGraphStore:
         return sorted(found, key=lambda v: v.version)
 
 
-def _append(rows: dict[str, list[Any]], kind: str, id_: str, target: str | None, key: str | None,
-            props: dict[str, Any]) -> None:  # fmt: skip
+def _append(
+    rows: dict[str, list[Any]],
+    kind: str,
+    id_: str,
+    target: str | None,
+    key: str | None,
+    props: dict[str, Any],
+) -> None:
     rows["kind"].append(kind)
     rows["id"].append(id_)
     rows["target"].append(target)
@@ -171,4 +185,6 @@ def _append(rows: dict[str, list[Any]], kind: str, id_: str, target: str | None,
     try:
         rows["props"].append(json.dumps(props, ensure_ascii=False, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise LabelGraphError(f"{kind} {id_!r}: properties are not JSON-serialisable: {exc}") from exc
+        raise LabelGraphError(
+            f"{kind} {id_!r}: properties are not JSON-serialisable: {exc}"
+        ) from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from samplehub.errors import LabelGraphError
 from samplehub.labels.cooccurrence import add_cooccurrence
 from samplehub.labels.embeddings import TextEmbedder
 from samplehub.labels.graph import LabelGraph
@@ -27,7 +28,6 @@ from samplehub.labels.taxonomy import (
     label_vocabulary,
     load_taxonomy_file,
 )
-from samplehub.errors import LabelGraphError
 
 
 def open_semantics(settings: GraphSettings, home: str | Path) -> LabelSemantics:
@@ -48,7 +48,9 @@ def open_store(settings: GraphSettings, home: str | Path) -> LabelGraphStore:
     return EmbeddedLabelGraphStore(home)
 
 
-def current_graph(store: LabelGraphStore, settings: GraphSettings, semantics: LabelSemantics) -> LabelGraph:
+def current_graph(
+    store: LabelGraphStore, settings: GraphSettings, semantics: LabelSemantics
+) -> LabelGraph:
     """The latest stored version, or the base taxonomy graph when nothing is stored yet."""
     if store.versions():
         return store.load()
@@ -62,10 +64,12 @@ def merge_label_trees(
     settings: GraphSettings,
 ) -> tuple[LabelGraph, dict[str, list[MappingRow]]]:
     """Merge several ``(dataset, nodes, aliases)`` trees in order; returns the new graph."""
-    overrides = Overrides.from_yaml(settings.overrides)
+    overrides = Overrides.from_yaml(settings.overrides) if settings.overrides else Overrides()
     rows: dict[str, list[MappingRow]] = {}
     for dataset, nodes, aliases in trees:
-        graph, rows[dataset] = merge_label_tree(graph, dataset, nodes, semantics, overrides, aliases)
+        graph, rows[dataset] = merge_label_tree(
+            graph, dataset, nodes, semantics, overrides, aliases
+        )
     return graph, rows
 
 
@@ -80,8 +84,32 @@ def merge_taxonomy_datasets(
     for key in datasets:
         entry = dataset_labels(data, key)
         trees.append((key, entry.nodes, entry.aliases))
-    graph, rows = merge_label_trees(current_graph(store, settings, semantics), trees, semantics, settings)
+    graph, rows = merge_label_trees(
+        current_graph(store, settings, semantics), trees, semantics, settings
+    )
     store.commit(graph, f"merge taxonomy lists: {', '.join(datasets)}")
+    return graph, rows
+
+
+def commit_label_trees(
+    settings: GraphSettings, home: str | Path, trees: dict[str, list[tuple[str, str | None]]]
+) -> tuple[LabelGraph, dict[str, list[MappingRow]]]:
+    """Merge ``{dataset: nodes}`` label trees into the latest graph and commit a version.
+
+    Re-merging a dataset replaces its labels (and the edges touching them), so the
+    ``label_graph`` asset can re-run over every partition.
+    """
+    if not trees:
+        raise LabelGraphError("no label trees to merge; materialize label_tree for a dataset first")
+    semantics = open_semantics(settings, home)
+    store = open_store(settings, home)
+    graph, rows = merge_label_trees(
+        current_graph(store, settings, semantics),
+        [(dataset, nodes, {}) for dataset, nodes in trees.items()],
+        semantics,
+        settings,
+    )
+    store.commit(graph, f"merge label trees: {', '.join(trees)}")
     return graph, rows
 
 

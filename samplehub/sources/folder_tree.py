@@ -60,7 +60,7 @@ class FolderTreeSource(Source):
     def detect(cls, fs: fsspec.AbstractFileSystem, root: str) -> bool:
         """A folder whose sub-folders hold images."""
         folders, _ = list_dir(fs, root)
-        return any(list_dir(fs, f)[1] or list_dir(fs, f)[0] for f in folders[:3])
+        return any(any(list_dir(fs, f)) for f in folders[:3])
 
     def _folders(self) -> list[tuple[str, tuple[str, ...]]]:
         folders = label_folders(self.fs, self.root)

@@ -104,7 +104,8 @@ def test_loss_falls_on_clustered_data(clusters) -> None:  # type: ignore[no-unty
     for _ in range(8):
         for idx in sampler:
             u, logits = model(xt[idx])
-            loss, _ = dmch.dmch_loss(u, logits, yt[idx], cfg, dmch.select_triplets(u, yt[idx], cfg, None))
+            triplets = dmch.select_triplets(u, yt[idx], cfg, None)
+            loss, _ = dmch.dmch_loss(u, logits, yt[idx], cfg, triplets)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -123,8 +124,9 @@ def test_eq7_orders_ties_by_pre_quantization_values() -> None:
     codes_q = np.array([[1, 0, 1, 0]])
     u_q = np.array([[0.9, 0.1, 0.8, 0.2]])
     codes_b = np.array([[1, 0, 1, 1], [1, 0, 1, 0], [1, 0, 1, 0], [0, 1, 0, 1]])
-    u_b = np.array([[0.9, 0.1, 0.8, 0.6], [0.6, 0.4, 0.6, 0.4], [0.9, 0.1, 0.7, 0.2],
-                    [0.1, 0.9, 0.1, 0.9]])
+    u_b = np.array(
+        [[0.9, 0.1, 0.8, 0.6], [0.6, 0.4, 0.6, 0.4], [0.9, 0.1, 0.7, 0.2], [0.1, 0.9, 0.1, 0.9]]
+    )
     D, I = dmch.coarse_to_fine_rank(codes_q, u_q, codes_b, u_b, top_m=3)
     # items 1 and 2 tie at Hamming 0; item 2 is closer in u; item 0 has Hamming 1
     assert I.tolist() == [[2, 1, 0]]

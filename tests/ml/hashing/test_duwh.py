@@ -66,7 +66,7 @@ def test_weighted_similarity_eq7_to_10_by_hand() -> None:
 
 
 def test_update_keeps_strong_initial_pairs_and_new_knn(clusters) -> None:  # type: ignore[no-untyped-def]
-    x, y = clusters
+    x, _ = clusters
     M0 = duwh.double_knn_similarity(x, 10, 15)
     rng = np.random.default_rng(0)
     x_new = x + 0.1 * rng.standard_normal(x.shape).astype(np.float32)

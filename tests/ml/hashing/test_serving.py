@@ -57,7 +57,8 @@ def test_rerank_equals_brute_force_coarse_to_fine() -> None:
     u_db = np.where(db == 1, 0.5 + 0.5 * rng.random(db.shape), 0.5 * rng.random(db.shape))
     u_q = np.where(q == 1, 0.75, 0.25)
     index = HammingIndex(16).build(db, values=u_db)
-    assert index.bytes_per_sample == 2 + 8 + 32
+    assert index.bytes_per_sample == 2 + 8 + 2 + 32
+    assert HammingIndex(16).build(db).bytes_per_sample == 2 + 8
     D, I = index.search_rerank(q, u_q, k=5, top_m=300)
     D_ref, I_ref = coarse_to_fine_rank(q, u_q, db, u_db.astype(np.float16).astype(np.float32), 300)
     assert np.array_equal(I, I_ref[:, :5])

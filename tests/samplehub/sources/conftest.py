@@ -2,8 +2,9 @@
 
 The S3 side is moto's server mode on 127.0.0.1 (a real HTTP server that speaks the S3
 protocol), started once per session; the fixture datasets from ``tests/data`` and a small
-subset of the real data in ``../shared/data`` are uploaded to it with boto3. The same
-source tests then run against both places through :class:`Where`.
+subset of the real data in ``../shared/data`` (the ``shared_data`` fixture of
+``tests/conftest.py`` skips when it is absent) are uploaded to it with boto3. The same source
+tests then run against both places through :class:`Where`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from samplehub.sources import Source, SourceSpec, open_source
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "tests" / "data"
-SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
 
 FIXTURE_BUCKET = "samplehub-fixtures"
 REAL_BUCKET = "samplehub-real-subset"
@@ -35,11 +35,15 @@ BIGEARTHNET_SUBSET = (
 
 @dataclass(frozen=True)
 class Where:
-    """A place holding datasets: a local folder or an S3 bucket, plus how to reach it."""
+    """A place holding datasets: a local folder or an S3 bucket, plus how to reach it.
+
+    S3 places read through a local file cache (``cache_dir``), as ingestion does.
+    """
 
     name: str
     root: str
     storage_options: dict[str, Any] = field(default_factory=dict)
+    cache_dir: Path | None = None
 
     def uri(self, *parts: str) -> str:
         """The URI of ``parts`` under the root."""
@@ -51,9 +55,9 @@ class Where:
             name=name, uri=self.uri(*parts), storage_options=self.storage_options, **kwargs
         )
 
-    def open(self, name: str, *parts: str, cache_dir: Path | None = None, **kwargs: Any) -> Source:
+    def open(self, name: str, *parts: str, **kwargs: Any) -> Source:
         """Open the source for the dataset at ``parts`` under the root (kind auto-detected)."""
-        return open_source(self.spec(name, *parts, **kwargs), cache_dir)
+        return open_source(self.spec(name, *parts, **kwargs), self.cache_dir)
 
 
 @dataclass(frozen=True)
@@ -124,13 +128,13 @@ def fixture_bucket(s3_server: S3Server) -> str:
 
 
 @pytest.fixture(params=["local", "s3"])
-def where(request: pytest.FixtureRequest) -> Where:
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
     """The fixture datasets on local disk, then on the loopback S3 server."""
     if request.param == "local":
         return Where("local", str(FIXTURES))
     server: S3Server = request.getfixturevalue("s3_server")
     bucket = request.getfixturevalue("fixture_bucket")
-    return Where("s3", f"s3://{bucket}", server.storage_options())
+    return Where("s3", f"s3://{bucket}", server.storage_options(), tmp_path / "s3-cache")
 
 
 @pytest.fixture
@@ -139,14 +143,6 @@ def fixture_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "data"
     shutil.copytree(FIXTURES, copy, ignore=shutil.ignore_patterns("*.py"))
     return copy
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` (real datasets), or skip when this checkout has none."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA} (a fresh clone has no ../shared/data)")
-    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
@@ -171,10 +167,10 @@ def real_bucket(s3_server: S3Server, shared_data: Path) -> str:
 
 
 @pytest.fixture(params=["local", "s3"])
-def real_where(request: pytest.FixtureRequest, shared_data: Path) -> Where:
+def real_where(request: pytest.FixtureRequest, shared_data: Path, tmp_path: Path) -> Where:
     """The real data on local disk, then its subset on the loopback S3 server."""
     if request.param == "local":
         return Where("local", str(shared_data))
     server: S3Server = request.getfixturevalue("s3_server")
     bucket = request.getfixturevalue("real_bucket")
-    return Where("s3", f"s3://{bucket}", server.storage_options())
+    return Where("s3", f"s3://{bucket}", server.storage_options(), tmp_path / "s3-cache")

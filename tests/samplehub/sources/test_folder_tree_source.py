@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samplehub.errors import InvalidSampleError, SourceNotFoundError
+from samplehub.errors import ConfigError, InvalidSampleError, SourceNotFoundError
 from samplehub.sources import SourceSpec, detect_kind, open_source
 from samplehub.sources.folder_tree import FolderTreeSource
 
@@ -100,3 +100,14 @@ def test_a_missing_folder_raises_source_not_found(tmp_path):
 )
 def test_auto_detection_picks_the_kind_from_the_layout(where, parts, kind):
     assert detect_kind(where.spec("x", *parts)) == kind
+
+
+def test_an_unrecognised_layout_asks_for_a_kind(tmp_path):
+    (tmp_path / "readme.md").write_text("nothing to ingest")
+    with pytest.raises(ConfigError, match=rf"{tmp_path}: cannot tell what kind of dataset"):
+        open_source(SourceSpec("x", str(tmp_path)))
+
+
+def test_a_zero_batch_size_is_a_config_error(where):
+    with pytest.raises(ConfigError, match="batch_size must be at least 1"):
+        next(where.open("tifs", "geotiff").discover(batch_size=0))

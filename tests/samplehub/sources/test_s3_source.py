@@ -3,13 +3,13 @@ and the local read-through cache (the paper's Alluxio role, main paper section 3
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-import requests
 
-from samplehub.errors import SourceAccessError, SourceNotFoundError
+from samplehub.errors import InvalidSampleError, SourceAccessError, SourceNotFoundError
 from samplehub.sources import SourceSpec, open_source
 
 pytestmark = pytest.mark.integration
@@ -23,15 +23,28 @@ def iam_authentication(endpoint_url: str) -> Iterator[None]:
     setting as the env var of that name: 0 means every request must be signed with an access
     key that exists in the server's IAM. Restored to "never check" on exit.
     """
-    requests.post(f"{endpoint_url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+    set_auth_count(endpoint_url, b"0")
     try:
         yield
     finally:
-        requests.post(f"{endpoint_url}/moto-api/reset-auth", data=b"inf", timeout=10)
+        set_auth_count(endpoint_url, b"inf")
+
+
+def set_auth_count(endpoint_url: str, count: bytes) -> None:
+    """POST the number of requests the server lets through unauthenticated."""
+    request = urllib.request.Request(
+        f"{endpoint_url}/moto-api/reset-auth",
+        data=count,
+        headers={"Content-Type": "application/octet-stream"},  # not a form: moto reads raw data
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
 
 
 def test_a_missing_bucket_is_source_not_found_naming_it(s3_server):
-    spec = SourceSpec("x", "s3://no-such-bucket/ucmerced", storage_options=s3_server.storage_options())
+    spec = SourceSpec(
+        "x", "s3://no-such-bucket/ucmerced", storage_options=s3_server.storage_options()
+    )
     with pytest.raises(SourceNotFoundError, match="bucket 'no-such-bucket'"):
         open_source(spec)
 
@@ -51,10 +64,10 @@ def test_wrong_credentials_are_source_access_errors(s3_server, fixture_bucket, p
     assert uri in str(info.value) and "storage_options key/secret" in str(info.value)
 
 
-def test_second_read_is_served_from_the_cache_dir(s3_server, tmp_path, entries):
+def test_second_read_is_served_from_the_cache_dir(s3_server, fixtures, tmp_path, entries):
     bucket = "samplehub-cache-test"
     s3_server.client.create_bucket(Bucket=bucket)
-    s3_server.upload(bucket, __import__("pathlib").Path(__file__).parents[2] / "data" / "geotiff", "tifs")
+    s3_server.upload(bucket, fixtures / "geotiff", "tifs")
     cache = tmp_path / "cache"
     spec = SourceSpec("tifs", f"s3://{bucket}/tifs", storage_options=s3_server.storage_options())
     source = open_source(spec, cache_dir=cache)
@@ -65,5 +78,5 @@ def test_second_read_is_served_from_the_cache_dir(s3_server, tmp_path, entries):
     again = open_source(spec, cache_dir=cache).read(entry)
     assert again.checksum == first.checksum
     uncached = open_source(spec)
-    with pytest.raises(Exception, match="scene_a.tif"):
+    with pytest.raises(InvalidSampleError, match=r"scene_a\.tif: cannot read file"):
         uncached.read(entry)

@@ -1,0 +1,184 @@
+"""IVF-PQ index against brute force on seeded synthetic features (faiss contrib style)."""
+
+from __future__ import annotations
+
+import json
+
+import faiss
+import numpy as np
+import pytest
+
+from samplehub.errors import IndexNotTrainedError
+from samplehub.index.ivfpq import (
+    add_to_index,
+    build_ivfpq_index,
+    exact_search,
+    indexed_ids,
+    load_index,
+    measure_recall,
+    needs_retrain,
+    recall_at_k,
+    retrain_index,
+    save_index,
+    search,
+    stored_vectors,
+    suggest_nlist,
+)
+
+D_DIM, NB, NQ, K = 32, 4_000, 100, 10
+NLIST, M, NBITS = 32, 8, 6
+RECALL_BAR = 0.95  # recall@10 with exact re-ranking (k_factor 8), nprobe=8 of 32 cells
+
+
+def clustered(n: int, seed: int, n_clusters: int = 50) -> np.ndarray:
+    """Unit vectors around seeded cluster centres: structure like real image features."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(1234).normal(size=(n_clusters, D_DIM))
+    x = centres[rng.integers(0, n_clusters, n)] + 1.0 * rng.normal(size=(n, D_DIM))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xb = clustered(NB, seed=0)
+    ids = np.random.default_rng(7).choice(2**62, NB, replace=False).astype(np.int64)
+    xq = clustered(NQ, seed=1)
+    return xb, ids, xq
+
+
+@pytest.fixture(scope="module")
+def built(data):
+    xb, ids, _ = data
+    return build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, refine=True)
+
+
+def test_exact_search_matches_numpy(data) -> None:
+    xb, ids, xq = data
+    D, I = exact_search(xb, xq, K, ids=ids)  # noqa: E741 - faiss vocabulary
+    scores = xq @ xb.T
+    top = np.argsort(-scores, axis=1)[:, :K]
+    np.testing.assert_array_equal(I, ids[top])
+    np.testing.assert_allclose(D, np.take_along_axis(scores, top, axis=1), rtol=1e-5)
+
+
+def test_refined_ivfpq_recall_against_brute_force(data, built) -> None:
+    xb, ids, xq = data
+    _, I_exact = exact_search(xb, xq, K, ids=ids)
+    _, I = search(built, xq, K, nprobe=8, k_factor=8)  # noqa: E741 - faiss vocabulary
+    assert recall_at_k(I, I_exact) >= RECALL_BAR
+    assert set(np.unique(I)) <= set(ids)
+
+
+def test_refine_and_nprobe_matter(data, built) -> None:
+    xb, ids, xq = data
+    _, I_exact = exact_search(xb, xq, K, ids=ids)
+    pq_only = build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, refine=False)
+    recall_pq = recall_at_k(search(pq_only, xq, K, nprobe=8)[1], I_exact)
+    recall_refined = recall_at_k(search(built, xq, K, nprobe=8, k_factor=8)[1], I_exact)
+    recall_one_cell = recall_at_k(search(built, xq, K, nprobe=1, k_factor=8)[1], I_exact)
+    assert recall_refined > recall_pq
+    assert recall_refined > recall_one_cell
+
+
+def test_search_returns_ip_scores_of_exact_vectors(data, built) -> None:
+    xb, ids, _ = data
+    D, I = search(built, xb[:5], 1, nprobe=8)  # noqa: E741 - faiss vocabulary
+    np.testing.assert_array_equal(I[:, 0], ids[:5])  # every vector finds itself
+    np.testing.assert_allclose(D[:, 0], 1.0, atol=1e-5)
+
+
+def test_recall_at_k_counts_intersections() -> None:
+    I_exact = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    I_approx = np.array([[4, 3, 9, 9], [5, 6, 7, -1]])
+    assert recall_at_k(I_approx, I_exact) == pytest.approx((2 + 3) / 8)
+    assert recall_at_k(I_approx, I_exact, k=2) == pytest.approx((0 + 2) / 4)
+    with pytest.raises(ValueError, match="need"):
+        recall_at_k(I_approx[:, :2], I_exact)
+
+
+def test_incremental_add_of_a_new_partition(data) -> None:
+    xb, ids, xq = data
+    half = NB // 2
+    index = build_ivfpq_index(xb[:half], ids[:half], nlist=NLIST, m=M, nbits=NBITS)
+    assert add_to_index(index, xb[half:], ids[half:]) == NB - half
+    assert index.ntotal == NB
+    assert add_to_index(index, xb[half:], ids[half:]) == 0  # re-running the add is a no-op
+    assert index.ntotal == NB
+    _, I_exact = exact_search(xb, xq, K, ids=ids)
+    _, I = search(index, xq, K, nprobe=8, k_factor=8)  # noqa: E741 - faiss vocabulary
+    assert recall_at_k(I, I_exact) >= RECALL_BAR
+    assert np.isin(I, ids[half:]).any()  # the new partition is searchable
+    with pytest.raises(ValueError, match="duplicates"):
+        add_to_index(index, xb[:2], np.array([5, 5]))
+    with pytest.raises(ValueError, match="shape"):
+        add_to_index(index, xb[:2, :16], ids[:2])
+
+
+def test_retrain_policy_and_retrain(data) -> None:
+    xb, ids, _ = data
+    index = build_ivfpq_index(xb[:1000], ids[:1000], nlist=16, m=M, nbits=NBITS)
+    assert not needs_retrain(index, growth_factor=2.0)
+    add_to_index(index, xb[1000:1999], ids[1000:1999])
+    assert not needs_retrain(index, growth_factor=2.0)  # 1999 < 2 * 1000
+    add_to_index(index, xb[1999:2000], ids[1999:2000])
+    assert needs_retrain(index, growth_factor=2.0)
+    retrained = retrain_index(index, nlist=suggest_nlist(index.ntotal))
+    assert retrained.ntotal_at_train == retrained.ntotal == 2000
+    assert not needs_retrain(retrained, growth_factor=2.0)
+    assert sorted(indexed_ids(retrained)) == sorted(ids[:2000])
+    xb_stored, ids_stored = stored_vectors(retrained)
+    order = {int(i): r for r, i in enumerate(ids[:2000])}
+    np.testing.assert_array_equal(xb_stored, xb[[order[int(i)] for i in ids_stored]])
+    with pytest.raises(ValueError, match="growth_factor"):
+        needs_retrain(index, growth_factor=1.0)
+
+
+def test_save_load_round_trip(tmp_path, data, built) -> None:
+    _, _, xq = data
+    save_index(built, tmp_path / "ivf")
+    loaded = load_index(tmp_path / "ivf")
+    assert loaded.params == built.params
+    assert loaded.ntotal_at_train == built.ntotal_at_train
+    D0, I0 = search(built, xq, K, nprobe=8)
+    D1, I1 = search(loaded, xq, K, nprobe=8)
+    np.testing.assert_array_equal(I0, I1)
+    np.testing.assert_allclose(D0, D1)
+    meta = json.loads((tmp_path / "ivf" / "index.json").read_text())
+    assert meta["params"]["nlist"] == NLIST
+    assert not list((tmp_path / "ivf").glob(".*"))  # no temporary files left behind
+
+
+def test_load_missing_index_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(IndexNotTrainedError, match="no index at"):
+        load_index(tmp_path / "nothing")
+
+
+def test_measure_recall_uses_stored_vectors(data, built) -> None:
+    _, _, xq = data
+    assert measure_recall(built, xq, k=K, nprobe=8, k_factor=8) >= RECALL_BAR
+
+
+def test_build_rejects_bad_input(data) -> None:
+    xb, ids, _ = data
+    with pytest.raises(ValueError, match="divide"):
+        build_ivfpq_index(xb, ids, nlist=16, m=5)
+    with pytest.raises(ValueError, match="training vectors"):
+        build_ivfpq_index(xb[:100], ids[:100], nlist=16, m=8, nbits=8)
+    with pytest.raises(ValueError, match="duplicates"):
+        build_ivfpq_index(xb[:300], np.zeros(300, dtype=np.int64), nlist=4, m=8, nbits=6)
+    bad = xb[:300].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        build_ivfpq_index(bad, ids[:300], nlist=4, m=8, nbits=6)
+
+
+def test_untrained_index_raises() -> None:
+    with pytest.raises(IndexNotTrainedError):
+        search(faiss.IndexIVFFlat(faiss.IndexFlatIP(8), 8, 4), np.zeros((1, 8), "float32"), 1)
+
+
+def test_suggest_nlist_keeps_enough_training_points() -> None:
+    assert suggest_nlist(1_000_000) == 4096
+    for nb in (100, 5_000, 50_000):
+        assert nb / suggest_nlist(nb) >= 39 / 2  # rounding to a power of two may halve it

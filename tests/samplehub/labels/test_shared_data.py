@@ -1,0 +1,116 @@
+"""The label graph on the real inputs in ../shared: Million-AID, the OSM Semantic Network,
+eight scene datasets' class lists and UC Merced multi-label co-occurrence."""
+
+from __future__ import annotations
+
+import pytest
+from labels_shared import OSM, TAXONOMY, UCM_MULTILABEL, needs_shared
+
+from samplehub.labels.association import AssociationWeights, associated_labels
+from samplehub.labels.cooccurrence import add_cooccurrence, read_ucmerced_multilabel
+from samplehub.labels.embeddings import TextEmbedder
+from samplehub.labels.graph import LabelGraph
+from samplehub.labels.merge import LabelSemantics, MergeSettings, build_base_graph, merge_label_tree
+from samplehub.labels.osm import OsmSemanticNetwork
+from samplehub.labels.taxonomy import (
+    base_taxonomy,
+    dataset_labels,
+    label_vocabulary,
+    load_taxonomy_file,
+)
+
+pytestmark = needs_shared
+DATASETS = [
+    "uc_merced_21",
+    "eurosat_10",
+    "aid_30",
+    "nwpu_resisc45",
+    "patternnet_38",
+    "whu_rs19",
+    "rsscn7",
+    "siri_whu_12",
+    "uc_merced_multilabel_17",
+]
+
+
+@pytest.fixture(scope="module")
+def network() -> OsmSemanticNetwork:
+    return OsmSemanticNetwork.from_rdf(OSM)
+
+
+@pytest.fixture(scope="module")
+def merged(network: OsmSemanticNetwork, embedder: TextEmbedder) -> LabelGraph:
+    data = load_taxonomy_file(TAXONOMY)
+    settings = MergeSettings(text_weight=0.5, map_threshold=0.875, similar_threshold=0.6)
+    semantics = LabelSemantics(
+        network, embedder, network.vocabulary() | label_vocabulary(data), settings
+    )
+    graph = build_base_graph(base_taxonomy(data), semantics)
+    for key in DATASETS:
+        entry = dataset_labels(data, key)
+        graph, _ = merge_label_tree(graph, key, entry.nodes, semantics, aliases=entry.aliases)
+    return graph
+
+
+def test_base_taxonomy_is_8_28_51_with_ten_uncertain_leaves() -> None:
+    base = base_taxonomy(load_taxonomy_file(TAXONOMY))
+    levels = [label.level for label in base]
+    assert levels.count(1) == 8 and levels.count(2) == 28 and len(base) == 73
+    leaves = set(load_taxonomy_file(TAXONOMY)["million_aid"]["multi_class_51"])
+    assert leaves <= {label.name for label in base}
+    uncertain = {label.name for label in base if label.uncertain}
+    assert len(uncertain) == 10 and "golf_course" in uncertain
+
+
+def test_osm_matching_definitions_and_cocitation(network: OsmSemanticNetwork) -> None:
+    river = network.match(["river"])
+    assert any(network.concepts[u].tag == "waterway=river" for u in river)
+    assert network.match(["bare", "land"]) == []  # generic head word alone does not match
+    assert any("river" in d.lower() for d in network.definitions(river))
+    assert network.cocitation(river[0], river[0]) == 1.0
+    lake = network.match(["lake"])
+    desert = network.match(["desert"])
+    assert network.structural_similarity(river, lake) > network.structural_similarity(river, desert)
+    report = network.sparsity_report(river + lake + desert)
+    assert report["no_in_links"] >= 1  # natural=desert: the sparsity the fallback handles
+    assert report["mean_citations_smoothed"] > report["mean_citations_raw"]
+
+
+def test_every_dataset_label_maps_and_is_a_is_acyclic(merged: LabelGraph) -> None:
+    assert merged.unmapped_labels() == []
+    assert merged.is_a_cycle() is None
+    assert set(merged.datasets()) == set(DATASETS)
+
+
+@pytest.mark.parametrize(
+    ("label", "unified"),
+    [
+        ("eurosat_10/Highway", "highway_area"),
+        ("nwpu_resisc45/industrial_area", "industrial_land"),
+        ("uc_merced_21/storagetanks", "storage_tank"),
+        ("aid_30/DenseResidential", "dense_residential"),
+        ("nwpu_resisc45/dense_residential", "dense_residential"),
+        ("whu_rs19/Farmland", "farmland"),
+    ],
+)
+def test_known_synonyms_meet(merged: LabelGraph, label: str, unified: str) -> None:
+    assert merged.mapped_to(label) == unified
+
+
+def test_grown_labels_sit_under_the_right_base_label(merged: LabelGraph) -> None:
+    assert merged.g.nodes["dense_residential"]["origin"] == "unified"
+    assert merged.parents("dense_residential") == ["residential_land"]
+
+
+def test_cooccurrence_links_river_to_water(merged: LabelGraph) -> None:
+    samples = read_ucmerced_multilabel(UCM_MULTILABEL)
+    assert len(samples) == 2100
+    graph, added = add_cooccurrence(merged, samples, "ucmerced_multilabel", min_count=5)
+    assert added > 50
+    found = {a.label: a for a in associated_labels(graph, "river", 2.0, AssociationWeights())}
+    water = found["uc_merced_multilabel_17/water"]
+    assert water.relations[-1] == "co_occurs"
+    assert "lake" in found and "water_area" in found
+    assert found["lake"].path == ("river", "water_area", "lake")
+    again, _ = add_cooccurrence(graph, samples, "ucmerced_multilabel", min_count=5)
+    assert again.g.number_of_edges() == graph.g.number_of_edges()  # re-running a source replaces it

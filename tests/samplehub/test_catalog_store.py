@@ -1,0 +1,75 @@
+"""Delta catalog and Zarr store on local disk: atomic appends, partition replace, reads."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from samplehub.catalog import Catalog, DatasetInfo
+from samplehub.errors import DatasetNotFoundError, SampleNotFoundError
+from samplehub.ingest import records_to_table
+from samplehub.records import FileEntry, GeoInfo, SampleRecord, sample_id_for
+from samplehub.store import SampleStore, array_key
+
+
+def record(dataset: str, name: str, shape: tuple[int, int, int], dtype: str = "uint8",
+           labels: tuple[str, ...] = ("forest",)) -> SampleRecord:
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    image = rng.integers(0, 200, shape).astype(dtype)
+    bands = ("red", "green", "blue") if shape[0] == 3 else tuple(f"b{i}" for i in range(shape[0]))
+    entry = FileEntry(dataset=dataset, relpath=f"{labels[0]}/{name}.jpg", uri=f"/x/{name}.jpg",
+                      labels=labels, label_path=labels)
+    return SampleRecord(entry=entry, image=image, band_names=bands,
+                        geo=GeoInfo(bbox=(10.0, 45.0, 10.01, 45.01)), checksum=name)
+
+
+def test_sample_id_is_stable_and_dataset_scoped() -> None:
+    assert sample_id_for("a", "x/1.jpg") == sample_id_for("a", "x/1.jpg")
+    assert sample_id_for("a", "x/1.jpg") != sample_id_for("b", "x/1.jpg")
+    assert 0 <= sample_id_for("a", "x/1.jpg") < 2**63
+
+
+def test_store_groups_by_shape_and_round_trips(tmp_path: Path) -> None:
+    store = SampleStore(str(tmp_path / "zarr"), thumb_size=16).dataset("d")
+    records = [record("d", "a", (3, 32, 32)), record("d", "b", (3, 20, 24)),
+               record("d", "c", (3, 32, 32)), record("d", "s2", (12, 8, 8), "uint16")]
+    locations = store.append(records)
+    assert [loc[0] for loc in locations] == [
+        "uint8_3x32x32", "uint8_3x20x24", "uint8_3x32x32", "uint16_12x8x8"]
+    assert locations[2] == ("uint8_3x32x32", 1)
+    for rec, (key, row) in zip(records, locations, strict=True):
+        assert key == array_key(rec.image)
+        assert np.array_equal(store.image(key, row), rec.image)
+        assert store.thumb(key, row).shape == (3, 16, 16)
+    more = store.append([record("d", "e", (3, 32, 32))])
+    assert more == [("uint8_3x32x32", 2)]
+    with pytest.raises(SampleNotFoundError):
+        store.image("uint8_3x32x32", 7)
+
+
+def test_catalog_append_read_and_label_filter(tmp_path: Path) -> None:
+    catalog = Catalog(str(tmp_path / "catalog"))
+    assert catalog.sample_ids("d").size == 0
+    records = [record("d", "a", (3, 8, 8)), record("d", "b", (3, 8, 8), labels=("river",))]
+    catalog.append("samples", records_to_table(records, [("k", 0), ("k", 1)]))
+    catalog.append("samples", records_to_table([record("e", "a", (3, 8, 8))], [("k", 0)]))
+    assert len(catalog.sample_ids("d")) == 2 and len(catalog.sample_ids("e")) == 1
+    catalog.register_dataset(DatasetInfo(dataset="d", source_uri="/x", kind="folder_tree"))
+    rivers = catalog.samples("d", label="river")
+    assert list(rivers["relpath"]) == ["river/b.jpg"]
+    row = catalog.sample(records[0].entry.sample_id)
+    assert row["dataset"] == "d" and row["georeferenced"] and row["hilbert"] > 0
+    with pytest.raises(SampleNotFoundError):
+        catalog.sample(12345)
+    with pytest.raises(DatasetNotFoundError, match="samplehub ingest"):
+        catalog.samples("nope")
+
+
+def test_registry_row_is_replaced_not_duplicated(tmp_path: Path) -> None:
+    catalog = Catalog(str(tmp_path / "catalog"))
+    catalog.register_dataset(DatasetInfo(dataset="d", source_uri="/x", kind="k", n_samples=1))
+    catalog.register_dataset(DatasetInfo(dataset="e", source_uri="/y", kind="k", n_samples=5))
+    catalog.register_dataset(DatasetInfo(dataset="d", source_uri="/x", kind="k", n_samples=2))
+    frame = catalog.datasets()
+    assert list(frame["dataset"]) == ["d", "e"]
+    assert list(frame["n_samples"]) == [2, 5]
