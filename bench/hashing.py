@@ -281,7 +281,6 @@ def _clustered_codes(n: int, bits: int, rng: np.random.Generator) -> np.ndarray:
 
 def bench_latency(n: int, n_queries: int = 300, bits: int = 64) -> dict[str, Any]:
     """p99 latency and bytes/sample of Hamming search over ``n`` codes vs IVF-PQ floats."""
-
     from ml.hashing.serving import HammingIndex
 
     rng = np.random.default_rng(0)

@@ -7,12 +7,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 import assets.ingest
+import assets.label_graph
 from jobs.ingest import ingest_job
 from orchestration.resources import RESOURCES
 from orchestration.schedules import rescan_schedule
 from orchestration.sensors import new_dataset_sensor
 
-ASSET_MODULES = [assets.ingest]
+ASSET_MODULES = [assets.ingest, assets.label_graph]
 
 defs = Definitions(
     assets=load_assets_from_modules(ASSET_MODULES),

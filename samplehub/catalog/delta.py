@@ -48,6 +48,12 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def rows_with_label(column: pa.ChunkedArray, label: str) -> np.ndarray:
+    """Row numbers whose list ``column`` contains ``label``."""
+    flat = pc.is_in(pc.list_flatten(column), pa.array([label]))
+    return pc.list_parent_indices(column).filter(flat).to_numpy()
+
+
 class Catalog:
     """The ``samples``, ``quarantine`` and ``datasets`` tables under one root URI."""
 
@@ -136,15 +142,17 @@ class Catalog:
         """Samples as a DataFrame, filtered by dataset and original or unified label."""
         if dataset is not None:
             self.dataset(dataset)
-        table = self.read("samples", dataset, columns=columns)
+        wanted = list(columns) if columns else None
+        read_columns = wanted and sorted({*wanted, "labels", "unified_labels"})
+        table = self.read("samples", dataset, columns=read_columns)
         if label is not None:
-            mask = pc.is_in(pc.list_flatten(table.column("labels")), pa.array([label]))
-            has = pc.list_parent_indices(table.column("labels")).filter(mask)
-            unified = table.column("unified_labels")
-            mask_u = pc.is_in(pc.list_flatten(unified), pa.array([label]))
-            has_u = pc.list_parent_indices(unified).filter(mask_u)
-            rows = np.unique(np.concatenate([has.to_numpy(), has_u.to_numpy()]))
+            rows = np.unique(
+                np.concatenate([rows_with_label(table.column(c), label)
+                                for c in ("labels", "unified_labels")])
+            )
             table = table.take(pa.array(rows, pa.int64()))
+        if wanted:
+            table = table.select(wanted)
         if limit is not None:
             table = table.slice(0, limit)
         return table.to_pandas()

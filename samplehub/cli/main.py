@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from samplehub.cli.labels import labels_app
 from samplehub.errors import SampleHubError
 from samplehub.repository import Repository
 from samplehub.sources import SourceSpec
@@ -26,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(labels_app, name="labels")
 console = Console()
 
 Overrides = Annotated[
@@ -41,20 +43,27 @@ def repository(overrides: list[str] | None) -> Repository:
 
 @app.command()
 def ingest(
-    uri: Annotated[str, typer.Argument(help="folder, manifest file, GeoTIFF folder or s3://bucket/prefix")],
+    uri: Annotated[
+        str,
+        typer.Argument(help="folder, manifest, GeoTIFF folder, s3://bucket/prefix, or the name "
+                       "of a source in conf/sources"),
+    ],
     name: Annotated[str | None, typer.Option(help="dataset name (default: the folder name)")] = None,
     kind: Annotated[str, typer.Option(help="folder_tree, multilabel_manifest, bigearthnet, geotiff or auto")] = "auto",
-    images: Annotated[str | None, typer.Option(help="image root of a multi-label manifest")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", help="source option KEY=VALUE, e.g. images=DIR for a manifest"),
+    ] = None,
     endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint for s3:// URIs")] = None,
     overrides: Overrides = None,
 ) -> None:
     """Ingest a dataset into the catalog and the image store (idempotent)."""
     repo = repository(overrides)
     configured = repo.sources()
-    if name in configured and uri == name:
-        spec = configured[name]
+    if uri in configured and not Path(uri).exists():
+        spec = configured[uri]
     else:
-        options = {"images": str(Path(images).resolve()) if "://" not in images else images} if images else {}
+        options = parse_options(option or [])
         storage = {"endpoint_url": endpoint_url} if endpoint_url else {}
         resolved = uri if "://" in uri else str(Path(uri).expanduser().resolve())
         spec = SourceSpec(
@@ -102,12 +111,13 @@ def samples(
         dataset, label, limit,
         columns=["sample_id", "dataset", "relpath", "labels", "width", "height", "bands", "minx", "miny"],
     )
-    table = Table("sample_id", "dataset", "relpath", "labels", "size", "bands", "lon/lat")
+    table = Table("dataset", "relpath", "labels", "size", "bands", "lon/lat")
+    table.add_column("sample_id", no_wrap=True, min_width=19)
     for row in frame.itertuples():
         where = "" if row.minx != row.minx else f"{row.minx:.3f}, {row.miny:.3f}"
         table.add_row(
-            str(row.sample_id), row.dataset, row.relpath, ", ".join(row.labels),
-            f"{row.width}x{row.height}", str(len(row.bands)), where,
+            row.dataset, row.relpath, ", ".join(row.labels),
+            f"{row.width}x{row.height}", str(len(row.bands)), where, str(row.sample_id),
         )
     console.print(table)
 
@@ -146,6 +156,18 @@ def quarantine(
     for row in frame.itertuples():
         table.add_row(row.dataset, row.relpath, row.error_type, row.reason)
     console.print(table)
+
+
+def parse_options(pairs: list[str]) -> dict[str, str]:
+    """``["images=DIR"]`` -> ``{"images": "/abs/DIR"}``; local paths are made absolute."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--option {pair!r}: expected KEY=VALUE")
+        is_path = "://" not in value and Path(value).exists()
+        options[key] = str(Path(value).resolve()) if is_path else value
+    return options
 
 
 def main() -> None:

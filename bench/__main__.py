@@ -1,0 +1,18 @@
+"""``make bench``: run every benchmark script in turn (each writes bench/results/*.json)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["ingest.py", "label_merge.py", "features.py", "hashing.py"]
+
+failed = []
+for script in SCRIPTS:
+    if not (HERE / script).exists():
+        continue
+    print(f"== bench/{script}", flush=True)
+    if subprocess.run([sys.executable, str(HERE / script)], cwd=HERE).returncode != 0:
+        failed.append(script)
+if failed:
+    sys.exit(f"benchmarks failed: {', '.join(failed)}")
