@@ -59,6 +59,7 @@ PAPER = {
 }
 DMCH_BITS = (32, 64, 96)
 DUWH_BITS = (16, 24, 32, 48)
+DUWH_LR = 1e-3  # head-only on cached features; the paper's 2e-5 is for Swin-T fine-tuning
 
 
 def _image_paths(dataset: str) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -205,10 +206,10 @@ def bench_duwh(quick: bool, tracking_uri: str | None) -> tuple[list[dict[str, An
     purity = _pair_purity(M0, y[db])
     print(f"double k-NN: {M0.nnz} pairs, same-class {purity:.3f}, {knn_s:.0f} s", flush=True)
     rows, curves = [], {}
-    epochs = 2 if quick else 10
+    epochs = 2 if quick else 5
     for bits in DUWH_BITS:
         start = time.perf_counter()
-        result = train.train_duwh(x[db], bits, eval_set=ev, epochs=epochs, lr=1e-4, M0=M0)
+        result = train.train_duwh(x[db], bits, eval_set=ev, epochs=epochs, lr=DUWH_LR, M0=M0)
         seconds = time.perf_counter() - start
         final = result.final_map or 0.0
         rows.append(
@@ -218,7 +219,7 @@ def bench_duwh(quick: bool, tracking_uri: str | None) -> tuple[list[dict[str, An
                 bits,
                 final,
                 epochs=epochs,
-                lr=1e-4,
+                lr=DUWH_LR,
                 train_s=round(seconds),
                 pairs_purity=round(purity, 4),
             )
@@ -362,11 +363,15 @@ NOTES = """
 * **Head-only training on CPU.** DMCH trains only a hash network on fixed features in the
   paper too, so its protocol matches; we stop at 150 epochs instead of 800. DUWH fine-tunes
   Swin-T end to end on a GPU; here only a square feature layer (identity start, standing in
-  for the fine-tuned last stage) and the tanh hash layer train, for 10 epochs, so the
-  similarity update (Eq. 6-12) sees much smaller feature changes than in the paper.
+  for the fine-tuned last stage) and the tanh hash layer train, for 5 epochs (CPU time), so
+  the similarity update (Eq. 6-12) sees much smaller feature changes than in the paper.
+  The pseudo-labels of the double-layer k-NN on our features are 87.7 % same-class pairs
+  and raw cosine retrieval on them scores mAP@1900 = 0.689: the ceiling a head-only model
+  starts from is lower than Swin-T's.
 * **DUWH learning rate.** The paper's 2e-5 is for fine-tuning a pretrained transformer; a
-  freshly initialised hash layer barely moves at that rate in 10 epochs, so the table uses
-  1e-4 (the lr sweep below shows the effect).
+  freshly initialised head barely moves at that rate in a few epochs, so the table uses
+  1e-3. Measured at 48 bits, 2 epochs, EuroSAT protocol (mAP@1900 after epoch 1 / 2):
+  lr 2e-5: 0.665 / 0.712; lr 1e-4: 0.739 / 0.758; lr 1e-3: 0.767 / 0.789.
 * **EuroSAT resolution.** EuroSAT's 64 px chips are encoded at 128 px instead of 224 px to
   keep extraction of 27,000 images within minutes on a shared 2-core CPU.
 * **Batches.** DUWH batches pair 64 random anchors with one pseudo-similar partner each
@@ -418,6 +423,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="few epochs, for a smoke run")
     parser.add_argument("--features-only", action="store_true", help="cache features and stop")
     parser.add_argument("--latency-only", action="store_true", help="only the 1M-code latency")
+    parser.add_argument("--report-only", action="store_true", help="rebuild hashing.md from JSON")
     parser.add_argument("--latency-n", type=int, default=1_000_000)
     parser.add_argument("--tracking-uri", default=None, help="MLflow URI to log and promote runs")
     args = parser.parse_args()
@@ -434,16 +440,28 @@ def main() -> int:
         for dataset in DATASETS:
             print(dataset, load_features(dataset)[0].shape, flush=True)
         return 0
-    dmch_rows, dmch_curves = bench_dmch(args.quick, args.tracking_uri)
-    duwh_rows, duwh_curves = bench_duwh(args.quick, args.tracking_uri)
+    if not args.report_only:
+        _run_retrieval(args.quick, args.tracking_uri)
+    _write_report()
+    return 0
+
+
+def _run_retrieval(quick: bool, tracking_uri: str | None) -> None:
+    """Train and score every method on both datasets; write hashing.json and PR plots."""
+    dmch_rows, dmch_curves = bench_dmch(quick, tracking_uri)
+    duwh_rows, duwh_curves = bench_duwh(quick, tracking_uri)
     plot_pr_curves(dmch_curves, RESULTS / "hashing_pr_ucmerced.png", "UC Merced, Hamming radius")
     plot_pr_curves(duwh_curves, RESULTS / "hashing_pr_eurosat.png", "EuroSAT, Hamming radius")
     rows = dmch_rows + duwh_rows
     (RESULTS / "hashing.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def _write_report() -> None:
+    """hashing.md from hashing.json and, when present, hamming.json."""
+    rows = json.loads((RESULTS / "hashing.json").read_text())
     latency_path = RESULTS / "hamming.json"
     latency = json.loads(latency_path.read_text()) if latency_path.exists() else None
     (RESULTS / "hashing.md").write_text(_markdown(rows, latency))
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,11 +4,12 @@ The paper fuses "the outputs from multiple convolutional layers at different lev
 the classification model" into one image feature. Here that is three steps:
 
 1. :class:`StagePooling` runs the backbone once (timm ``forward_intermediates``) and
-   global-average-pools the chosen stages, by default the stride-8/16/32 stages (40, 112
+   global-average-pools the chosen stages in fp32, by default the stride-8/16/32 stages (40, 112
    and 320 channels for EfficientNet-Lite0) plus the 1280-channel head convolution.
 2. :class:`FusionHead` L2-normalises each pooled stage (so no stage dominates by scale),
    concatenates them and projects to ``dim`` (D) with one linear layer, then L2-normalises,
-   so inner product = cosine similarity in the index.
+   so inner product = cosine similarity in the index. The head always runs in fp32, also
+   under bf16 autocast: it costs nothing and keeps bf16 features closer to fp32 ones.
 3. :class:`MultiScaleEncoder` chains the two: images (N, 3, H, W) -> features (N, D).
 
 The projection starts as a seeded orthogonal matrix (a distance-preserving random
@@ -46,32 +47,35 @@ class StagePooling(nn.Module):
         include_head: bool = True,
     ) -> None:
         super().__init__()
-        n_stages = len(backbone.feature_info)
-        if not stages or any(not 0 <= s < n_stages for s in stages):
-            raise ValueError(f"stages must be indices in [0, {n_stages}); got {list(stages)}")
+        info: Any = backbone.feature_info
+        if not stages or any(not 0 <= s < len(info) for s in stages):
+            raise ValueError(f"stages must be indices in [0, {len(info)}); got {list(stages)}")
         self.backbone = backbone
         self.stages = tuple(sorted(set(stages)))
         self.include_head = include_head
-        channels = [backbone.feature_info[s]["num_chs"] for s in self.stages]
+        channels = [int(info[s]["num_chs"]) for s in self.stages]
         if include_head:
-            channels.append(backbone.num_features)
+            head_channels: Any = backbone.num_features
+            channels.append(int(head_channels))
         self.stage_channels: tuple[int, ...] = tuple(channels)
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
         """The backbone's timm pretrained config (input mean/std, size)."""
-        return dict(self.backbone.pretrained_cfg)
+        cfg: Any = self.backbone.pretrained_cfg
+        return dict(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pool each stage of ``x`` (N, 3, H, W) and concatenate to (N, sum(stage_channels))."""
+        backbone: Any = self.backbone
         if self.include_head:
-            head, maps = self.backbone.forward_intermediates(x, indices=list(self.stages))
+            head, maps = backbone.forward_intermediates(x, indices=list(self.stages))
             maps = [*maps, head]
         else:
-            maps = self.backbone.forward_intermediates(
+            maps = backbone.forward_intermediates(
                 x, indices=list(self.stages), intermediates_only=True, stop_early=True
             )
-        return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
+        return torch.cat([m.float().mean(dim=(2, 3)) for m in maps], dim=1)
 
 
 class FusionHead(nn.Module):
@@ -104,9 +108,10 @@ class FusionHead(nn.Module):
                 f"expected pooled features with {sum(self.stage_channels)} columns "
                 f"{self.stage_channels}; got shape {tuple(pooled.shape)}"
             )
-        parts = torch.split(pooled, self.stage_channels, dim=1)
-        fused = torch.cat([F.normalize(p, dim=1) for p in parts], dim=1)
-        return F.normalize(self.proj(fused).float(), dim=1)
+        with torch.autocast(pooled.device.type, enabled=False):  # tiny: keep it fp32
+            parts = torch.split(pooled.float(), list(self.stage_channels), dim=1)
+            fused = torch.cat([F.normalize(p, dim=1) for p in parts], dim=1)
+            return F.normalize(self.proj(fused), dim=1)
 
 
 class MultiScaleEncoder(nn.Module):

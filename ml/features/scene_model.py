@@ -256,6 +256,11 @@ def train_scene_model(
 ) -> SceneTrainResult:
     """Train the scene model on cached pooled backbone stages (paper 3.4.2, Fig. 6).
 
+    From images, compute the cache once with
+    ``xt = extract_features(StagePooling(create_backbone()), images)``; afterwards
+    ``build_multiscale_encoder(head=result.model.head)`` encodes images with the trained
+    head (or ``head=load_scene_model("models:/<name>/<version>").head``).
+
     Args:
         xt: pooled stages (N, C) from ``StagePooling``, C = sum(stage_channels).
         Y: multi-hot labels (N, L).

@@ -24,7 +24,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -81,16 +81,18 @@ class IvfpqIndex:
 
 
 def suggest_nlist(nb: int) -> int:
-    """A power-of-two ``nlist`` near ``4 * sqrt(nb)``, with >= 39 training points per cell.
+    """A power-of-two ``nlist`` near ``4 * sqrt(nb)`` with >= 39 training points per cell.
 
     Args:
-        nb: number of database vectors.
+        nb: number of database (training) vectors.
 
     Returns:
         nlist >= 1.
     """
-    target = min(4.0 * math.sqrt(max(nb, 1)), nb / MIN_POINTS_PER_CENTROID)
-    return 1 << max(0, round(math.log2(max(target, 1.0))))
+    nlist = 1 << max(0, round(math.log2(4.0 * math.sqrt(max(nb, 1)))))
+    while nlist > 1 and nlist * MIN_POINTS_PER_CENTROID > nb:
+        nlist //= 2
+    return nlist
 
 
 def _as_vectors(x: np.ndarray, name: str, d: int | None = None) -> np.ndarray:
@@ -195,7 +197,8 @@ def build_ivfpq_index(
 
 def indexed_ids(index: IvfpqIndex) -> np.ndarray:
     """The ids held by ``index``, in insertion order (int64, (ntotal,))."""
-    return faiss.vector_to_array(index.index.id_map).astype(np.int64)
+    idmap: Any = index.index
+    return faiss.vector_to_array(idmap.id_map).astype(np.int64)
 
 
 def add_to_index(index: IvfpqIndex, xb: np.ndarray, ids: np.ndarray) -> int:
@@ -257,7 +260,8 @@ def stored_vectors(index: IvfpqIndex) -> tuple[np.ndarray, np.ndarray]:
     """
     if not index.params.refine:
         raise ValueError("this index keeps only PQ codes (refine=False); pass xb and ids")
-    refine = faiss.downcast_index(index.index.index)
+    idmap: Any = index.index
+    refine: Any = faiss.downcast_index(idmap.index)
     xb = refine.refine_index.reconstruct_n(0, index.ntotal)
     return xb, indexed_ids(index)
 
@@ -327,13 +331,18 @@ def search(
     if k < 1:
         raise ValueError(f"k must be >= 1; got {k}")
     xq = _as_vectors(xq, "xq", raw.d)
-    params = None
-    ivf = faiss.try_extract_index_ivf(raw)
-    if ivf is not None:
-        params = faiss.SearchParametersIVF(nprobe=nprobe)
-        inner = faiss.downcast_index(raw.index) if isinstance(raw, faiss.IndexIDMap) else raw
+    params: Any = None
+    if faiss.try_extract_index_ivf(raw) is not None:
+        params = faiss.SearchParametersIVF()
+        params.nprobe = nprobe
+        inner: Any = raw
+        if isinstance(raw, faiss.IndexIDMap):
+            inner = faiss.downcast_index(inner.index)
         if isinstance(inner, faiss.IndexRefine):
-            params = faiss.IndexRefineSearchParameters(k_factor=k_factor, base_index_params=params)
+            ivf_params = params
+            params = faiss.IndexRefineSearchParameters()
+            params.k_factor = k_factor
+            params.base_index_params = ivf_params
     return raw.search(xq, k, params=params)
 
 

@@ -18,9 +18,9 @@ SOURCE_KINDS: dict[str, type[Source]] = {
 }
 
 
-def detect_kind(spec: SourceSpec, cache_dir: str | os.PathLike[str] | None = None) -> str:
+def detect_kind(spec: SourceSpec) -> str:
     """Guess the source kind from the layout at ``spec.uri``; most specific kinds first."""
-    fs = filesystem_for(spec.uri, spec.storage_options, cache_dir)
+    fs = filesystem_for(spec.uri, spec.storage_options)
     root = check_root(fs, spec.uri)
     for kind in DETECTION_ORDER:
         if kind in SOURCE_KINDS and SOURCE_KINDS[kind].detect(fs, root):
@@ -33,7 +33,7 @@ def detect_kind(spec: SourceSpec, cache_dir: str | os.PathLike[str] | None = Non
 
 def open_source(spec: SourceSpec, cache_dir: str | os.PathLike[str] | None = None) -> Source:
     """The :class:`Source` that reads ``spec`` (kind detected when ``spec.kind == "auto"``)."""
-    kind = detect_kind(spec, cache_dir) if spec.kind == "auto" else spec.kind
+    kind = detect_kind(spec) if spec.kind == "auto" else spec.kind
     if kind not in SOURCE_KINDS:
         raise ConfigError(
             f"source {spec.name!r}: unknown kind {kind!r}; expected one of {sorted(SOURCE_KINDS)}"

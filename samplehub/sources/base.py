@@ -22,7 +22,12 @@ import fsspec
 from samplehub.errors import ConfigError, InvalidSampleError
 from samplehub.label_tree import LabelTree
 from samplehub.records import FileEntry, SampleRecord
-from samplehub.sources.filesystem import check_root, filesystem_for
+from samplehub.sources.filesystem import (
+    ReadThroughCache,
+    check_root,
+    filesystem_for,
+    is_remote,
+)
 from samplehub.sources.readers import checksum, decode_image
 
 
@@ -57,10 +62,11 @@ class Source(ABC):
 
     def __init__(self, spec: SourceSpec, cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.spec = spec
-        self.fs: fsspec.AbstractFileSystem = filesystem_for(
-            spec.uri, spec.storage_options, cache_dir
-        )
+        self.fs: fsspec.AbstractFileSystem = filesystem_for(spec.uri, spec.storage_options)
         self.root = check_root(self.fs, spec.uri)
+        self.cache = (
+            ReadThroughCache(cache_dir) if cache_dir is not None and is_remote(spec.uri) else None
+        )
 
     @classmethod
     def detect(cls, fs: fsspec.AbstractFileSystem, root: str) -> bool:
@@ -88,10 +94,17 @@ class Source(ABC):
             checksum=checksum(data),
         )
 
-    def read_bytes(self, path: str) -> bytes:
-        """All bytes of ``path``; a missing or unreadable file names itself in the error."""
+    def read_bytes(self, path: str, fs: fsspec.AbstractFileSystem | None = None) -> bytes:
+        """All bytes of ``path`` on ``fs`` (default: the source's), through the cache if any.
+
+        Raises:
+            InvalidSampleError: the file is missing or unreadable; the message names it.
+        """
+        fs = fs or self.fs
         try:
-            with self.fs.open(path, "rb") as f:
+            if self.cache is not None:
+                return self.cache.read(fs, path)
+            with fs.open(path, "rb") as f:
                 return f.read()  # type: ignore[no-any-return]
         except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
             raise InvalidSampleError(f"{path}: cannot read file ({exc})") from exc

@@ -2,13 +2,15 @@
 
 The main paper (section 3.2) mounts remote repositories as local directories through
 Alluxio with an in-memory cache. Here fsspec plays that role: ``s3://`` URIs go through
-s3fs, wrapped in a read-through local file cache under the SampleHub home, so a second
-pass over a bucket reads from local disk.
+s3fs, and :class:`ReadThroughCache` keeps a local copy of every object read under the
+SampleHub home, so a second pass over a bucket reads from local disk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,17 +33,14 @@ def strip_scheme(uri: str) -> str:
 
 
 def filesystem_for(
-    uri: str,
-    storage_options: Mapping[str, Any] | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
+    uri: str, storage_options: Mapping[str, Any] | None = None
 ) -> fsspec.AbstractFileSystem:
-    """The fsspec filesystem that reads ``uri``, with a local read-through cache for S3.
+    """The fsspec filesystem that reads ``uri`` (local, or s3fs for ``s3://``).
 
     Args:
         uri: a local path or ``s3://bucket/prefix``.
         storage_options: passed to s3fs (``endpoint_url``, ``key``, ``secret``, ...); when
             absent, s3fs reads the usual AWS environment variables.
-        cache_dir: where remote files are cached; ``None`` disables caching.
     """
     if not is_remote(uri):
         return fsspec.filesystem("file")
@@ -54,10 +53,56 @@ def filesystem_for(
     options = dict(storage_options or {})
     if protocol == "s3" and "endpoint_url" in options:
         options.setdefault("client_kwargs", {})["endpoint_url"] = options.pop("endpoint_url")
-    remote = fsspec.filesystem(protocol, **options)
-    if cache_dir is None:
-        return remote
-    return fsspec.filesystem("filecache", fs=remote, cache_storage=str(cache_dir), same_names=False)
+    return fsspec.filesystem(protocol, **options)
+
+
+class ReadThroughCache:
+    """A local copy of every remote object read, validated by the object's ETag.
+
+    The paper's Alluxio cache in miniature: the first read of an object downloads it into
+    ``directory``; later reads of the same unchanged object (same ETag, or size and
+    modification time) come from local disk, and an object replaced on the server is
+    downloaded again. If the server no longer has the object, the cached copy is served.
+    Writes go through a temporary file and an atomic rename, so concurrent readers in a
+    thread pool never see a partial file (fsspec's ``filecache`` is not thread-safe).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def read(self, fs: fsspec.AbstractFileSystem, path: str) -> bytes:
+        """The bytes of ``path`` on ``fs``, from the cache when it holds the current version."""
+        blob = self.directory / hashlib.sha256(path.encode()).hexdigest()
+        tag_file = blob.with_suffix(".etag")
+        try:
+            tag = version_tag(fs.info(path))
+        except FileNotFoundError:
+            if blob.exists():
+                return blob.read_bytes()
+            raise
+        if blob.exists() and tag_file.exists() and tag_file.read_text() == tag:
+            return blob.read_bytes()
+        data: bytes = fs.cat_file(path)
+        atomic_write(blob, data)
+        atomic_write(tag_file, tag.encode())
+        return data
+
+
+def version_tag(info: Mapping[str, Any]) -> str:
+    """What identifies one version of an object: its ETag, else size and mtime."""
+    tag = info.get("ETag") or info.get("etag")
+    if tag:
+        return str(tag)
+    return f"{info.get('size')}-{info.get('LastModified') or info.get('mtime')}"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old or the new file, never a part."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+    with os.fdopen(handle, "wb") as f:
+        f.write(data)
+    os.replace(temporary, path)
 
 
 def check_root(fs: fsspec.AbstractFileSystem, uri: str) -> str:

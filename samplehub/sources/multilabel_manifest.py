@@ -163,7 +163,7 @@ class MultilabelManifestSource(Source):
         super().__init__(spec, cache_dir)
         self.manifest_fs = self.fs
         self.images_uri = str(spec.options.get("images") or parent_uri(spec.uri))
-        self.fs = filesystem_for(self.images_uri, spec.storage_options, cache_dir)
+        self.fs = filesystem_for(self.images_uri, spec.storage_options)
         self.images_root = check_root(self.fs, self.images_uri)
         self._manifest: Manifest | None = None
 
@@ -179,8 +179,7 @@ class MultilabelManifestSource(Source):
     def manifest(self) -> Manifest:
         """The parsed manifest (read once per source)."""
         if self._manifest is None:
-            with self.manifest_fs.open(self.root, "rb") as f:
-                data = f.read()
+            data = self.read_bytes(self.root, self.manifest_fs)
             try:
                 text = data.decode("utf-8-sig")
             except UnicodeDecodeError as exc:

@@ -180,5 +180,6 @@ def test_untrained_index_raises() -> None:
 
 def test_suggest_nlist_keeps_enough_training_points() -> None:
     assert suggest_nlist(1_000_000) == 4096
-    for nb in (100, 5_000, 50_000):
-        assert nb / suggest_nlist(nb) >= 39 / 2  # rounding to a power of two may halve it
+    assert suggest_nlist(10) == 1
+    for nb in (100, 2_000, 5_000, 50_000):
+        assert nb / suggest_nlist(nb) >= 39
