@@ -9,6 +9,7 @@ from dagster import Definitions, load_asset_checks_from_modules, load_assets_fro
 import assets.ingest
 import assets.label_graph
 from jobs.ingest import ingest_job
+from jobs.labels import label_graph_job
 from orchestration.resources import RESOURCES
 from orchestration.schedules import rescan_schedule
 from orchestration.sensors import new_dataset_sensor
@@ -18,7 +19,7 @@ ASSET_MODULES = [assets.ingest, assets.label_graph]
 defs = Definitions(
     assets=load_assets_from_modules(ASSET_MODULES),
     asset_checks=load_asset_checks_from_modules(ASSET_MODULES),
-    jobs=[ingest_job],
+    jobs=[ingest_job, label_graph_job],
     sensors=[new_dataset_sensor],
     schedules=[rescan_schedule],
     resources=RESOURCES,

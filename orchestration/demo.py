@@ -17,6 +17,7 @@ from rich.table import Table
 from assets.partitions import dataset_partitions
 from orchestration.definitions import defs
 from jobs.ingest import ingest_job
+from jobs.labels import label_graph_job
 from samplehub.repository import Repository
 from samplehub.sources import SourceSpec
 from samplehub.sources.filesystem import is_remote
@@ -62,6 +63,10 @@ def main() -> int:
         if not result.success:
             console.print(f"[red]run {result.run_id} failed for {name}[/]")
             return 1
+    console.print("[bold]materializing[/] label_graph, label_embeddings ...")
+    if not defs.resolve_job_def(label_graph_job.name).execute_in_process(instance=instance).success:
+        console.print("[red]the label graph run failed[/]")
+        return 1
     summary = Table("dataset", "samples", "labels", "quarantined", "kind")
     for row in repo.catalog.datasets().itertuples():
         summary.add_row(row.dataset, f"{row.n_samples:,}", str(row.n_labels),
