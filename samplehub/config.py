@@ -63,6 +63,7 @@ class ModelConfig:
     threads: int = 0
     registered_model: str = "scene_model"
     alias: str = "champion"
+    train_dataset: str = "ucmerced_multilabel"
 
 
 @dataclass
@@ -79,6 +80,9 @@ class RetrievalConfig:
     prototypes_per_label: int = 4
     similarity_threshold: float = 0.5
     max_label_distance: float = 1.0
+    recall_k: int = 100
+    recall_bar: float = 0.9
+    recall_probe: int = 200
 
 
 @dataclass

@@ -65,3 +65,25 @@ class LabelGraphError(SampleHubError, ValueError):
 
 class ManifestRowError(ManifestError, InvalidSampleError):
     """One manifest row names a sample that is not there; the row is quarantined, not fatal."""
+
+
+class BuildNotFoundError(SampleHubError, KeyError):
+    """A logical dataset (build) id is not among the stored builds."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ExportExistsError(SampleHubError, FileExistsError):
+    """An export's target directory already exists and overwriting was not asked for."""
+
+
+class UnknownLabelError(SampleHubError, KeyError):
+    """A query names a label that is not in the label graph."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class QueryError(SampleHubError, ValueError):
+    """A query is malformed or asks for something the repository cannot answer yet."""

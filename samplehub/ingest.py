@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import UTC, datetime
 
 import numpy as np
@@ -21,7 +21,9 @@ import pyarrow as pa
 
 from samplehub.catalog import Catalog, DatasetInfo
 from samplehub.catalog import schema as catalog_schema
+from samplehub.config import ExecutorConfig
 from samplehub.errors import SampleHubError
+from samplehub.executors import map_batch
 from samplehub.progress import progress_bar
 from samplehub.records import FileEntry, Quarantined, SampleRecord
 from samplehub.sources import Source
@@ -63,14 +65,10 @@ def read_entry(source: Source, entry: FileEntry) -> SampleRecord | Quarantined:
 
 
 def read_entries(
-    source: Source, entries: Sequence[FileEntry], workers: int = 4
+    source: Source, entries: Sequence[FileEntry], executor: ExecutorConfig
 ) -> tuple[list[SampleRecord], list[Quarantined]]:
-    """Read a batch in ``workers`` threads (decoders release the GIL); order is kept."""
-    if workers <= 1:
-        results = [read_entry(source, e) for e in entries]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda e: read_entry(source, e), entries))
+    """Read a batch on the configured executor (threads: decoders release the GIL)."""
+    results = map_batch(partial(read_entry, source), entries, executor)
     good = [r for r in results if isinstance(r, SampleRecord)]
     bad = [r for r in results if isinstance(r, Quarantined)]
     return good, bad
@@ -151,8 +149,7 @@ def ingest_dataset(
     catalog: Catalog,
     store: SampleStore,
     *,
-    batch_size: int = 2048,
-    workers: int = 4,
+    executor: ExecutorConfig | None = None,
     progress: bool = False,
 ) -> IngestReport:
     """Ingest every sample of ``source`` that the catalog does not hold yet.
@@ -163,17 +160,18 @@ def ingest_dataset(
     file fixed since the last run leaves quarantine when it is ingested.
     """
     started = time.perf_counter()
+    executor = executor or ExecutorConfig()
     dataset = source.spec.name
     report = IngestReport(dataset=dataset)
     tree = source.label_tree()
     known = set(catalog.sample_ids(dataset).tolist())
     target = store.dataset(dataset)
     with progress_bar(desc=f"ingest {dataset}", unit="sample", enabled=progress) as bar:
-        for batch in source.discover(batch_size):
+        for batch in source.discover(executor.batch_size):
             report.found += len(batch)
             new = [e for e in batch if e.sample_id not in known]
             report.skipped += len(batch) - len(new)
-            records, bad = read_entries(source, new, workers)
+            records, bad = read_entries(source, new, executor)
             report.quarantined.extend(bad)
             if records:
                 locations = target.append(records)

@@ -74,8 +74,7 @@ class Repository:
             self.open_source(spec),
             self.catalog,
             self.store,
-            batch_size=self.config.executor.batch_size,
-            workers=self.config.executor.workers,
+            executor=self.config.executor,
             progress=progress,
         )
 

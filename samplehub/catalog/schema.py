@@ -67,3 +67,41 @@ DATASETS = pa.schema(
         pa.field("updated_at", TIMESTAMP),
     ]
 )
+
+# One row per (sample, model version): the multi-scale image feature of main paper 3.4.2.
+VECTOR = pa.list_(pa.float32())
+
+FEATURES = pa.schema(
+    [
+        pa.field("sample_id", pa.int64(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("vector", VECTOR, nullable=False),
+        pa.field("computed_at", TIMESTAMP),
+    ]
+)
+
+# K-means centres of each label's features (main paper 3.4.2), partitioned by model version.
+PROTOTYPES = pa.schema(
+    [
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("prototype_id", pa.int32(), nullable=False),
+        pa.field("vector", VECTOR, nullable=False),
+        pa.field("n_members", pa.int64(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("computed_at", TIMESTAMP),
+    ]
+)
+
+FEEDBACK = pa.schema(
+    [
+        pa.field("spec_id", pa.string(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("sample_id", pa.int64(), nullable=False),
+        pa.field("label", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("decision", pa.string(), nullable=False),
+        pa.field("who", pa.string()),
+        pa.field("at", TIMESTAMP),
+    ]
+)

@@ -165,10 +165,11 @@ def polygon_filter(frame: Frame, polygon_wkt: str, geometry_column: str = "footp
     )
     sd = sedonadb.connect()
     sd.create_data_frame(table).to_view("samplehub_candidates")
-    hits = sd.sql(
+    query = sd.sql(
         "SELECT row FROM samplehub_candidates WHERE "
         f"ST_Intersects(ST_GeomFromWKB(wkb), ST_GeomFromText('{polygon.wkt}'))"
-    ).to_arrow_table()
+    )
+    hits = pa.table(query)  # Arrow C stream: an int64 column, no geoarrow types needed
     keep = np.zeros(len(candidates), dtype=bool)
     keep[np.asarray(hits.column("row").to_numpy(), dtype=np.int64)] = True
     return _take(candidates, keep)

@@ -117,7 +117,6 @@ def test_polygon_filter_without_sedonadb(monkeypatch, frame: pd.DataFrame) -> No
 
 def test_polygon_filter_with_sedonadb(frame: pd.DataFrame) -> None:
     pytest.importorskip("sedonadb", reason="sedonadb not installed (pip install sedonadb)")
-    pytest.importorskip("geoarrow.pyarrow", reason="sedonadb needs geoarrow-pyarrow")
     triangle = shapely.Polygon([(0, 0), (30, 0), (0, 30)])
     out = polygon_filter(frame, triangle.wkt)
     boxes = shapely.from_wkb(frame.footprint.to_numpy())

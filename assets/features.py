@@ -1,0 +1,131 @@
+"""Feature assets: ``scene_model``, ``image_features[dataset]``, ``ivfpq_index`` and
+``label_prototypes``, with their checks (no NaN features, index recall@k vs exact)."""
+
+from dagster import (
+    AllPartitionMapping,
+    AssetCheckResult,
+    AssetDep,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+
+from assets.ingest import samples
+from assets.label_graph import label_graph
+from assets.partitions import dataset_partitions
+from assets.resources import SampleHubResource
+from samplehub.features import (
+    compute_features,
+    count_non_finite,
+    train_registered_scene_model,
+)
+from samplehub.index.lifecycle import index_recall, update_ivfpq_index
+from samplehub.models import model_version
+from samplehub.retrieval.prototypes import compute_prototypes
+
+
+@asset(
+    deps=[AssetDep(samples, partition_mapping=AllPartitionMapping())],
+    group_name="features",
+    kinds={"pytorch", "mlflow"},
+)
+def scene_model(samplehub: SampleHubResource) -> MaterializeResult:
+    """The multi-label scene model (BCE + pair term), registered in MLflow under the alias."""
+    result = train_registered_scene_model(samplehub.repository())
+    last = result.history[-1] if result.history else {}
+    return MaterializeResult(
+        metadata={
+            "model_uri": str(result.model_uri),
+            "registered_version": str(result.model_version),
+            "run_id": str(result.run_id),
+            **{k: MetadataValue.float(round(v, 4)) for k, v in last.items() if k != "epoch"},
+        }
+    )
+
+
+@asset(
+    partitions_def=dataset_partitions,
+    deps=[samples, scene_model],
+    group_name="features",
+    kinds={"pytorch", "delta"},
+)
+def image_features(
+    context: AssetExecutionContext, samplehub: SampleHubResource
+) -> MaterializeResult:
+    """Multi-scale features of one dataset's samples; only samples new to the model version."""
+    report = compute_features(samplehub.repository(), context.partition_key, progress=True)
+    context.log.info(f"{report.computed} computed, {report.cached} cached ({report.model_version})")
+    return MaterializeResult(
+        metadata={
+            "model_version": report.model_version,
+            "samples": report.total,
+            "computed": report.computed,
+            "cached": report.cached,
+            "seconds": MetadataValue.float(round(report.seconds, 2)),
+            "img_per_s": MetadataValue.float(round(report.img_per_s, 1)),
+        }
+    )
+
+
+@asset(
+    deps=[AssetDep(image_features, partition_mapping=AllPartitionMapping())],
+    group_name="features",
+    kinds={"faiss"},
+)
+def ivfpq_index(samplehub: SampleHubResource) -> MaterializeResult:
+    """IVF-PQ index of every feature: built once, grown per dataset, retrained on growth."""
+    update = update_ivfpq_index(samplehub.repository())
+    return MaterializeResult(
+        metadata={
+            "model_version": update.model_version,
+            "action": update.action,
+            "added": update.added,
+            "ntotal": update.ntotal,
+            "nlist": update.nlist,
+            "nbits": update.nbits,
+            "seconds": MetadataValue.float(round(update.seconds, 2)),
+            "path": MetadataValue.path(str(update.path)),
+        }
+    )
+
+
+@asset(
+    deps=[AssetDep(image_features, partition_mapping=AllPartitionMapping()), label_graph],
+    group_name="features",
+    kinds={"faiss", "delta"},
+)
+def label_prototypes(samplehub: SampleHubResource) -> MaterializeResult:
+    """K-means prototypes of each original and unified label's features."""
+    report = compute_prototypes(samplehub.repository())
+    return MaterializeResult(
+        metadata={
+            "model_version": report.model_version,
+            "labels": report.labels,
+            "prototypes": report.prototypes,
+            "labels_without_features": report.skipped,
+            "seconds": MetadataValue.float(round(report.seconds, 2)),
+        }
+    )
+
+
+@asset_check(asset=ivfpq_index, blocking=True)
+def recall_at_k_above_bar(samplehub: SampleHubResource) -> AssetCheckResult:
+    """recall@k of the index against exact search on held-out probes >= the configured bar."""
+    repo = samplehub.repository()
+    report = index_recall(repo)
+    bar = repo.config.retrieval.recall_bar
+    return AssetCheckResult(
+        passed=report.recall >= bar,
+        metadata={"recall": MetadataValue.float(round(report.recall, 4)), "bar": bar,
+                  "k": report.k, "probes": report.nq, "nprobe": report.nprobe},
+    )
+
+
+@asset_check(asset=image_features, blocking=True)
+def features_are_finite(samplehub: SampleHubResource) -> AssetCheckResult:
+    """No stored feature of the current model version holds NaN or infinity."""
+    repo = samplehub.repository()
+    vectors, bad = count_non_finite(repo.catalog, model_version(repo.config))
+    return AssetCheckResult(passed=bad == 0, metadata={"vectors": vectors, "non_finite": bad})

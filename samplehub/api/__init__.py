@@ -1,0 +1,5 @@
+"""The HTTP API and the review page (FastAPI): ``create_app(repo)``."""
+
+from samplehub.api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,69 @@
+"""The FastAPI application: query, build, review, feedback, export, samples, labels.
+
+``create_app(repo)`` serves one repository. OpenAPI is at ``/openapi.json``, interactive
+docs at ``/docs``, the review page at ``/review``. The query functions default to
+:mod:`samplehub.retrieval.query` and can be replaced (tests pass a double).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from samplehub.api.errors import install_error_handler
+from samplehub.api.routes import builds, labels, samples
+from samplehub.api.routes import query as query_routes
+from samplehub.api.state import ApiState, ImageQueryFunction
+from samplehub.export.builder import QueryFunction
+from samplehub.export.builds import BuildStore
+from samplehub.repository import Repository
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_app(
+    repo: Repository,
+    query: QueryFunction | None = None,
+    image_query: ImageQueryFunction | None = None,
+) -> FastAPI:
+    """The HTTP API of ``repo``.
+
+    Args:
+        repo: the repository to serve.
+        query: ``run_query(repo, spec)``; default :func:`samplehub.retrieval.query.run_query`.
+        image_query: ``query_by_image(repo, image=, sample_id=, k=)``; default
+            :func:`samplehub.retrieval.query.query_by_image`.
+    """
+    if query is None or image_query is None:
+        from samplehub.retrieval.query import query_by_image, run_query
+
+        query = query or run_query
+        image_query = image_query or query_by_image
+    app = FastAPI(
+        title="SampleHub",
+        summary="Cross-dataset remote-sensing sample retrieval and dataset building.",
+        version="0.1.0",
+    )
+    app.state.samplehub = ApiState(
+        repo=repo,
+        query=query,
+        image_query=image_query,
+        builds=BuildStore(repo.config.home_path / "builds"),
+    )
+    install_error_handler(app)
+    for module in (query_routes, builds, samples, labels):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/review", include_in_schema=False)
+    def review() -> FileResponse:
+        return FileResponse(STATIC / "review.html")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/review")
+
+    return app

@@ -1,0 +1,205 @@
+"""Request and response bodies of the HTTP API (pydantic; they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from samplehub.export.builder import Member
+from samplehub.export.spec import SPLIT_NAME, Constraints
+from samplehub.retrieval.types import Hit, IndexChoice, QuerySpec
+
+
+class QueryRequest(BaseModel):
+    """The three-step query: labels, step-1 constraints and step-2/3 settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[str] = Field(..., min_length=1, examples=[["river", "bridge"]])
+    constraints: Constraints = Field(default_factory=Constraints)
+    k: int = Field(100, ge=1, le=10_000, description="supplementary samples per label at most")
+    include_supplementary: bool = True
+    max_label_distance: float | None = Field(None, ge=0)
+    similarity_threshold: float | None = None
+    index: IndexChoice = "auto"
+
+    def query_spec(self) -> QuerySpec:
+        """The library's query."""
+        c = self.constraints
+        return QuerySpec(
+            labels=tuple(label.strip() for label in self.labels),
+            bbox=c.bbox,
+            polygon_wkt=c.polygon_wkt,
+            time_range=c.time,
+            datasets=tuple(c.datasets) if c.datasets else None,
+            sensors=tuple(c.sensors) if c.sensors else None,
+            k=self.k,
+            include_supplementary=self.include_supplementary,
+            max_label_distance=self.max_label_distance,
+            similarity_threshold=self.similarity_threshold,
+            index=self.index,
+        )
+
+
+class HitOut(BaseModel):
+    """One returned sample with why it was returned."""
+
+    sample_id: int
+    id: str = Field(..., description="sample_id as a string (63-bit ids overflow JS numbers)")
+    dataset: str
+    relpath: str
+    labels: list[str]
+    kind: str = Field(..., description="exact, supplementary or similar")
+    score: float
+    query_label: str
+    reason: str
+    path: list[str] = []
+    prototype: int | None = None
+    thumbnail: str
+
+    @classmethod
+    def of(cls, hit: Hit) -> HitOut:
+        """From a library hit."""
+        return cls(
+            sample_id=hit.sample_id, id=str(hit.sample_id), dataset=hit.dataset,
+            relpath=hit.relpath, labels=list(hit.labels), kind=hit.kind, score=hit.score,
+            query_label=hit.query_label, reason=hit.reason, path=list(hit.path),
+            prototype=hit.prototype, thumbnail=f"/samples/{hit.sample_id}/thumbnail.png",
+        )
+
+
+class QueryResponse(BaseModel):
+    """Hits (exact first, then supplementary), the plan and a human message."""
+
+    spec_id: str = Field(..., description="query id; feedback on these hits is keyed by it")
+    message: str
+    exact: int
+    supplementary: int
+    hits: list[HitOut]
+    plan: dict[str, Any] = {}
+    timings_ms: dict[str, float] = {}
+
+
+class MemberOut(BaseModel):
+    """One sample of a logical dataset."""
+
+    sample_id: int
+    id: str = Field(..., description="sample_id as a string (63-bit ids overflow JS numbers)")
+    dataset: str
+    relpath: str
+    label: str
+    labels: list[str]
+    kind: str
+    score: float
+    reason: str
+    path: list[str]
+    split: str
+    thumbnail: str
+
+    @classmethod
+    def of(cls, m: Member) -> MemberOut:
+        """From a builder member."""
+        return cls(
+            **m.__dict__, id=str(m.sample_id), thumbnail=f"/samples/{m.sample_id}/thumbnail.png"
+        )
+
+
+class BuildResponse(BaseModel):
+    """A stored logical dataset."""
+
+    build_id: str
+    spec_id: str
+    name: str
+    message: str
+    counts: dict[str, dict[str, int]]
+    members: list[MemberOut]
+    plan: dict[str, Any] = {}
+
+
+class DecisionIn(BaseModel):
+    """One reviewer decision (``sample_id`` may be sent as a string, as JavaScript must)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample_id: int
+    decision: Literal["accept", "reject"]
+    label: str | None = None
+    kind: str | None = None
+
+
+class FeedbackRequest(BaseModel):
+    """Decisions on samples returned for one query (``spec_id`` from /query or /build)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec_id: str = Field(..., min_length=1)
+    who: str = Field("anonymous", min_length=1, max_length=200)
+    decisions: list[DecisionIn] = Field(..., min_length=1)
+
+
+class FeedbackResponse(BaseModel):
+    """How many decisions were recorded."""
+
+    spec_id: str
+    recorded: int
+
+
+class FeedbackRow(BaseModel):
+    """A stored decision."""
+
+    spec_id: str
+    dataset: str
+    sample_id: int
+    label: str | None
+    kind: str | None
+    decision: str
+    who: str | None
+    at: str
+
+
+class ExportRequest(BaseModel):
+    """Export a build under ``<home>/exports/<name>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    build_id: str = Field(..., min_length=1)
+    name: str | None = Field(None, pattern=SPLIT_NAME.pattern,
+                             description="export folder name (default: the build id)")
+    formats: list[Literal["imagefolder", "stac", "zarr"]] = ["imagefolder", "stac", "zarr"]
+    supplementary: Literal["accepted", "unrejected", "none"] = "unrejected"
+    overwrite: bool = False
+
+
+class ExportResponse(BaseModel):
+    """What was written."""
+
+    path: str
+    samples: int
+    dropped: int
+    counts: dict[str, dict[str, int]]
+    files: list[str]
+
+
+class LabelOut(BaseModel):
+    """One label of the label graph."""
+
+    id: str
+    name: str
+    origin: str
+    dataset: str | None = None
+    level: int | None = None
+    parents: list[str] = []
+    maps_to: str | None = None
+
+
+class AssociationOut(BaseModel):
+    """An associated label (Eq. 1 weighted shortest path)."""
+
+    label: str
+    name: str
+    origin: str
+    dataset: str | None
+    distance: float
+    path: list[str]
+    relations: list[str]

@@ -1,0 +1,97 @@
+"""POST /query (the three-step query) and POST /query/image (query by image)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from PIL import Image, UnidentifiedImageError
+
+from samplehub.api.models import HitOut, QueryRequest, QueryResponse
+from samplehub.api.state import ApiState, get_state
+from samplehub.errors import InvalidSampleError
+from samplehub.export.feedback import rejected_ids
+from samplehub.export.spec import query_id
+from samplehub.retrieval.types import QueryResult
+
+router = APIRouter(tags=["query"])
+
+
+def plain(value: dict[str, Any]) -> dict[str, Any]:
+    """A plan or timings dict as plain JSON values."""
+    return json.loads(json.dumps(value, default=str))  # type: ignore[no-any-return]
+
+
+def respond(result: QueryResult, spec_id: str, rejected: set[int]) -> QueryResponse:
+    """The response of a query result, without samples rejected for this query."""
+    hits = [h for h in result.hits if h.sample_id not in rejected]
+    exact = sum(h.kind == "exact" for h in hits)
+    supplementary = sum(h.kind == "supplementary" for h in hits)
+    if not hits:
+        message = "no sample matches this query; widen the constraints or check the labels"
+    elif result.spec.labels:
+        message = f"{exact} exact and {supplementary} supplementary samples"
+    else:
+        message = f"{len(hits)} visually similar samples"
+    if rejected:
+        message += f" ({len(rejected)} rejected earlier for this query left out)"
+    return QueryResponse(
+        spec_id=spec_id, message=message, exact=exact, supplementary=supplementary,
+        hits=[HitOut.of(h) for h in hits], plan=plain(result.plan),
+        timings_ms=plain(result.timings_ms),
+    )
+
+
+@router.post("/query", response_model=QueryResponse)
+def query(body: QueryRequest, state: Annotated[ApiState, Depends(get_state)]) -> QueryResponse:
+    """Exact matches and supplementary samples of the query labels (main paper 3.4)."""
+    spec = body.query_spec()
+    spec_id = query_id(spec)
+    result = state.query(state.repo, spec)
+    return respond(result, spec_id, rejected_ids(state.repo.catalog, spec_id))
+
+
+@router.post("/query/image", response_model=QueryResponse)
+def query_image(
+    state: Annotated[ApiState, Depends(get_state)],
+    file: Annotated[UploadFile | None, File(description="an RGB image (PNG, JPEG, ...)")] = None,
+    sample_id: Annotated[int | None, Form(description="or a catalogued sample")] = None,
+    k: Annotated[int, Form(ge=1, le=1000)] = 20,
+) -> QueryResponse:
+    """The k samples most similar to an uploaded image or to a catalogued sample."""
+    if (file is None) == (sample_id is None):
+        raise InvalidSampleError("send exactly one of an image file (field 'file') or 'sample_id'")
+    if file is not None:
+        image = decode_image(file)
+        result = state.image_query(state.repo, image=image, k=k)
+        spec_id = f"image-{hash_bytes(image.tobytes())}"
+    else:
+        result = state.image_query(state.repo, sample_id=sample_id, k=k)
+        spec_id = f"sample-{sample_id}"
+    return respond(result, spec_id, set())
+
+
+def decode_image(file: UploadFile) -> np.ndarray:
+    """An upload as an RGB uint8 (3, H, W) array.
+
+    Raises:
+        InvalidSampleError: the upload is not a readable image.
+    """
+    data = file.file.read()
+    try:
+        picture = Image.open(io.BytesIO(data))
+        picture.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InvalidSampleError(
+            f"upload {file.filename!r} ({len(data)} bytes) is not a readable image: {exc}"
+        ) from exc
+    return np.asarray(picture.convert("RGB")).transpose(2, 0, 1).copy()
+
+
+def hash_bytes(data: bytes) -> str:
+    """A short content hash."""
+    return hashlib.sha256(data).hexdigest()[:16]

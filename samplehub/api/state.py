@@ -1,0 +1,40 @@
+"""What every route needs: the repository, the query functions and the build store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from samplehub.export.builder import QueryFunction
+from samplehub.export.builds import BuildStore
+from samplehub.repository import Repository
+from samplehub.retrieval.types import QueryResult
+
+ImageQueryFunction = Callable[..., QueryResult]
+
+
+@dataclass
+class ApiState:
+    """Shared by the routes of one app.
+
+    Attributes:
+        repo: the repository served.
+        query: ``run_query(repo, spec)``.
+        image_query: ``query_by_image(repo, image=..., sample_id=..., k=...)``.
+        builds: stored logical datasets (``<home>/builds``).
+        write_lock: serializes the app's Delta appends (feedback) and exports.
+    """
+
+    repo: Repository
+    query: QueryFunction
+    image_query: ImageQueryFunction
+    builds: BuildStore
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def get_state(request: Request) -> ApiState:
+    """FastAPI dependency: the app's state."""
+    return request.app.state.samplehub  # type: ignore[no-any-return]

@@ -1,0 +1,327 @@
+"""Image features of the catalog's samples, cached per (sample, model version).
+
+Main paper (``../shared/papers/sample-repository-label-semantics-visual-retrieval.txt``),
+section 3.4.2: every sample is encoded by the multi-scale scene model (Fig. 6);
+multispectral samples are first harmonized to three channels (normalize, align bands,
+PCA). Section 4.2 finds this step to dominate integration time, so it runs batched from
+the Zarr store, reading the next batch while the current one is encoded.
+
+Storage contract (read by the query, ``samplehub.retrieval``): the Delta table
+``features`` (partitioned by dataset) holds one row per (``sample_id``, ``model_version``)
+with the unit-norm ``vector`` (list<float32>, length D) and ``computed_at``;
+:func:`load_features` reads it as faiss-style ``(ids, xb)``. Model version strings are
+described in :mod:`samplehub.models`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ml.features import (
+    SceneTrainConfig,
+    StagePooling,
+    create_backbone,
+    extract_features,
+    train_scene_model,
+)
+from ml.features.scene_model import SceneTrainResult
+from samplehub.bands import to_three_channels
+from samplehub.catalog import Catalog
+from samplehub.catalog import schema as catalog_schema
+from samplehub.errors import SampleHubError
+from samplehub.models import (
+    FeatureModel,
+    artifact_location,
+    check_backbone,
+    load_feature_model,
+    model_version,
+    tracking_uri,
+)
+from samplehub.progress import progress_bar
+from samplehub.repository import Repository
+from samplehub.store import DatasetStore
+
+log = logging.getLogger(__name__)
+
+RGB = ("red", "green", "blue")
+PIXEL_COLUMNS = ["sample_id", "bands", "sensor", "zarr_array", "zarr_index"]
+
+
+def load_features(
+    catalog: Catalog, model_version: str, datasets: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stored features of one model version.
+
+    Args:
+        catalog: the catalog holding the ``features`` table.
+        model_version: e.g. ``samplehub.models.model_version(config)``.
+        datasets: only these datasets; None reads every dataset.
+
+    Returns:
+        ``ids`` (nb,) int64 sample ids, ascending and unique, and ``xb`` (nb, D) float32
+        unit-norm features in the same order; (0,) and (0, 0) when nothing is stored.
+    """
+    expression = pc.field("model_version") == model_version
+    if datasets is not None:
+        expression = expression & pc.field("dataset").isin(list(datasets))
+    table = catalog.read("features", columns=["sample_id", "vector"], filter_expression=expression)
+    ids = table.column("sample_id").to_numpy()
+    if not len(ids):
+        return ids.astype(np.int64), np.zeros((0, 0), dtype=np.float32)
+    vectors = table.column("vector").combine_chunks()
+    d = len(vectors[0])
+    xb = pc.list_flatten(vectors).to_numpy(zero_copy_only=False).astype(np.float32)
+    ids, first = np.unique(ids, return_index=True)  # ascending; a duplicate row counts once
+    return ids.astype(np.int64), xb.reshape(-1, d)[first]
+
+
+def count_non_finite(catalog: Catalog, model_version: str) -> tuple[int, int]:
+    """(stored vectors, vectors holding NaN or infinity) of one model version."""
+    _, xb = load_features(catalog, model_version)
+    return len(xb), int((~np.isfinite(xb)).any(axis=1).sum()) if xb.size else 0
+
+
+def feature_ids(catalog: Catalog, dataset: str, model_version: str) -> np.ndarray:
+    """Ids of ``dataset`` that already have features of ``model_version`` (int64)."""
+    table = catalog.read(
+        "features",
+        dataset,
+        columns=["sample_id"],
+        filter_expression=pc.field("model_version") == model_version,
+    )
+    return table.column("sample_id").to_numpy().astype(np.int64)
+
+
+def harmonize(images: np.ndarray, band_names: Sequence[str], sensor: str | None) -> np.ndarray:
+    """Bring a batch to three channels (paper 3.4.2, band harmonization).
+
+    Args:
+        images: (N, C, H, W) at native dtype, all with the same bands.
+        band_names: names of the C bands.
+        sensor: picks the band mapping of multispectral input.
+
+    Returns:
+        uint8 RGB batches unchanged (the extractor scales them to [0, 1]), otherwise
+        float32 (N, 3, H, W) in [0, 1] from :func:`samplehub.bands.to_three_channels`.
+    """
+    if images.dtype == np.uint8 and tuple(b.lower() for b in band_names) == RGB:
+        return images
+    return np.stack([to_three_channels(image, band_names, sensor) for image in images])
+
+
+def image_batches(
+    store: DatasetStore, rows: pd.DataFrame, batch_size: int
+) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+    """Harmonized pixels of catalog ``rows``, batch by batch, the next read ahead in a thread.
+
+    Rows are grouped by Zarr array, band list and sensor (one read per array slice, one
+    harmonization per band layout); within a group they are read in ``zarr_index`` order.
+
+    Args:
+        store: the dataset's Zarr store.
+        rows: catalog rows with ``PIXEL_COLUMNS``.
+        batch_size: rows per batch (memory bound).
+
+    Yields:
+        (the batch's rows, their three-channel images (n, 3, H, W)).
+    """
+    rows = rows.assign(band_key=rows["bands"].map(tuple), sensor=rows["sensor"].fillna(""))
+    batches = [
+        group.iloc[start : start + batch_size]
+        for _, group in rows.sort_values("zarr_index").groupby(
+            ["zarr_array", "band_key", "sensor"], sort=True
+        )
+        for start in range(0, len(group), batch_size)
+    ]
+
+    def read(batch: pd.DataFrame) -> np.ndarray:
+        first = batch.iloc[0]
+        pixels = store.images(str(first["zarr_array"]), batch["zarr_index"].to_numpy())
+        return harmonize(pixels, first["band_key"], first["sensor"] or None)
+
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = [reader.submit(read, batches[0])] if batches else []
+        for i, batch in enumerate(batches):
+            images = pending.pop().result()
+            if i + 1 < len(batches):
+                pending.append(reader.submit(read, batches[i + 1]))
+            yield batch, images
+
+
+def feature_table(ids: np.ndarray, dataset: str, model_version: str, xb: np.ndarray) -> pa.Table:
+    """Rows of the ``features`` table for ``xb`` (n, D) of sample ``ids``."""
+    n, d = xb.shape
+    vectors = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32)),
+        pa.array(np.ascontiguousarray(xb, dtype=np.float32).ravel()),
+    )
+    return pa.table(
+        {
+            "sample_id": pa.array(ids, pa.int64()),
+            "dataset": pa.array([dataset] * n, pa.string()),
+            "model_version": pa.array([model_version] * n, pa.string()),
+            "vector": vectors,
+            "computed_at": pa.array([datetime.now(UTC)] * n, catalog_schema.TIMESTAMP),
+        }
+    )
+
+
+@dataclass
+class FeatureReport:
+    """What one feature run did.
+
+    Attributes:
+        dataset: the dataset.
+        model_version: the model version the features belong to.
+        total: catalog samples of the dataset.
+        computed: samples encoded by this run.
+        cached: samples that already had features of this model version.
+        seconds: wall time of the run.
+    """
+
+    dataset: str
+    model_version: str
+    total: int = 0
+    computed: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+
+    @property
+    def img_per_s(self) -> float:
+        """Samples encoded per second (reading, harmonizing, encoding and writing)."""
+        return self.computed / self.seconds if self.seconds > 0 else 0.0
+
+
+def compute_features(
+    repo: Repository,
+    dataset: str,
+    model: FeatureModel | None = None,
+    progress: bool = False,
+) -> FeatureReport:
+    """Encode the dataset's samples that have no features of the model's version yet.
+
+    Reads catalog rows and Zarr pixels batch by batch (``config.executor.batch_size``
+    rows), harmonizes bands, encodes (``FeatureModel.encode``: ``torch.inference_mode``,
+    channels-last, bf16 per ``config.model.precision``) and appends each batch to the
+    ``features`` table in one Delta commit, so an interrupted run resumes where it stopped
+    and a re-run with nothing new computes nothing.
+
+    Args:
+        repo: the repository.
+        dataset: a catalogued dataset.
+        model: the feature model; None loads :func:`samplehub.models.load_feature_model`
+            (only when some sample needs encoding).
+        progress: show a progress bar.
+
+    Returns:
+        Counts, seconds and throughput of the run.
+
+    Raises:
+        DatasetNotFoundError: ``dataset`` is not in the catalog.
+    """
+    start = time.perf_counter()
+    rows = repo.catalog.samples(dataset, columns=PIXEL_COLUMNS)
+    version = model.version if model is not None else model_version(repo.config)
+    todo = rows[~rows["sample_id"].isin(feature_ids(repo.catalog, dataset, version))]
+    if len(todo) and model is None:  # load weights only when there is work
+        model = load_feature_model(repo.config)
+        if model.version != version:  # the alias moved meanwhile
+            version = model.version
+            todo = rows[~rows["sample_id"].isin(feature_ids(repo.catalog, dataset, version))]
+    report = FeatureReport(dataset, version, total=len(rows), cached=len(rows) - len(todo))
+    store = repo.store.dataset(dataset)
+    batch_size = repo.config.executor.batch_size
+    with progress_bar(f"features {dataset}", len(todo), "img", progress) as bar:
+        for batch, images in image_batches(store, todo, batch_size):
+            xb = model.encode(images)  # type: ignore[union-attr] # loaded when todo is non-empty
+            ids = batch["sample_id"].to_numpy()
+            repo.catalog.append("features", feature_table(ids, dataset, version, xb))
+            report.computed += len(batch)
+            bar.update(len(batch))
+            log.info("features %s: %d/%d samples", dataset, report.computed, len(todo))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def train_registered_scene_model(
+    repo: Repository,
+    dataset: str | None = None,
+    train_config: SceneTrainConfig | None = None,
+    progress: bool = False,
+) -> SceneTrainResult:
+    """Train the multi-label scene model on a dataset's catalog rows, register and promote it.
+
+    Pools the backbone stages of every labelled sample once (harmonized as for feature
+    extraction), trains the fusion head and classifier with BCE + the pair term
+    (:func:`ml.features.train_scene_model`, paper 3.4.2), logs the run to the home's
+    MLflow store, registers it as ``config.model.registered_model`` and points
+    ``config.model.alias`` at the new version, so the next feature run uses it (under
+    the new model version string).
+
+    Args:
+        repo: the repository.
+        dataset: the multi-label dataset; None uses ``config.model.train_dataset``.
+        train_config: hyperparameters; None uses the defaults with ``dim = config.model.dim``.
+        progress: show a progress bar while pooling.
+
+    Returns:
+        The trained model, its history, run id and registered version.
+
+    Raises:
+        SampleHubError: the dataset has no labelled samples.
+    """
+    from mlflow import MlflowClient
+
+    config = repo.config
+    check_backbone(config.model)
+    name = dataset or config.model.train_dataset
+    rows = repo.catalog.samples(name, columns=[*PIXEL_COLUMNS, "labels"])
+    rows = rows[rows["labels"].map(len) > 0].reset_index(drop=True)
+    if rows.empty:
+        raise SampleHubError(
+            f"dataset {name!r} has no labelled samples to train the scene model on; ingest a "
+            "multi-label dataset or set model.train_dataset"
+        )
+    label_names = sorted({label for labels in rows["labels"] for label in labels})
+    column = {label: i for i, label in enumerate(label_names)}
+    Y = np.zeros((len(rows), len(label_names)), dtype=np.float32)
+    for i, labels in enumerate(rows["labels"]):
+        Y[i, [column[label] for label in labels]] = 1.0
+    pooling = StagePooling(create_backbone())
+    xt = np.zeros((len(rows), sum(pooling.stage_channels)), dtype=np.float32)
+    store = repo.store.dataset(name)
+    with progress_bar(f"pooling {name}", len(rows), "img", progress) as bar:
+        for batch, images in image_batches(store, rows, config.executor.batch_size):
+            xt[batch.index.to_numpy()] = extract_features(
+                pooling,
+                images,
+                batch_size=config.model.batch_size,
+                num_threads=config.model.threads or None,
+                precision=config.model.precision,  # type: ignore[arg-type]
+                resolution=config.model.resolution,
+            )
+            bar.update(len(batch))
+    result = train_scene_model(
+        xt,
+        Y,
+        pooling.stage_channels,
+        train_config or SceneTrainConfig(dim=config.model.dim),
+        label_names=label_names,
+        tracking_uri=tracking_uri(config),
+        artifact_location=artifact_location(config),
+        registered_model_name=config.model.registered_model,
+    )
+    MlflowClient(tracking_uri=tracking_uri(config)).set_registered_model_alias(
+        config.model.registered_model, config.model.alias, str(result.model_version)
+    )
+    return result

@@ -1,0 +1,227 @@
+"""The IVF-PQ index of the repository's features: build, grow, retrain, measure, load.
+
+Main paper (``../shared/papers/sample-repository-label-semantics-visual-retrieval.txt``),
+section 3.4.2: image features are searched through an IVF-PQ index. This module keeps one
+index per feature model version under ``<home>/index/ivfpq/<model_version>/``
+(``index.faiss`` + ``index.json``, written atomically by :func:`save_index`):
+
+* the first :func:`update_ivfpq_index` trains and builds it from the ``features`` table;
+* a later call adds only the ids the index does not hold yet (a new dataset's features);
+* once the index has grown by ``config.retrieval.retrain_growth`` since its quantisers
+  were trained, it is rebuilt on everything (new IVF cells and PQ codebooks).
+
+Index shape: ``nlist = min(config nlist, suggest_nlist(nb))`` and ``nbits = min(config
+pq_nbits, floor(log2 nb))`` so a small repository (a test fixture, a first dataset) can
+still train; the next retrain restores the configured shape as the repository grows.
+:func:`index_recall` measures recall@k of the index against exact search on a probe set.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from samplehub.config import RetrievalConfig, SampleHubConfig
+from samplehub.errors import ConfigError, IndexNotTrainedError
+from samplehub.features import load_features
+from samplehub.index.ivfpq import (
+    IvfpqIndex,
+    add_to_index,
+    build_ivfpq_index,
+    exact_search,
+    indexed_ids,
+    load_index,
+    needs_retrain,
+    recall_at_k,
+    save_index,
+    search,
+    stored_vectors,
+    suggest_nlist,
+)
+from samplehub.models import model_version as current_model_version
+from samplehub.repository import Repository
+
+Action = Literal["built", "added", "retrained", "unchanged"]
+
+
+def index_path(config: SampleHubConfig, model_version: str) -> Path:
+    """``<home>/index/ivfpq/<model_version>`` (characters other than ``[\\w.-]`` become ``_``)."""
+    return config.home_path / "index" / "ivfpq" / re.sub(r"[^\w.-]", "_", model_version)
+
+
+def load_ivfpq_index(repo: Repository, model_version: str | None = None) -> IvfpqIndex:
+    """The saved index of a model version (default: the repository's current one).
+
+    Raises:
+        IndexNotTrainedError: no index was built for that version; materialize the
+            ``ivfpq_index`` asset or call :func:`update_ivfpq_index`.
+    """
+    version = model_version or current_model_version(repo.config)
+    return load_index(index_path(repo.config, version))
+
+
+def index_shape(nb: int, d: int, retrieval: RetrievalConfig) -> tuple[int, int, int]:
+    """``(nlist, m, nbits)`` for ``nb`` vectors of dimension ``d`` (module docstring).
+
+    Raises:
+        ConfigError: ``retrieval.pq_m`` does not divide ``d``.
+        IndexNotTrainedError: fewer than two vectors (nothing to train on).
+    """
+    if nb < 2:
+        raise IndexNotTrainedError(
+            f"{nb} feature vector(s) cannot train an IVF-PQ index; compute the features of a "
+            "dataset first (asset image_features)"
+        )
+    if retrieval.pq_m < 1 or d % retrieval.pq_m:
+        raise ConfigError(f"retrieval.pq_m={retrieval.pq_m} must divide the feature dimension {d}")
+    nlist = min(retrieval.nlist, suggest_nlist(nb))
+    nbits = min(retrieval.pq_nbits, int(math.log2(nb)))
+    return nlist, retrieval.pq_m, nbits
+
+
+def build_for(xb: np.ndarray, ids: np.ndarray, retrieval: RetrievalConfig) -> IvfpqIndex:
+    """A refined IVF-PQ index over ``xb`` shaped by :func:`index_shape`."""
+    nlist, m, nbits = index_shape(*xb.shape, retrieval)
+    return build_ivfpq_index(xb, ids, nlist, m, nbits, refine=True)
+
+
+@dataclass
+class IndexUpdate:
+    """What one index update did.
+
+    Attributes:
+        model_version: the features' model version.
+        action: ``built`` (first build), ``added`` (new ids only), ``retrained`` (rebuilt
+            after growth) or ``unchanged``.
+        added: vectors new to the index in this update.
+        ntotal: vectors in the index afterwards.
+        nlist: IVF cells.
+        nbits: bits per PQ code.
+        seconds: wall time.
+        path: the index folder.
+    """
+
+    model_version: str
+    action: Action
+    added: int
+    ntotal: int
+    nlist: int
+    nbits: int
+    seconds: float
+    path: Path
+
+
+def update_ivfpq_index(repo: Repository, model_version: str | None = None) -> IndexUpdate:
+    """Bring the index of a model version up to date with the ``features`` table.
+
+    Args:
+        repo: the repository.
+        model_version: None uses the repository's current model version.
+
+    Returns:
+        What was done.
+
+    Raises:
+        IndexNotTrainedError: no features of that model version are stored yet.
+    """
+    start = time.perf_counter()
+    version = model_version or current_model_version(repo.config)
+    path = index_path(repo.config, version)
+    ids, xb = load_features(repo.catalog, version)
+    retrieval = repo.config.retrieval
+    action: Action
+    if not (path / "index.faiss").is_file():
+        index, action, added = build_for(xb, ids, retrieval), "built", len(ids)
+    else:
+        index = load_index(path)
+        new = ~np.isin(ids, indexed_ids(index))
+        added = add_to_index(index, xb[new], ids[new]) if new.any() else 0
+        action = "added" if added else "unchanged"
+        if needs_retrain(index, retrieval.retrain_growth):
+            index, action = build_for(*stored_vectors(index), retrieval), "retrained"
+    if action != "unchanged":
+        save_index(index, path)
+    return IndexUpdate(
+        version,
+        action,
+        added,
+        index.ntotal,
+        index.params.nlist,
+        index.params.nbits,
+        time.perf_counter() - start,
+        path,
+    )
+
+
+@dataclass
+class RecallReport:
+    """recall@k of the index against exact search.
+
+    Attributes:
+        recall: mean fraction of the exact top-k the index returns, in [0, 1].
+        k: the cut-off (at most ntotal - 1).
+        nq: probe queries.
+        nprobe: IVF cells scanned per query.
+        ntotal: indexed vectors.
+    """
+
+    recall: float
+    k: int
+    nq: int
+    nprobe: int
+    ntotal: int
+
+
+def index_recall(
+    repo: Repository,
+    probe: int | None = None,
+    k: int | None = None,
+    model_version: str | None = None,
+    seed: int = 0,
+) -> RecallReport:
+    """recall@k of :func:`search` against exact search, on a held-out probe set.
+
+    The probe queries are a seeded sample of the indexed vectors, each held out of its
+    own result lists: both searches ask for k + 1 neighbours and drop the query's own
+    id, so a query never finds itself (leave-one-out).
+
+    Args:
+        repo: the repository (``config.retrieval`` gives nprobe, refine factor and the
+            defaults of ``probe`` and ``k``).
+        probe: number of probe queries; None uses ``config.retrieval.recall_probe``.
+        k: cut-off; None uses ``config.retrieval.recall_k``; capped at ntotal - 1.
+        model_version: None uses the current model version.
+        seed: seed of the probe sample.
+
+    Returns:
+        The recall and what it was measured on.
+
+    Raises:
+        IndexNotTrainedError: no index for that model version.
+    """
+    retrieval = repo.config.retrieval
+    index = load_ivfpq_index(repo, model_version)
+    xb, ids = stored_vectors(index)
+    k = min(k or retrieval.recall_k, index.ntotal - 1)
+    nq = min(probe or retrieval.recall_probe, index.ntotal)
+    rows = np.random.default_rng(seed).choice(index.ntotal, nq, replace=False)
+    _, I_exact = exact_search(xb, xb[rows], k + 1, index.params.metric, ids)
+    _, I = search(index, xb[rows], k + 1, retrieval.nprobe, retrieval.refine_factor)  # noqa: E741
+    own = ids[rows][:, None]
+    recall = recall_at_k(drop_own(I, own, k), drop_own(I_exact, own, k), k)
+    return RecallReport(recall, k, nq, retrieval.nprobe, index.ntotal)
+
+
+def drop_own(I: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:  # noqa: E741
+    """The first k ids of each row of ``I`` (nq, k + 1) other than the row's ``own`` id."""
+    kept = np.full((len(I), k), -1, dtype=np.int64)
+    for row, (found, query) in enumerate(zip(I, own[:, 0], strict=True)):
+        others = found[found != query][:k]
+        kept[row, : len(others)] = others
+    return kept

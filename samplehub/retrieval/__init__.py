@@ -1,0 +1,1 @@
+"""The three-step cross-dataset query, query-by-image and the dataset builder."""

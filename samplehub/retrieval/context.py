@@ -1,0 +1,181 @@
+"""Everything a query reads, loaded once per repository state and shared by queries.
+
+A :class:`QueryContext` holds the samples snapshot, the label graph with its Eq. 1
+weights, the IVF-PQ index of the current feature model version, that version's label
+prototypes, and the maps between catalog rows and index positions. :func:`open_context`
+keeps one context per SampleHub home and rebuilds it when a Delta table, the label graph,
+the index files or the MLflow store changed (a ``stat`` per query on local storage, a
+Delta version read on object storage), so a long-running server sees new data without
+paying the load on every query.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from samplehub.errors import IndexNotTrainedError
+from samplehub.index.ivfpq import IvfpqIndex
+from samplehub.labels.association import Association, AssociationWeights, associated_labels
+from samplehub.labels.graph import LabelGraph
+from samplehub.repository import Repository
+from samplehub.retrieval.planner import IndexedVectors
+from samplehub.retrieval.snapshot import COLUMNS, SampleSnapshot
+
+if TYPE_CHECKING:
+    from samplehub.retrieval.prototypes import LabelPrototypes
+
+log = logging.getLogger(__name__)
+
+Prototypes = dict[str, tuple[np.ndarray, np.ndarray]]
+"""label key -> (prototype ids (P,) int64, prototype vectors (P, d) float32); keys as in
+:mod:`samplehub.retrieval.prototypes` (a unified label's id, ``<dataset>/<name>``)."""
+
+
+@dataclass
+class QueryContext:
+    """The read-only state of one repository version, shared by concurrent queries.
+
+    Attributes:
+        snapshot: the samples.
+        graph: the label graph.
+        weights: Eq. 1 parameters.
+        vectors: the IVF-PQ index, or None before one was built.
+        prototypes: label prototypes of the index's model version.
+        model_version: the feature model version of ``vectors`` and ``prototypes``.
+        row_position: (n,) index position of each catalog row, -1 where not indexed.
+        position_row: (ntotal,) catalog row of each index position, -1 where the sample
+            left the catalog.
+    """
+
+    snapshot: SampleSnapshot
+    graph: LabelGraph
+    weights: AssociationWeights
+    vectors: IndexedVectors | None
+    prototypes: Prototypes
+    model_version: str | None = None
+    row_position: np.ndarray = field(init=False)
+    position_row: np.ndarray = field(init=False)
+    _associations: dict[tuple[str, float], list[Association]] = field(
+        init=False, default_factory=dict
+    )
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        n = len(self.snapshot)
+        self.row_position = np.full(n, -1, dtype=np.int64)
+        if self.vectors is None:
+            self.position_row = np.zeros(0, dtype=np.int64)
+            return
+        ids = self.vectors.ids
+        self.position_row = np.full(len(ids), -1, dtype=np.int64)
+        order = np.argsort(ids)
+        slot = np.clip(np.searchsorted(ids, self.snapshot.sample_id, sorter=order), 0, len(ids) - 1)
+        found = ids[order[slot]] == self.snapshot.sample_id if len(ids) else np.zeros(n, bool)
+        self.row_position[found] = order[slot[found]]
+        self.position_row[self.row_position[found]] = np.flatnonzero(found)
+
+    def associations(self, label: str, max_distance: float) -> list[Association]:
+        """Associated labels of ``label`` (Eq. 1), memoised per (label, distance)."""
+        key = (label, float(max_distance))
+        with self._lock:
+            if key not in self._associations:
+                self._associations[key] = associated_labels(
+                    self.graph, label, max_distance, self.weights
+                )
+            return self._associations[key]
+
+
+def prototype_arrays(stored: dict[str, LabelPrototypes]) -> Prototypes:
+    """``load_prototypes`` output as (prototype ids, vectors) per label."""
+    return {
+        label: (np.arange(len(p.vectors), dtype=np.int64), np.ascontiguousarray(p.vectors))
+        for label, p in stored.items()
+    }
+
+
+def load_context(repo: Repository) -> QueryContext:
+    """Read the samples, the label graph, the index and the prototypes of ``repo``.
+
+    A repository without an index (features not computed yet) still answers exact
+    matches; step 3 then reports that it was skipped.
+
+    Raises:
+        LabelGraphError: no label graph was built yet.
+    """
+    from samplehub.index.lifecycle import load_ivfpq_index
+    from samplehub.labels.settings import graph_settings_from_config
+    from samplehub.labels.workflow import open_store
+    from samplehub.models import model_version as current_model_version
+    from samplehub.retrieval.prototypes import load_prototypes
+
+    settings = graph_settings_from_config(repo.config)
+    graph = open_store(settings, repo.config.home_path).load()
+    snapshot = SampleSnapshot.from_table(repo.catalog.read("samples", columns=list(COLUMNS)))
+    version = current_model_version(repo.config)
+    index: IvfpqIndex | None
+    try:
+        index = load_ivfpq_index(repo, version)
+    except IndexNotTrainedError as exc:
+        log.warning("query without visual matching: %s", exc)
+        index = None
+    return QueryContext(
+        snapshot=snapshot,
+        graph=graph,
+        weights=settings.association,
+        vectors=IndexedVectors.of(index) if index is not None else None,
+        prototypes=prototype_arrays(load_prototypes(repo.catalog, version)),
+        model_version=version,
+    )
+
+
+_CONTEXTS: dict[str, tuple[Hashable, QueryContext]] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def open_context(repo: Repository) -> QueryContext:
+    """The cached context of ``repo``'s home, rebuilt when the repository changed."""
+    key = f"{repo.config.home_path}|{repo.catalog.root}"
+    stamp = repository_stamp(repo)
+    with _CONTEXTS_LOCK:
+        cached = _CONTEXTS.get(key)
+        if cached is None or cached[0] != stamp:
+            _CONTEXTS[key] = (stamp, load_context(repo))
+        return _CONTEXTS[key][1]
+
+
+def repository_stamp(repo: Repository) -> Hashable:
+    """A value that changes whenever anything :func:`load_context` reads changes."""
+    home = repo.config.home_path
+    index_root = home / "index" / "ivfpq"
+    index_files = sorted(index_root.glob("*/index.faiss")) if index_root.is_dir() else []
+    return (
+        _delta_stamp(repo, repo.catalog.uri("samples")),
+        _delta_stamp(repo, repo.catalog.uri("prototypes")),
+        _path_stamp(home / "label_graph" / "graph" / "_delta_log"),
+        tuple((str(p), _path_stamp(p)) for p in index_files),
+        _path_stamp(home / "mlflow.db"),
+    )
+
+
+def _path_stamp(path: Path) -> int | None:
+    """Modification time of a local file or folder (ns), None if absent."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _delta_stamp(repo: Repository, uri: str) -> int | None:
+    """The Delta log's mtime for a local table, its version for a remote one."""
+    if "://" not in uri or uri.startswith("file://"):
+        return _path_stamp(Path(uri.removeprefix("file://")) / "_delta_log")
+    table = repo.catalog.table(uri.rsplit("/", 1)[-1])
+    return None if table is None else int(table.version())

@@ -1,0 +1,204 @@
+"""The query planner: exact (flat) search over few candidates, filtered IVF-PQ otherwise.
+
+Main paper, section 3.4.2: prototypes are matched against the IVF-PQ index. When step 1's
+filter leaves few candidates, IVF-PQ search restricted to them loses recall (the ``nprobe``
+scanned cells may hold none of them) while a flat scan of their vectors is both exact and
+cheap; below ``exact_below`` candidates the planner therefore scans them exactly. The
+chosen method and why are returned as a :class:`SearchPlan` that the query records in
+``QueryResult.plan``.
+
+Vectors are addressed by *position*, their insertion order in the index: the IVF-PQ
+search is run on the index under its ``IndexIDMap2`` with a bitmap selector of allowed
+positions (faiss does not pass an ``IndexIDMap`` selector down through
+``IndexRefineFlat``), and the exact scan reads the refined index's stored full vectors
+without copying the database. Vocabulary as in faiss: queries ``xq`` (nq, d), results
+``D`` / ``I`` (nq, k), -1 where fewer than k results exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+
+from samplehub.errors import QueryError
+from samplehub.index.ivfpq import IvfpqIndex, Metric, exact_search
+from samplehub.retrieval.types import IndexChoice
+
+Method = Literal["exact", "ivfpq"]
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """How one vector search runs.
+
+    Attributes:
+        method: ``exact`` (flat scan of the candidates) or ``ivfpq`` (IVF-PQ + refine).
+        n_candidates: vectors the search may return.
+        filtered: whether the candidates are a strict subset of the index.
+        reason: why this method was chosen, in words.
+        nprobe: IVF cells scanned (``ivfpq`` only).
+        k_factor: re-ranked candidates per result (``ivfpq`` only).
+    """
+
+    method: Method
+    n_candidates: int
+    filtered: bool
+    reason: str
+    nprobe: int = 0
+    k_factor: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready values (for ``QueryResult.plan``)."""
+        return asdict(self)
+
+
+@dataclass
+class IndexedVectors:
+    """An IVF-PQ index plus zero-copy access to the full vectors it keeps.
+
+    Attributes:
+        index: the index (``IndexIDMap2`` over ``IndexRefineFlat(IndexIVFPQ)``).
+        ids: sample id at each position, (ntotal,) int64.
+        xb: the stored full vectors (ntotal, d), a view into the refine index; ``None``
+            for an index built with ``refine=False`` (no exact scan then).
+    """
+
+    index: IvfpqIndex
+    ids: np.ndarray
+    xb: np.ndarray | None
+
+    @classmethod
+    def of(cls, index: IvfpqIndex) -> IndexedVectors:
+        """Wrap ``index``; the vector view lives as long as the index."""
+        idmap: Any = index.index
+        ids = faiss.vector_to_array(idmap.id_map).astype(np.int64)
+        xb = None
+        if index.params.refine:
+            refine: Any = faiss.downcast_index(idmap.index)
+            flat: Any = faiss.downcast_index(refine.refine_index)
+            n, d = int(flat.ntotal), int(flat.d)
+            xb = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d) if n else None
+        return cls(index=index, ids=ids, xb=xb)
+
+    @property
+    def ntotal(self) -> int:
+        """Number of indexed vectors."""
+        return len(self.ids)
+
+    @property
+    def metric(self) -> Metric:
+        """``ip`` or ``l2``."""
+        return self.index.params.metric
+
+
+def plan_search(
+    choice: IndexChoice,
+    n_candidates: int,
+    vectors: IndexedVectors,
+    exact_below: int,
+    nprobe: int,
+    k_factor: int,
+) -> SearchPlan:
+    """Pick exact or IVF-PQ search for ``n_candidates`` allowed vectors.
+
+    Args:
+        choice: the query's ``index`` setting (``auto`` lets the planner decide).
+        n_candidates: vectors left by the filter (and the exact-match exclusion).
+        vectors: the index.
+        exact_below: ``auto`` scans exactly below this many candidates
+            (``RetrievalConfig.exact_below``).
+        nprobe: IVF cells to scan on the IVF-PQ path.
+        k_factor: re-rank depth factor on the IVF-PQ path.
+
+    Returns:
+        The plan.
+
+    Raises:
+        QueryError: ``hash`` (not wired yet), or ``exact`` on an index without full vectors.
+    """
+    filtered = n_candidates < vectors.ntotal
+    if choice == "hash":
+        raise QueryError(
+            "index='hash' is not available yet: hash-code search joins the query with issue 5; "
+            "use index 'auto', 'ivfpq' or 'exact'"
+        )
+    if choice == "exact" and vectors.xb is None:
+        raise QueryError(
+            "index='exact' needs the full vectors, but the IVF-PQ index was built with "
+            "refine=False; rebuild it with refine=True or use index 'ivfpq'"
+        )
+    if choice == "exact":
+        return SearchPlan("exact", n_candidates, filtered, "exact search was asked for")
+    ivf = SearchPlan("ivfpq", n_candidates, filtered, "", nprobe, k_factor)
+    if choice == "ivfpq":
+        return _with_reason(ivf, "IVF-PQ search was asked for")
+    if vectors.xb is None:
+        return _with_reason(ivf, "the index keeps no full vectors (refine=False)")
+    if n_candidates < exact_below:
+        return SearchPlan(
+            "exact",
+            n_candidates,
+            filtered,
+            f"{n_candidates} candidates < exact_below={exact_below}: a flat scan is exact "
+            "and cheap, while filtered IVF loses recall",
+        )
+    return _with_reason(ivf, f"{n_candidates} candidates >= exact_below={exact_below}")
+
+
+def _with_reason(plan: SearchPlan, reason: str) -> SearchPlan:
+    """``plan`` with ``reason`` set."""
+    return SearchPlan(**{**asdict(plan), "reason": reason})
+
+
+def search_positions(
+    plan: SearchPlan, vectors: IndexedVectors, xq: np.ndarray, k: int, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``plan``: the k best of the allowed ``positions`` for each query.
+
+    Args:
+        plan: from :func:`plan_search`.
+        vectors: the index.
+        xq: queries (nq, d), float32.
+        k: results per query.
+        positions: allowed index positions (n_candidates,) int64; ignored by an
+            unfiltered IVF-PQ plan.
+
+    Returns:
+        ``D`` (nq, k) similarities (ip) or squared distances (l2), best first, and ``I``
+        (nq, k) index positions, -1 where fewer than k results exist.
+    """
+    if len(positions) == 0:
+        return np.full((len(xq), k), np.nan, np.float32), np.full((len(xq), k), -1, np.int64)
+    if plan.method == "ivfpq":
+        return _ivfpq(plan, vectors, xq, k, positions if plan.filtered else None)
+    if vectors.xb is None:
+        raise QueryError("an exact plan needs an index built with refine=True")
+    return exact_search(vectors.xb[positions], xq, k, vectors.metric, positions)
+
+
+def _ivfpq(
+    plan: SearchPlan,
+    vectors: IndexedVectors,
+    xq: np.ndarray,
+    k: int,
+    positions: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """IVF-PQ (+ exact re-rank) search under the id map, optionally with a bitmap selector."""
+    idmap: Any = vectors.index.index
+    inner: Any = faiss.downcast_index(idmap.index)
+    ivf_params = faiss.SearchParametersIVF()
+    ivf_params.nprobe = plan.nprobe
+    if positions is not None:
+        allowed = np.zeros(vectors.ntotal, dtype=bool)
+        allowed[positions] = True
+        bitmap = np.packbits(allowed, bitorder="little")  # alive until the search returns
+        ivf_params.sel = faiss.IDSelectorBitmap(vectors.ntotal, faiss.swig_ptr(bitmap))
+    params: Any = ivf_params
+    if isinstance(inner, faiss.IndexRefine):
+        params = faiss.IndexRefineSearchParameters()
+        params.k_factor = plan.k_factor
+        params.base_index_params = ivf_params
+    return inner.search(np.ascontiguousarray(xq, np.float32), k, params=params)

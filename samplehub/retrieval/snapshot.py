@@ -1,0 +1,135 @@
+"""The samples table's query columns held in memory, with label lookups.
+
+Step 1 of the query (main paper, section 3.4) filters every catalogued sample; reading a
+million-row Delta table per query would dominate its latency, so the query keeps the
+columns it filters and returns in numpy / Arrow form, plus an inverted index from
+(dataset, original label) and from unified label to rows. A :class:`SampleSnapshot` is
+immutable once built and shared by concurrent subqueries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+COLUMNS = (
+    "sample_id", "dataset", "relpath", "labels", "unified_labels", "sensor", "time",
+    "minx", "miny", "maxx", "maxy", "hilbert", "footprint", "georeferenced",
+)  # fmt: skip
+GEO_COLUMNS = ("minx", "miny", "maxx", "maxy", "hilbert", "footprint")
+
+
+@dataclass(frozen=True)
+class SampleSnapshot:
+    """Query columns of the samples table, one entry per row.
+
+    Attributes:
+        sample_id: (n,) int64.
+        dataset: (n,) int32 codes into ``datasets``.
+        datasets: dataset names.
+        sensor: (n,) int32 codes into ``sensors``; -1 where unknown.
+        sensors: sensor names.
+        relpath: (n,) object array of relative paths.
+        labels: the original labels, a list array of length n.
+        time: (n,) ``datetime64[us]`` acquisition times (UTC), NaT where unknown.
+        geo: georeferenced rows only: ``row`` plus the bbox, ``hilbert`` and ``footprint``
+            columns that :mod:`samplehub.index.spatial` filters.
+        label_rows: (dataset, original label) -> sorted rows carrying it.
+        unified_rows: unified label id -> sorted rows whose ``unified_labels`` hold it.
+    """
+
+    sample_id: np.ndarray
+    dataset: np.ndarray
+    datasets: tuple[str, ...]
+    sensor: np.ndarray
+    sensors: tuple[str, ...]
+    relpath: np.ndarray
+    labels: pa.ListArray
+    time: np.ndarray
+    geo: pa.Table
+    label_rows: dict[tuple[str, str], np.ndarray]
+    unified_rows: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.sample_id)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> SampleSnapshot:
+        """Build from the samples table (at least the :data:`COLUMNS`).
+
+        Args:
+            table: rows of the ``samples`` Delta table.
+        """
+        table = table.select(list(COLUMNS)).combine_chunks()
+        dataset, datasets = _codes(table.column("dataset"))
+        sensor, sensors = _codes(table.column("sensor"))
+        rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
+        geo = table.select(list(GEO_COLUMNS)).append_column("row", rows)
+        geo = geo.filter(pc.fill_null(table.column("georeferenced"), False))
+        labels = _list_array(table.column("labels"))
+        return cls(
+            sample_id=table.column("sample_id").to_numpy(),
+            dataset=dataset,
+            datasets=datasets,
+            sensor=sensor,
+            sensors=sensors,
+            relpath=table.column("relpath").to_numpy(zero_copy_only=False),
+            labels=labels,
+            time=_times(table.column("time")),
+            geo=geo,
+            label_rows=_inverted(labels, dataset, datasets),
+            unified_rows={
+                label: rows
+                for (_, label), rows in _inverted(
+                    _list_array(table.column("unified_labels")),
+                    np.zeros(table.num_rows, np.int32),
+                    ("",),
+                ).items()
+            },
+        )
+
+    def labels_of(self, rows: np.ndarray) -> list[list[str]]:
+        """Original labels of ``rows``."""
+        return self.labels.take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Dictionary codes (int32, -1 for null) and the dictionary of a string column."""
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+    return codes, tuple(encoded.dictionary.to_pylist())
+
+
+def _list_array(column: pa.ChunkedArray) -> pa.ListArray:
+    """A list column as one ListArray, nulls as empty lists."""
+    array = column.combine_chunks()
+    return pc.fill_null(array, pa.scalar([], array.type))  # type: ignore[no-any-return]
+
+
+def _times(column: pa.ChunkedArray) -> np.ndarray:
+    """A UTC timestamp column as naive ``datetime64[us]`` (NaT for null)."""
+    naive = pc.cast(column, pa.timestamp("us"))
+    return np.asarray(naive.to_numpy(zero_copy_only=False), dtype="datetime64[us]")
+
+
+def _inverted(
+    labels: pa.ListArray, dataset: np.ndarray, datasets: tuple[str, ...]
+) -> dict[tuple[str, str], np.ndarray]:
+    """(dataset, label) -> sorted unique rows carrying that label."""
+    parents = pc.list_parent_indices(labels).to_numpy()
+    if len(parents) == 0:
+        return {}
+    values = pc.dictionary_encode(pc.list_flatten(labels))
+    names = values.dictionary.to_pylist()
+    key = dataset[parents].astype(np.int64) * len(names) + values.indices.to_numpy()
+    order = np.lexsort((parents, key))
+    key, parents = key[order], parents[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    groups = np.split(parents, starts[1:])
+    return {
+        (datasets[k // len(names)], names[k % len(names)]): np.unique(g)
+        for k, g in zip(key[starts].tolist(), groups, strict=True)
+    }

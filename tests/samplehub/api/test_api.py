@@ -1,0 +1,170 @@
+"""The HTTP API with FastAPI's TestClient (query test double; real label graph store)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from query_double import fake_query_by_image, fake_run_query
+
+from samplehub.api import create_app
+from samplehub.labels.graph import CO_OCCURS, IS_A, LabelGraph
+from samplehub.labels.store import EmbeddedLabelGraphStore
+from samplehub.repository import Repository
+
+SPEC = {"name": "rivers", "labels": ["river", "farmland"],
+        "split": {"ratios": {"train": 0.5, "val": 0.5}, "seed": 1}}
+
+
+@pytest.fixture
+def client(small_repo: Repository) -> TestClient:
+    return TestClient(create_app(small_repo, fake_run_query, fake_query_by_image))
+
+
+def sample_id(repo: Repository, dataset: str, label: str) -> int:
+    return int(repo.catalog.samples(dataset, label, columns=["sample_id"])["sample_id"][0])
+
+
+def test_openapi_and_docs_are_served(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/query", "/query/image", "/build", "/feedback", "/export", "/labels",
+                 "/samples/{sample_id}/composite.png", "/labels/{label}/associated"):
+        assert path in paths
+    assert "swagger" in client.get("/docs").text.lower()
+    assert client.get("/review").headers["content-type"].startswith("text/html")
+
+
+def test_query_returns_exact_and_supplementary_and_hides_rejected(client: TestClient) -> None:
+    body = {"labels": ["river"], "k": 3}
+    first = client.post("/query", json=body).json()
+    assert (first["exact"], first["supplementary"]) == (5, 3)
+    hit = next(h for h in first["hits"] if h["kind"] == "supplementary")
+    assert hit["path"] == ["river", "water_area", "forest"] and hit["thumbnail"].endswith(".png")
+    response = client.post("/feedback", json={
+        "spec_id": first["spec_id"], "who": "me",
+        "decisions": [{"sample_id": hit["sample_id"], "decision": "reject"}],
+    })
+    assert response.json() == {"spec_id": first["spec_id"], "recorded": 1}
+    second = client.post("/query", json=body).json()
+    assert second["supplementary"] == 2 and "1 rejected earlier" in second["message"]
+    rows = client.get("/feedback", params={"spec_id": first["spec_id"]}).json()
+    assert [(r["sample_id"], r["decision"], r["who"]) for r in rows] == [
+        (hit["sample_id"], "reject", "me")
+    ]
+
+
+def test_empty_result_is_200_with_a_message(client: TestClient) -> None:
+    response = client.post("/query", json={"labels": ["river"],
+                                           "constraints": {"datasets": ["ben"]}})
+    assert response.status_code == 200
+    assert response.json()["hits"] == [] and "no sample matches" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "needle"),
+    [
+        ("post", "/query", {"json": {"labels": ["glacier"]}}, 404, "'glacier' is not in"),
+        ("post", "/query", {"json": {"labels": []}}, 422, "labels"),
+        ("post", "/query", {"json": {"labels": ["river"], "k": 0}}, 422, "k"),
+        ("post", "/query", {"json": {"labels": ["river"], "constraints": {"bbox": [1, 2]}}},
+         422, "bbox"),
+        ("post", "/query", {"content": b"{not json", "headers": {"content-type":
+                                                                 "application/json"}},
+         422, "JSON"),
+        ("post", "/build", {"json": {"name": "x", "labels": ["river"], "quotas": {"lake": 1}}},
+         422, "quotas name labels"),
+        ("post", "/feedback", {"json": {"spec_id": "s", "decisions": [
+            {"sample_id": 1, "decision": "maybe"}]}}, 422, "decision"),
+        ("post", "/feedback", {"json": {"spec_id": "s", "decisions": [
+            {"sample_id": 1, "decision": "reject"}]}}, 404, "not in the catalog"),
+        ("post", "/export", {"json": {"build_id": "nope"}}, 404, "no logical dataset"),
+        ("post", "/export", {"json": {"build_id": "x", "name": "../../etc"}}, 422, "name"),
+        ("get", "/builds/nope", {}, 404, "no logical dataset"),
+        ("get", "/samples/42", {}, 404, "sample 42 is not in the catalog"),
+        ("get", "/samples/abc", {}, 422, "sample_id"),
+        ("get", "/samples/42/thumbnail.png", {}, 404, "sample 42"),
+        ("post", "/query/image", {"data": {"k": "3"}}, 422, "exactly one"),
+        ("post", "/query/image", {"files": {"file": ("x.png", b"garbage", "image/png")}},
+         422, "not a readable image"),
+        ("get", "/labels", {}, 422, "no label graph"),
+    ],
+)
+def test_bad_input_is_a_clear_4xx(
+    client: TestClient, method: str, path: str, kwargs: dict, status: int, needle: str
+) -> None:
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status, response.text
+    assert needle in response.text
+
+
+def test_build_feedback_export_round_trip(client: TestClient, small_repo: Repository) -> None:
+    build = client.post("/build", json=SPEC).json()
+    assert build["counts"]["river"]["exact"] == 5 and "supplementary" in build["message"]
+    assert client.get(f"/builds/{build['build_id']}").json() == build
+    supplementary = [m for m in build["members"] if m["kind"] == "supplementary"]
+    decisions = [{"sample_id": supplementary[0]["sample_id"], "decision": "accept"}]
+    client.post("/feedback", json={"spec_id": build["spec_id"], "decisions": decisions})
+    report = client.post("/export", json={"build_id": build["build_id"], "name": "mine",
+                                          "supplementary": "accepted"}).json()
+    out = Path(report["path"])
+    assert out == small_repo.config.home_path / "exports" / "mine"
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert len(manifest) == report["samples"] == len(build["members"]) - len(supplementary) + 1
+    again = client.post("/export", json={"build_id": build["build_id"], "name": "mine"})
+    assert again.status_code == 409 and "exists" in again.json()["detail"]
+
+
+def test_sample_thumbnail_and_composites(client: TestClient, small_repo: Repository) -> None:
+    s2 = sample_id(small_repo, "ben", "Pastures")
+    row = client.get(f"/samples/{s2}").json()
+    assert row["footprint"]["type"] == "Polygon" and "B08" in row["bands"]
+    thumb = Image.open(io.BytesIO(client.get(f"/samples/{s2}/thumbnail.png").content))
+    assert thumb.mode == "RGB"
+    false_colour = client.get(f"/samples/{s2}/composite.png",
+                              params={"bands": "B08,B04,B03", "stretch": "1,99"})
+    assert false_colour.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(false_colour.content)).size == (12, 12)
+    natural = client.get(f"/samples/{s2}/composite.png").content
+    assert natural != false_colour.content
+    for params, needle in [({"bands": "B08,B04"}, "three"), ({"bands": "B08,B04,X"}, "not in"),
+                           ({"stretch": "98,2"}, "low < high"), ({"stretch": "a"}, "percentiles")]:
+        response = client.get(f"/samples/{s2}/composite.png", params=params)
+        assert response.status_code == 422 and needle in response.json()["detail"]
+
+
+def test_query_by_image_upload_and_sample_id(client: TestClient, small_repo: Repository) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 120, 30)).save(buffer, format="PNG")
+    upload = client.post("/query/image", files={"file": ("q.png", buffer.getvalue())},
+                         data={"k": "4"}).json()
+    assert len(upload["hits"]) == 4 and upload["hits"][0]["kind"] == "similar"
+    river = sample_id(small_repo, "tree", "river")
+    by_id = client.post("/query/image", data={"sample_id": str(river), "k": "50"}).json()
+    assert river not in {h["sample_id"] for h in by_id["hits"]}
+
+
+def test_labels_and_associated_labels(client: TestClient, small_repo: Repository) -> None:
+    graph = LabelGraph()
+    for name in ("water_area", "river", "forest", "bridge"):
+        graph.add_label(name, name, "base")
+    graph.add_label("ds/Forest", "Forest", "dataset", dataset="ds")
+    graph.add_edge("river", "water_area", IS_A, score=0.5)
+    graph.add_edge("forest", "water_area", IS_A, score=0.8)
+    graph.add_edge("river", "bridge", CO_OCCURS, key="CO_OCCURS:t", count=30, weight=0.8)
+    EmbeddedLabelGraphStore(small_repo.config.home_path).commit(graph, "test graph")
+    labels = {label["id"]: label for label in client.get("/labels").json()}
+    assert labels["river"]["parents"] == ["water_area"]
+    assert [label["id"] for label in client.get("/labels", params={"dataset": "ds"}).json()] == [
+        "ds/Forest"
+    ]
+    found = client.get("/labels/river/associated", params={"max_distance": 3}).json()
+    by_label = {a["label"]: a for a in found}
+    assert by_label["bridge"]["relations"] == ["co_occurs"]
+    assert by_label["forest"]["path"] == ["river", "water_area", "forest"]
+    assert client.get("/labels/ds/Forest/associated").status_code == 200
+    missing = client.get("/labels/glacier/associated")
+    assert missing.status_code == 422 and "glacier" in missing.json()["detail"]

@@ -1,0 +1,110 @@
+"""The review page end to end in headless Chromium (Debian's ``chromium``, Playwright).
+
+A real uvicorn server on a free loopback port serves the API (query test double); the
+browser builds a dataset, ticks accept/reject boxes, exports, and the test checks the
+feedback rows and the export files, and saves a screenshot.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import uvicorn
+from query_double import fake_query_by_image, fake_run_query
+
+from samplehub.api import create_app
+from samplehub.export import feedback_rows, parse_spec
+from samplehub.repository import Repository
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                       "(apt-get install -y chromium chromium-driver)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(small_repo: Repository) -> Iterator[str]:
+    """The API served by uvicorn in a thread; yields its base URL."""
+    app = create_app(small_repo, fake_run_query, fake_query_by_image)
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_review_page_builds_reviews_and_exports(
+    server: str, small_repo: Repository, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{server}/review")
+            page.fill("#name", "rivers")
+            page.fill("#labels", "river, farmland")
+            page.fill("#k", "3")
+            page.click("#build")
+            expect(page.locator("#exact .card")).to_have_count(9)
+            expect(page.locator("#supplementary .card")).to_have_count(5)
+            expect(page.locator("#supplementary .card .score").first).to_have_text("0.90")
+            expect(page.locator("#supplementary .card .reason").first).to_contain_text("via")
+
+            supplementary = page.locator("#supplementary .card")
+            accepted = [int(supplementary.nth(i).get_attribute("data-sample-id")) for i in (0, 1)]
+            for i in (0, 1):
+                supplementary.nth(i).locator("input.keep-box").check()
+                expect(supplementary.nth(i)).to_have_attribute("data-recorded", "accept")
+            rejected_card = page.locator("#exact .card").first
+            rejected = int(rejected_card.get_attribute("data-sample-id"))
+            rejected_card.locator("input.keep-box").uncheck()
+            expect(rejected_card).to_have_attribute("data-recorded", "reject")
+
+            page.click("#export")
+            expect(page.locator("#export-result")).to_contain_text("exported 10 samples")
+            export_path = Path(page.locator("#export-result").get_attribute("data-path"))
+            page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+        finally:
+            browser.close()
+
+    spec_id = parse_spec({"name": "rivers", "labels": ["river", "farmland"],
+                          "supplementary_per_label": 3}).spec_id
+    rows = feedback_rows(small_repo.catalog, spec_id)
+    assert sorted(zip(rows["sample_id"], rows["decision"], strict=True)) == sorted(
+        [(s, "accept") for s in accepted] + [(rejected, "reject")]
+    )
+    manifest = pd.read_parquet(export_path / "manifest.parquet")
+    assert len(manifest) == 10 and rejected not in set(manifest["sample_id"])
+    assert set(manifest.loc[manifest["kind"] == "supplementary", "sample_id"]) == set(accepted)
+    for name in ("manifest.csv", "stac_items.json", "images.zarr", "spec.json"):
+        assert (export_path / name).exists()
+    assert all((export_path / f).is_file() for f in manifest["file"])
+    assert (tmp_path / "review.png").stat().st_size > 10_000
