@@ -2,7 +2,7 @@
 VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
-EXTRAS  := dev,s3,postgres,ui,neo4j,spark
+EXTRAS  := dev,s3,postgres,ui,neo4j,spark,spatial
 STAMP   := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export SAMPLEHUB_DATA ?= $(abspath ../shared/data)

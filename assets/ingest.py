@@ -1,6 +1,5 @@
 """Ingest assets: ``samples[dataset]`` and ``label_tree[dataset]`` with their checks."""
 
-
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
@@ -46,9 +45,7 @@ def label_tree(context: AssetExecutionContext, samplehub: SampleHubResource) -> 
         ["| label | parent | samples |", "|---|---|---|"]
         + [f"| {n['name']} | {n['parent'] or ''} | {n['count']} |" for n in nodes]
     )
-    return MaterializeResult(
-        metadata={"labels": len(nodes), "tree": MetadataValue.md(table)}
-    )
+    return MaterializeResult(metadata={"labels": len(nodes), "tree": MetadataValue.md(table)})
 
 
 @asset_check(asset=samples, blocking=True)

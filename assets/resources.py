@@ -15,7 +15,7 @@ class SampleHubResource(ConfigurableResource):  # type: ignore[misc]
             in the environment picks the home directory.
     """
 
-    overrides: list[str] = []
+    overrides: list[str] = []  # noqa: RUF012 - a pydantic field, copied per instance
 
     def repository(self) -> Repository:
         """Open the repository (built at execution time, not at import)."""

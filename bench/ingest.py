@@ -15,8 +15,8 @@ from common import machine, require_data, write_json
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from samplehub.config import load_config  # noqa: E402
-from samplehub.repository import Repository  # noqa: E402
+from samplehub.config import load_config
+from samplehub.repository import Repository
 
 BAR_SAMPLES_PER_S = 150.0
 
@@ -49,11 +49,14 @@ def main() -> None:
             rows.append(row)
     for row in rows:
         single = next(r for r in rows if r["dataset"] == row["dataset"] and r["workers"] == 1)
-        row["speedup_vs_1_worker"] = round(float(row["samples_per_s"]) / float(single["samples_per_s"]), 2)
+        row["speedup_vs_1_worker"] = round(
+            float(row["samples_per_s"]) / float(single["samples_per_s"]), 2
+        )
         if row["dataset"] == "eurosat":
             row["bar_samples_per_s"] = BAR_SAMPLES_PER_S
             row["meets_bar"] = float(row["samples_per_s"]) >= BAR_SAMPLES_PER_S
     write_json("ingest.json", rows)
+
 
 if __name__ == "__main__":
     main()

@@ -80,15 +80,20 @@ def main() -> int:
         console.print("[red]the index run failed[/]")
         return 1
     for check in index_run.get_asset_check_evaluations():
-        console.print(f"check {check.check_name}: passed={check.passed} "
-                      f"{ {k: v.value for k, v in check.metadata.items()} }")
+        console.print(
+            f"check {check.check_name}: passed={check.passed} "
+            f"{ {k: v.value for k, v in check.metadata.items()} }"
+        )
     summary = Table("dataset", "samples", "labels", "quarantined", "kind")
     for row in repo.catalog.datasets().itertuples():
-        summary.add_row(row.dataset, f"{row.n_samples:,}", str(row.n_labels),
-                        str(row.n_quarantined), row.kind)
+        summary.add_row(
+            row.dataset, f"{row.n_samples:,}", str(row.n_labels), str(row.n_quarantined), row.kind
+        )
     console.print(summary)
-    console.print(f"home: {repo.config.home_path}   dagster UI: DAGSTER_HOME={dagster_home} "
-                  ".venv/bin/dagster dev -m orchestration.definitions")
+    console.print(
+        f"home: {repo.config.home_path}   dagster UI: DAGSTER_HOME={dagster_home} "
+        ".venv/bin/dagster dev -m orchestration.definitions"
+    )
     return 0
 
 

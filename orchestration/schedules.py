@@ -15,4 +15,7 @@ from samplehub.config import load_config
 def rescan_schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:
     """One ingestion run per registered dataset; unchanged datasets add zero rows."""
     for name in context.instance.get_dynamic_partitions(dataset_partitions.name):
-        yield RunRequest(partition_key=name, run_key=f"rescan-{name}-{context.scheduled_execution_time:%Y%m%d%H%M}")
+        yield RunRequest(
+            partition_key=name,
+            run_key=f"rescan-{name}-{context.scheduled_execution_time:%Y%m%d%H%M}",
+        )

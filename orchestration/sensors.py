@@ -33,7 +33,9 @@ def new_dataset_sensor(context: SensorEvaluationContext) -> SensorResult:
     existing = set(context.instance.get_dynamic_partitions(dataset_partitions.name))
     new = [name for name in candidate_datasets() if name not in seen | existing]
     return SensorResult(
-        run_requests=[RunRequest(partition_key=name, run_key=f"new-dataset-{name}") for name in new],
+        run_requests=[
+            RunRequest(partition_key=name, run_key=f"new-dataset-{name}") for name in new
+        ],
         dynamic_partitions_requests=[dataset_partitions.build_add_request(new)] if new else [],
         cursor=json.dumps(sorted(seen | set(new))),
     )

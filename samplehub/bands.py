@@ -44,7 +44,9 @@ def role_indices(
     """Index of each role's band in ``band_names`` (roles whose band is absent are left out)."""
     names = [b.lower() for b in band_names]
     roles = mapping.get(sensor or "", {}) or mapping.get("default", {})
-    found = {role: names.index(band.lower()) for role, band in roles.items() if band.lower() in names}
+    found = {
+        role: names.index(band.lower()) for role, band in roles.items() if band.lower() in names
+    }
     for role in ("red", "green", "blue", "nir"):
         if role not in found and role in names:
             found[role] = names.index(role)
@@ -134,7 +136,9 @@ def rgb_composite(
     if bands is not None:
         missing = [b for b in bands if b.lower() not in names]
         if missing:
-            raise InvalidSampleError(f"bands {missing} not in this sample's bands {list(band_names)}")
+            raise InvalidSampleError(
+                f"bands {missing} not in this sample's bands {list(band_names)}"
+            )
         picked = image[[names.index(b.lower()) for b in bands]]
     else:
         idx = role_indices(band_names, sensor, load_band_mapping())

@@ -192,7 +192,7 @@ def load_source(path: str | os.PathLike[str], data_root: str = ".") -> SourceSpe
         resolved = OmegaConf.to_container(
             OmegaConf.merge({"data_root": data_root}, raw), resolve=True
         )
-        assert isinstance(resolved, dict)  # noqa: S101 - a DictConfig resolves to a dict
+        assert isinstance(resolved, dict)
         resolved.pop("data_root")
         source = cast(
             SourceConfig,

@@ -38,7 +38,7 @@ def map_batch(fn: Callable[[T], R], items: Sequence[T], config: ExecutorConfig) 
 
 
 @lru_cache(maxsize=2)
-def spark_session(master: str) -> Any:  # noqa: ANN401 - pyspark is optional
+def spark_session(master: str) -> Any:
     """A SparkSession on ``master`` (``local[*]`` in tests, a cluster URL at scale)."""
     try:
         from pyspark.sql import SparkSession

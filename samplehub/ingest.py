@@ -13,8 +13,8 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -89,7 +89,7 @@ def records_to_table(
         keys[georeferenced] = hilbert_key(centres[georeferenced, 0], centres[georeferenced, 1])
     rows = []
     for i, (record, (key, index)) in enumerate(zip(records, locations, strict=True)):
-        c, h, w = record.shape
+        _, h, w = record.shape
         bbox = record.geo.bbox
         rows.append(
             {

@@ -61,8 +61,14 @@ class Repository:
                 f"in the catalog; add conf/sources/{name}.yaml or run `samplehub ingest PATH "
                 f"--name {name}`"
             ) from exc
-        return SourceSpec(name=name, uri=info.source_uri, kind=info.kind, platform=info.platform,
-                          licence=info.licence, citation=info.citation)
+        return SourceSpec(
+            name=name,
+            uri=info.source_uri,
+            kind=info.kind,
+            platform=info.platform,
+            licence=info.licence,
+            citation=info.citation,
+        )
 
     def open_source(self, spec: SourceSpec) -> Source:
         """The source reader of ``spec`` (S3 reads cached under the home)."""

@@ -14,8 +14,9 @@ def test_domain_package_imports_without_dagster() -> None:
         "    importlib.import_module(m.name)\n"
         "print('dagster' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "False"
 
 

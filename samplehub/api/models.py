@@ -20,7 +20,7 @@ class QueryRequest(BaseModel):
     constraints: Constraints = Field(default_factory=Constraints)
     k: int = Field(100, ge=1, le=10_000, description="supplementary samples per label at most")
     include_supplementary: bool = True
-    max_label_distance: float | None = Field(None, ge=0)
+    max_label_distance: float | None = Field(default=None, ge=0)
     similarity_threshold: float | None = None
     index: IndexChoice = "auto"
 
@@ -164,7 +164,7 @@ class ExportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     build_id: str = Field(..., min_length=1)
-    name: str | None = Field(None, pattern=SPLIT_NAME.pattern,
+    name: str | None = Field(default=None, pattern=SPLIT_NAME.pattern,
                              description="export folder name (default: the build id)")
     formats: list[Literal["imagefolder", "stac", "zarr"]] = ["imagefolder", "stac", "zarr"]
     supplementary: Literal["accepted", "unrejected", "none"] = "unrejected"

@@ -82,8 +82,10 @@ class Catalog:
         """Read a table (optionally one dataset partition and some columns) as Arrow."""
         table = self.table(name)
         if table is None:
-            return getattr(schema, name.upper()).empty_table().select(
-                list(columns) if columns else getattr(schema, name.upper()).names
+            return (
+                getattr(schema, name.upper())
+                .empty_table()
+                .select(list(columns) if columns else getattr(schema, name.upper()).names)
             )
         expression = filter_expression
         if dataset is not None:
@@ -147,8 +149,9 @@ class Catalog:
         table = self.read("samples", dataset, columns=read_columns)
         if label is not None:
             rows = np.unique(
-                np.concatenate([rows_with_label(table.column(c), label)
-                                for c in ("labels", "unified_labels")])
+                np.concatenate(
+                    [rows_with_label(table.column(c), label) for c in ("labels", "unified_labels")]
+                )
             )
             table = table.take(pa.array(rows, pa.int64()))
         if wanted:

@@ -45,16 +45,24 @@ def repository(overrides: list[str] | None) -> Repository:
 def ingest(
     uri: Annotated[
         str,
-        typer.Argument(help="folder, manifest, GeoTIFF folder, s3://bucket/prefix, or the name "
-                       "of a source in conf/sources"),
+        typer.Argument(
+            help="folder, manifest, GeoTIFF folder, s3://bucket/prefix, or the name "
+            "of a source in conf/sources"
+        ),
     ],
-    name: Annotated[str | None, typer.Option(help="dataset name (default: the folder name)")] = None,
-    kind: Annotated[str, typer.Option(help="folder_tree, multilabel_manifest, bigearthnet, geotiff or auto")] = "auto",
+    name: Annotated[
+        str | None, typer.Option(help="dataset name (default: the folder name)")
+    ] = None,
+    kind: Annotated[
+        str, typer.Option(help="folder_tree, multilabel_manifest, bigearthnet, geotiff or auto")
+    ] = "auto",
     option: Annotated[
         list[str] | None,
         typer.Option("--option", help="source option KEY=VALUE, e.g. images=DIR for a manifest"),
     ] = None,
-    endpoint_url: Annotated[str | None, typer.Option(help="S3-compatible endpoint for s3:// URIs")] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3-compatible endpoint for s3:// URIs")
+    ] = None,
     overrides: Overrides = None,
 ) -> None:
     """Ingest a dataset into the catalog and the image store (idempotent)."""
@@ -93,8 +101,13 @@ def datasets(overrides: Overrides = None) -> None:
     table = Table("dataset", "samples", "labels", "quarantined", "kind", "version", "source")
     for row in frame.itertuples():
         table.add_row(
-            row.dataset, f"{row.n_samples:,}", str(row.n_labels), str(row.n_quarantined),
-            row.kind, str(row.version), row.source_uri,
+            row.dataset,
+            f"{row.n_samples:,}",
+            str(row.n_labels),
+            str(row.n_quarantined),
+            row.kind,
+            str(row.version),
+            row.source_uri,
         )
     console.print(table)
 
@@ -108,16 +121,33 @@ def samples(
 ) -> None:
     """List samples of the catalog."""
     frame = repository(overrides).catalog.samples(
-        dataset, label, limit,
-        columns=["sample_id", "dataset", "relpath", "labels", "width", "height", "bands", "minx", "miny"],
+        dataset,
+        label,
+        limit,
+        columns=[
+            "sample_id",
+            "dataset",
+            "relpath",
+            "labels",
+            "width",
+            "height",
+            "bands",
+            "minx",
+            "miny",
+        ],
     )
     table = Table("dataset", "relpath", "labels", "size", "bands", "lon/lat")
     table.add_column("sample_id", no_wrap=True, min_width=19)
     for row in frame.itertuples():
         where = "" if row.minx != row.minx else f"{row.minx:.3f}, {row.miny:.3f}"
         table.add_row(
-            row.dataset, row.relpath, ", ".join(row.labels),
-            f"{row.width}x{row.height}", str(len(row.bands)), where, str(row.sample_id),
+            row.dataset,
+            row.relpath,
+            ", ".join(row.labels),
+            f"{row.width}x{row.height}",
+            str(len(row.bands)),
+            where,
+            str(row.sample_id),
         )
     console.print(table)
 
@@ -125,8 +155,12 @@ def samples(
 @app.command()
 def show(
     sample_id: Annotated[int, typer.Argument(help="a sample id from `samplehub samples`")],
-    out: Annotated[Path | None, typer.Option(help="PNG to write (default: <sample_id>.png)")] = None,
-    bands: Annotated[str | None, typer.Option(help="band triple for the composite, e.g. B08,B04,B03")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="PNG to write (default: <sample_id>.png)")
+    ] = None,
+    bands: Annotated[
+        str | None, typer.Option(help="band triple for the composite, e.g. B08,B04,B03")
+    ] = None,
     overrides: Overrides = None,
 ) -> None:
     """Print a sample's metadata and write a PNG picture of it."""
@@ -139,8 +173,23 @@ def show(
     picture = rgb_composite(pixels, row["bands"], row["sensor"], triple)
     path = out or Path(f"{sample_id}.png")
     Image.fromarray(picture.transpose(1, 2, 0)).save(path)
-    for key in ("dataset", "relpath", "labels", "width", "height", "bands", "dtype", "sensor",
-                "gsd", "minx", "miny", "maxx", "maxy", "time", "uri"):
+    for key in (
+        "dataset",
+        "relpath",
+        "labels",
+        "width",
+        "height",
+        "bands",
+        "dtype",
+        "sensor",
+        "gsd",
+        "minx",
+        "miny",
+        "maxx",
+        "maxy",
+        "time",
+        "uri",
+    ):
         console.print(f"{key:>8}: {row[key]}")
     console.print(f"wrote {path}")
 

@@ -45,7 +45,7 @@ class ZarrBundle:
                     key, shape=(0, *values.shape[1:]), chunks=chunks, dtype=values.dtype
                 )
             array = folder[key]
-            start = array.shape[0]
+            start = array.shape[0]  # type: ignore[union-attr]
             array.resize((start + len(values), *values.shape[1:]))  # type: ignore[union-attr]
             array[start:] = values  # type: ignore[index]
         return key, start

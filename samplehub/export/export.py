@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
@@ -163,16 +164,16 @@ def write_export(
         for batch, images in read_batches(repo, members, rows):
             location: list[tuple[str | None, int | None]] = [(None, None)] * len(batch)
             if bundle is not None:
-                key, start = bundle.append(
+                array, start = bundle.append(
                     images,
                     [m.sample_id for m in batch],
                     [classes.index(m.label) for m in batch],
                     [splits.index(m.split) for m in batch],
                 )
-                location = [(key, start + i) for i in range(len(batch))]
+                location = [(array, start + i) for i in range(len(batch))]
             for m, image, (key, index) in zip(batch, images, location, strict=True):
                 row = rows[m.sample_id]
-                href = None
+                href: str | None = None
                 if "imagefolder" in formats:
                     folder = root / m.split / safe_name(m.label)
                     folder.mkdir(parents=True, exist_ok=True)
@@ -232,7 +233,8 @@ def read_batches(
         store = repo.store.dataset(dataset)
         for start in range(0, len(group), BATCH):
             batch = group[start : start + BATCH]
-            yield batch, store.images(key, [rows[m.sample_id]["zarr_index"] for m in batch])
+            indexes = np.array([rows[m.sample_id]["zarr_index"] for m in batch], dtype=np.int64)
+            yield batch, store.images(key, indexes)
 
 
 def manifest_row(

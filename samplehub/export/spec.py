@@ -47,12 +47,12 @@ class Constraints(BaseModel):
     bbox: tuple[float, float, float, float] | None = Field(
         None, description="min lon, min lat, max lon, max lat in EPSG:4326"
     )
-    polygon_wkt: str | None = Field(None, description="a polygon in EPSG:4326 (WKT)")
+    polygon_wkt: str | None = Field(default=None, description="a polygon in EPSG:4326 (WKT)")
     time: tuple[datetime, datetime] | None = Field(
         None, description="acquisition-time range [start, end] (ISO 8601 dates or times)"
     )
-    datasets: list[str] | None = Field(None, description="only these datasets")
-    sensors: list[str] | None = Field(None, description="only these sensors")
+    datasets: list[str] | None = Field(default=None, description="only these datasets")
+    sensors: list[str] | None = Field(default=None, description="only these sensors")
 
     @field_validator("time", mode="before")
     @classmethod
@@ -132,7 +132,7 @@ class DatasetSpec(BaseModel):
         True, description="add visually matched samples of associated labels"
     )
     supplementary_per_label: int = Field(100, ge=1, le=100_000)
-    max_label_distance: float | None = Field(None, ge=0)
+    max_label_distance: float | None = Field(default=None, ge=0)
     similarity_threshold: float | None = None
     index: IndexChoice = "auto"
     split: SplitSpec = Field(default_factory=SplitSpec)

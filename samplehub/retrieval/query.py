@@ -122,16 +122,15 @@ def subquery(
 ) -> Subquery:
     """Steps 2 and 3 for one query label over the filtered rows ``mask``."""
     t0 = time.perf_counter()
-    groups = exact_groups(ctx.graph, match, ctx.snapshot)
     exact_mask = np.zeros(len(ctx.snapshot), dtype=bool)
     hits: list[Hit] = []
-    for group in groups:
+    exact_total = 0
+    for group in exact_groups(ctx.graph, match, ctx.snapshot):
         rows = group.rows[mask[group.rows] & ~exact_mask[group.rows]]
         exact_mask[rows] = True
-        hits += exact_hits(ctx, match, group.reason, group.path, rows)
-    exact_total = len(hits)
-    if spec.exact_limit is not None:
-        hits = hits[: spec.exact_limit]
+        exact_total += len(rows)
+        room = len(rows) if spec.exact_limit is None else max(spec.exact_limit - len(hits), 0)
+        hits += exact_hits(ctx, match, group.reason, group.path, rows[:room])
     plan: dict[str, object] = {
         "resolved": match.label,
         "unified": match.unified,

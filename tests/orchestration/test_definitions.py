@@ -45,7 +45,7 @@ def test_definitions_are_loadable() -> None:
     assert defs.resolve_job_def("ingest_dataset") is not None
 
 
-def materialize_partition(instance: DagsterInstance, key: str):  # noqa: ANN201
+def materialize_partition(instance: DagsterInstance, key: str):
     instance.add_dynamic_partitions(dataset_partitions.name, [key])
     return defs.resolve_job_def("ingest_dataset").execute_in_process(
         partition_key=key, instance=instance
@@ -57,14 +57,17 @@ def test_partition_materializes_with_metadata_and_passing_checks(sources: Path) 
         result = materialize_partition(instance, "tree")
         assert result.success
         materializations = {
-            m.asset_key.to_user_string(): m for m in result.asset_materializations_for_node("samples")
+            m.asset_key.to_user_string(): m
+            for m in result.asset_materializations_for_node("samples")
         }
         metadata = materializations["samples"].metadata
         assert metadata["added"].value == metadata["found"].value > 0
         assert metadata["quarantined"].value == 0
         checks = result.get_asset_check_evaluations()
         assert {c.check_name for c in checks} == {
-            "sample_ids_are_unique", "row_count_equals_files_minus_quarantined"}
+            "sample_ids_are_unique",
+            "row_count_equals_files_minus_quarantined",
+        }
         assert all(c.passed for c in checks)
         again = materialize_partition(instance, "tree")
         added = again.asset_materializations_for_node("samples")[0].metadata["added"].value

@@ -53,12 +53,28 @@ def postgres() -> Iterator[dict[str, str]]:
         subprocess.run([*prefix, *args], check=True, capture_output=True, text=True)
 
     run(str(bindir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust", "-E", "UTF8")
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
-        f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start")
+    run(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-w",
+        "-l",
+        str(base / "log"),
+        "-o",
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
+        "start",
+    )
     try:
-        run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster")
-        yield {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port),
-               "DAGSTER_PG_USER": "dagster", "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "dagster"}
+        run(
+            str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster", "dagster"
+        )
+        yield {
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": str(port),
+            "DAGSTER_PG_USER": "dagster",
+            "DAGSTER_PG_PASSWORD": "",
+            "DAGSTER_PG_DB": "dagster",
+        }
     finally:
         run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
         shutil.rmtree(base, ignore_errors=True)
@@ -85,18 +101,22 @@ def test_partition_materializes_through_the_postgres_instance(
         result = defs.resolve_job_def("ingest_dataset").execute_in_process(
             partition_key="tree",
             instance=instance,
-            run_config={"resources": {"samplehub": {"config": {
-                "overrides": [f"sources_dir={conf}"]}}}},
+            run_config={
+                "resources": {"samplehub": {"config": {"overrides": [f"sources_dir={conf}"]}}}
+            },
         )
         assert result.success
         assert instance.get_dynamic_partitions(dataset_partitions.name) == ["tree"]
 
-    with psycopg2.connect(host="127.0.0.1", port=int(postgres["DAGSTER_PG_PORT"]),
-                          user="dagster", dbname="dagster") as connection:
+    with psycopg2.connect(
+        host="127.0.0.1", port=int(postgres["DAGSTER_PG_PORT"]), user="dagster", dbname="dagster"
+    ) as connection:
         cursor = connection.cursor()
         cursor.execute("select status from runs where run_id = %s", (result.run_id,))
         assert cursor.fetchone() == ("SUCCESS",)
         cursor.execute(
             "select count(*) from event_logs where run_id = %s and dagster_event_type = "
-            "'ASSET_MATERIALIZATION'", (result.run_id,))
+            "'ASSET_MATERIALIZATION'",
+            (result.run_id,),
+        )
         assert cursor.fetchone()[0] == 2

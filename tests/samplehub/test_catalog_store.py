@@ -12,15 +12,30 @@ from samplehub.records import FileEntry, GeoInfo, SampleRecord, sample_id_for
 from samplehub.store import SampleStore, array_key
 
 
-def record(dataset: str, name: str, shape: tuple[int, int, int], dtype: str = "uint8",
-           labels: tuple[str, ...] = ("forest",)) -> SampleRecord:
+def record(
+    dataset: str,
+    name: str,
+    shape: tuple[int, int, int],
+    dtype: str = "uint8",
+    labels: tuple[str, ...] = ("forest",),
+) -> SampleRecord:
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
     image = rng.integers(0, 200, shape).astype(dtype)
     bands = ("red", "green", "blue") if shape[0] == 3 else tuple(f"b{i}" for i in range(shape[0]))
-    entry = FileEntry(dataset=dataset, relpath=f"{labels[0]}/{name}.jpg", uri=f"/x/{name}.jpg",
-                      labels=labels, label_path=labels)
-    return SampleRecord(entry=entry, image=image, band_names=bands,
-                        geo=GeoInfo(bbox=(10.0, 45.0, 10.01, 45.01)), checksum=name)
+    entry = FileEntry(
+        dataset=dataset,
+        relpath=f"{labels[0]}/{name}.jpg",
+        uri=f"/x/{name}.jpg",
+        labels=labels,
+        label_path=labels,
+    )
+    return SampleRecord(
+        entry=entry,
+        image=image,
+        band_names=bands,
+        geo=GeoInfo(bbox=(10.0, 45.0, 10.01, 45.01)),
+        checksum=name,
+    )
 
 
 def test_sample_id_is_stable_and_dataset_scoped() -> None:
@@ -31,11 +46,19 @@ def test_sample_id_is_stable_and_dataset_scoped() -> None:
 
 def test_store_groups_by_shape_and_round_trips(tmp_path: Path) -> None:
     store = SampleStore(str(tmp_path / "zarr"), thumb_size=16).dataset("d")
-    records = [record("d", "a", (3, 32, 32)), record("d", "b", (3, 20, 24)),
-               record("d", "c", (3, 32, 32)), record("d", "s2", (12, 8, 8), "uint16")]
+    records = [
+        record("d", "a", (3, 32, 32)),
+        record("d", "b", (3, 20, 24)),
+        record("d", "c", (3, 32, 32)),
+        record("d", "s2", (12, 8, 8), "uint16"),
+    ]
     locations = store.append(records)
     assert [loc[0] for loc in locations] == [
-        "uint8_3x32x32", "uint8_3x20x24", "uint8_3x32x32", "uint16_12x8x8"]
+        "uint8_3x32x32",
+        "uint8_3x20x24",
+        "uint8_3x32x32",
+        "uint16_12x8x8",
+    ]
     assert locations[2] == ("uint8_3x32x32", 1)
     for rec, (key, row) in zip(records, locations, strict=True):
         assert key == array_key(rec.image)

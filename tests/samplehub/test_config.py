@@ -18,8 +18,11 @@ def test_defaults_compose_and_env_sets_home(home: Path) -> None:
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("executor.workerz=3", "executor.workerz"), ("executor.workers=abc", "executor.workers"),
-     ("retrieval.nprobe=many", "retrieval.nprobe")],
+    [
+        ("executor.workerz=3", "executor.workerz"),
+        ("executor.workers=abc", "executor.workers"),
+        ("retrieval.nprobe=many", "retrieval.nprobe"),
+    ],
 )
 def test_bad_override_names_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -28,14 +31,20 @@ def test_bad_override_names_the_key(override: str, key: str) -> None:
 
 def test_bad_key_in_a_config_file_names_it(tmp_path: Path) -> None:
     conf = tmp_path / "conf"
-    for group, option in [("storage", "local"), ("graph", "embedded"), ("executor", "threads"),
-                          ("instance", "sqlite"), ("model", "efficientnet_lite0"),
-                          ("retrieval", "ivfpq")]:
+    for group, option in [
+        ("storage", "local"),
+        ("graph", "embedded"),
+        ("executor", "threads"),
+        ("instance", "sqlite"),
+        ("model", "efficientnet_lite0"),
+        ("retrieval", "ivfpq"),
+    ]:
         (conf / group).mkdir(parents=True)
         (conf / group / f"{option}.yaml").write_text("{}\n")
     (conf / "executor" / "threads.yaml").write_text("kind: threads\nbatchsize: 10\n")
     (conf / "config.yaml").write_text(
-        Path("conf/config.yaml").read_text() if Path("conf/config.yaml").exists() else "")
+        Path("conf/config.yaml").read_text() if Path("conf/config.yaml").exists() else ""
+    )
     with pytest.raises(ConfigError, match="batchsize"):
         load_config(conf_dir=conf)
 

@@ -21,13 +21,14 @@ def test_threads_keep_order(workers: int) -> None:
     from samplehub.executors import map_batch
 
     assert map_batch(square, list(range(20)), ExecutorConfig(workers=workers)) == [
-        x * x for x in range(20)]
+        x * x for x in range(20)
+    ]
 
 
 def test_unknown_executor_names_the_key() -> None:
     from samplehub.executors import map_batch
 
-    with pytest.raises(ConfigError, match="executor.kind"):
+    with pytest.raises(ConfigError, match=r"executor\.kind"):
         map_batch(square, [1], ExecutorConfig(kind="dask"))
 
 
@@ -37,8 +38,11 @@ def test_spark_ingest_matches_thread_ingest(home: Path) -> None:
     spec = SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree"))
     threads = Repository(load_config())
     threads.ingest(spec)
-    spark = Repository(load_config(["executor=spark", "executor.spark_master='local[2]'",
-                                    f"home={home / 'spark'}"]))
+    spark = Repository(
+        load_config(
+            ["executor=spark", "executor.spark_master='local[2]'", f"home={home / 'spark'}"]
+        )
+    )
     report = spark.ingest(spec)
     assert report.added == report.found == 12
     columns = ["sample_id", "relpath", "checksum", "width", "height", "labels"]

@@ -84,8 +84,14 @@ def test_harmonize_passes_rgb_through_and_reduces_multispectral() -> None:
 def test_registered_scene_model_becomes_the_model_version(home: Path) -> None:
     repo = Repository(load_config([*OVERRIDES, "model.train_dataset=ml"]))
     manifest = FIXTURES / "multilabel_manifest"
-    repo.ingest(SourceSpec(name="ml", uri=str(manifest / "manifest.txt"),
-                           kind="multilabel_manifest", options={"images": str(manifest)}))
+    repo.ingest(
+        SourceSpec(
+            name="ml",
+            uri=str(manifest / "manifest.txt"),
+            kind="multilabel_manifest",
+            options={"images": str(manifest)},
+        )
+    )
     result = train_registered_scene_model(
         repo, train_config=SceneTrainConfig(dim=64, epochs=2, batch_size=4, val_fraction=0.0)
     )

@@ -94,8 +94,12 @@ def test_eurosat_ingests_27000_in_10_labels_and_reingest_adds_nothing(
 
 @pytest.mark.parametrize(
     ("name", "samples", "labels", "bands"),
-    [("ucmerced", 2100, 21, 3), ("ucmerced_multilabel", 2100, 17, 3),
-     ("bigearthnet_s2", 6, None, 12), ("rgbn", 3, 0, 4)],
+    [
+        ("ucmerced", 2100, 21, 3),
+        ("ucmerced_multilabel", 2100, 17, 3),
+        ("bigearthnet_s2", 6, None, 12),
+        ("rgbn", 3, 0, 4),
+    ],
 )
 def test_real_sources_ingest_locally(
     home: Path, shared_data: Path, name: str, samples: int, labels: int | None, bands: int
@@ -109,4 +113,6 @@ def test_real_sources_ingest_locally(
     assert {len(b) for b in frame["bands"]} == {bands}
     if name in ("bigearthnet_s2", "rgbn"):
         assert frame["georeferenced"].all()
-        assert ((frame["minx"] >= -180) & (frame["maxx"] <= 180) & (frame["minx"] < frame["maxx"])).all()
+        assert (
+            (frame["minx"] >= -180) & (frame["maxx"] <= 180) & (frame["minx"] < frame["maxx"])
+        ).all()

@@ -42,13 +42,22 @@ def test_ingest_list_and_show(home: Path, tmp_path: Path) -> None:
 def test_manifest_ingest_takes_images_option(home: Path) -> None:
     manifest = next((FIXTURES / "multilabel_manifest").glob("*.txt"))
     images = FIXTURES / "multilabel_manifest"
-    out = invoke("ingest", str(manifest), "--name", "ml", "--kind", "multilabel_manifest",
-                 "--option", f"images={images}")
+    out = invoke(
+        "ingest",
+        str(manifest),
+        "--name",
+        "ml",
+        "--kind",
+        "multilabel_manifest",
+        "--option",
+        f"images={images}",
+    )
     assert "quarantined 0" in out
 
 
-def test_errors_are_one_clear_line(home: Path, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_errors_are_one_clear_line(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     monkeypatch.setattr("sys.argv", ["samplehub", "ingest", str(tmp_path / "absent")])
     with pytest.raises(SystemExit) as exit_info:
         main()

@@ -53,7 +53,8 @@ def composite(
     triple = parse_bands(bands)
     low_high = parse_stretch(stretch)
     row, pixels = state.repo.image(sample_id)
-    picture = rgb_composite(pixels, row["bands"], row["sensor"], triple, low_high)
+    sensor = None if row["sensor"] is None else str(row["sensor"])
+    picture = rgb_composite(pixels, list(row["bands"]), sensor, triple, low_high)  # type: ignore[call-overload]
     return Response(png(picture), media_type="image/png", headers=CACHE)
 
 

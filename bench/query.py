@@ -1,0 +1,255 @@
+"""Query latency vs repository size and concurrency, next to exact search (issue 4).
+
+Claim (main paper, section 4.3.1, Figs. 8-9): with an IVF-PQ index the supplementary
+sample query time stays about flat from 10k to 1M samples. Bars on this 2-core machine:
+ANN step p99 <= 10 ms at 1M, full three-step query p99 <= 50 ms at 1M (one client),
+recall@100 >= 0.95 against exact search, latency roughly flat from 100k to 1M.
+
+Data: real EfficientNet-Lite0 (ImageNet) features of all 27,000 EuroSAT and 2,100 UC
+Merced images (``ml.features``, cached in ``bench/.cache`` by ``bench/hashing.py``),
+PCA-projected to the pipeline's 512 dimensions and L2-normalised; larger repositories are
+topped up with perturbed copies of real features (``x + 0.5 g / sqrt(d)``, renormalised;
+cosine to the source about 0.9) carrying their source's labels. The label graph is the
+real one: Algorithm 1 merges of ``uc_merced_21``, ``eurosat_10`` and
+``uc_merced_multilabel_17`` plus UC Merced co-occurrence (cached in
+``bench/.cache/query_home``). Prototypes: K-means (4 per label) of the real features.
+
+Measured per size (10k, 100k, 1M) and client count (1, 8, 32 threads issuing requests
+back to back): ``ann`` = one IVF-PQ + exact re-rank search of k=100 (held-out perturbed
+real queries); ``full`` = :func:`samplehub.retrieval.query.query_context` for one of the
+ten common labels (filter, expansion, exact matches paged to 100, prototype matching with
+the planner's choice); ``exact`` = flat search of the same queries, one client. recall@100
+of ``ann`` against ``exact``.
+
+Writes ``bench/results/query.json``. Run: ``python bench/query.py [--sizes 10000 100000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+from common import REPO, machine, require_data, write_json
+
+from samplehub.config import RetrievalConfig
+from samplehub.index.ivfpq import build_ivfpq_index, exact_search, recall_at_k, search
+from samplehub.labels.graph import LabelGraph
+
+CACHE = REPO / "bench" / ".cache"
+HOME = CACHE / "query_home"
+D = 512
+K = 100
+SIGMA = 0.5
+DATASETS = {"eurosat": "eurosat_10", "ucmerced": "uc_merced_21"}  # bench name -> graph key
+COMMON_LABELS = ("river", "forest", "highway_area", "residential_land", "industrial_land",
+                 "agricultural", "beach", "sea_lake", "pasture", "building")
+GRAPH_DATASETS = ["uc_merced_21", "eurosat_10", "uc_merced_multilabel_17"]
+# Index shape per repository size: (nlist, pq m, nprobe, refine k_factor), tuned below.
+SHAPES = {10_000: (128, 64, 16, 4), 100_000: (1024, 64, 16, 4), 1_000_000: (1024, 64, 16, 4)}
+
+
+def real_features() -> tuple[np.ndarray, list[str], list[str], list[str]]:
+    """Unit 512-d features of every real image, its dataset, class and relative path."""
+    from hashing import _image_paths, load_features
+
+    xs, datasets, classes, relpaths = [], [], [], []
+    for name, key in DATASETS.items():
+        x, y = load_features(name)
+        paths, _, names = _image_paths(name)
+        xs.append(x)
+        datasets += [key] * len(x)
+        classes += [names[c] for c in y]
+        relpaths += [f"{p.parent.name}/{p.name}" for p in paths]
+    x = np.concatenate(xs).astype(np.float32)
+    x -= x.mean(axis=0)
+    pca = faiss.PCAMatrix(x.shape[1], D)
+    pca.train(x)
+    return unit(pca.apply(x)), datasets, classes, relpaths
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    faiss.normalize_L2(x)
+    return x
+
+
+def perturbed(x: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` perturbed copies of random rows of ``x`` and their source rows."""
+    rng = np.random.default_rng(seed)
+    source = rng.integers(0, len(x), n)
+    noise = rng.standard_normal((n, x.shape[1]), dtype=np.float32) * (SIGMA / np.sqrt(x.shape[1]))
+    return unit(x[source] + noise), source
+
+
+def label_graph() -> LabelGraph:
+    """The real label graph of the three taxonomy lists plus UC Merced co-occurrence."""
+    from samplehub.labels.cooccurrence import read_ucmerced_multilabel
+    from samplehub.labels.settings import load_graph_settings
+    from samplehub.labels.workflow import (
+        add_cooccurrence_source,
+        merge_taxonomy_datasets,
+        open_semantics,
+        open_store,
+    )
+
+    settings = load_graph_settings(REPO / "conf")
+    store = open_store(settings, HOME)
+    if store.versions():
+        return store.load()
+    semantics = open_semantics(settings, HOME)
+    merge_taxonomy_datasets(store, settings, semantics, GRAPH_DATASETS)
+    manifest = require_data("ucmerced_multilabel") / "ucmerced_multilabel/LandUse_Multilabeled.txt"
+    graph, _ = add_cooccurrence_source(
+        store, settings, read_ucmerced_multilabel(manifest), "ucmerced_multilabel"
+    )
+    return graph
+
+
+def samples_table(datasets: list[str], classes: list[str], relpaths: list[str]) -> pa.Table:
+    """The samples columns the query reads (not georeferenced, as these JPEG chips)."""
+    n = len(classes)
+    return pa.table({
+        "sample_id": pa.array(np.arange(n, dtype=np.int64)),
+        "dataset": pa.array(datasets).dictionary_encode().cast(pa.string()),
+        "relpath": pa.array(relpaths),
+        "labels": pa.array([[c] for c in classes], pa.list_(pa.string())),
+        "unified_labels": pa.array([[]] * n, pa.list_(pa.string())),
+        "sensor": pa.array(["rgb"] * n),
+        "time": pa.nulls(n, pa.timestamp("us", tz="UTC")),
+        **{c: pa.nulls(n, pa.float64()) for c in ("minx", "miny", "maxx", "maxy")},
+        "hilbert": pa.nulls(n, pa.int64()),
+        "footprint": pa.nulls(n, pa.binary()),
+        "georeferenced": pa.array(np.zeros(n, dtype=bool)),
+    })
+
+
+def prototypes(graph: LabelGraph, xb: np.ndarray, datasets: list[str], classes: list[str],
+               k: int = 4) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """K-means prototypes of each unified label's members (as the ``label_prototypes`` asset)."""
+    from samplehub.retrieval.prototypes import kmeans_prototypes
+
+    keys = np.array([f"{d}/{c}" for d, c in zip(datasets, classes, strict=True)])
+    members: dict[str, list[np.ndarray]] = {}
+    for key in np.unique(keys):
+        target = graph.mapped_to(str(key))
+        if target is not None:
+            members.setdefault(target, []).append(np.flatnonzero(keys == key))
+    out = {}
+    for label, rows in members.items():
+        centres, _ = kmeans_prototypes(xb[np.concatenate(rows)], k)
+        out[label] = (np.arange(len(centres), dtype=np.int64), centres)
+    return out
+
+
+def latencies(call: Callable[[int], object], n_requests: int, clients: int) -> np.ndarray:
+    """Per-request latency (ms) of ``call(i)`` with ``clients`` threads back to back."""
+    out = np.zeros(n_requests)
+    counter = iter(range(n_requests))
+    lock = threading.Lock()
+
+    def client() -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            start = time.perf_counter()
+            call(i)
+            out[i] = (time.perf_counter() - start) * 1000
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[str]],
+            graph: LabelGraph, xq: np.ndarray, n_requests: int) -> list[dict]:
+    """Rows of one repository size for every client count."""
+    from samplehub.retrieval.context import QueryContext
+    from samplehub.retrieval.planner import IndexedVectors
+    from samplehub.retrieval.query import query_context
+    from samplehub.retrieval.snapshot import SampleSnapshot
+    from samplehub.retrieval.types import QuerySpec
+
+    datasets, classes, relpaths = meta
+    rng = np.random.default_rng(n)
+    base = np.arange(len(x_real))
+    if n < len(x_real):
+        base = np.sort(rng.choice(len(x_real), n, replace=False))
+    extra, source = perturbed(x_real, n - len(base), seed=n)
+    xb = np.concatenate([x_real[base], extra])
+    rows = np.concatenate([base, source])
+    nlist, m, nprobe, k_factor = SHAPES[n]
+    start = time.perf_counter()
+    index = build_ivfpq_index(xb, np.arange(n), nlist, m, 8, refine=True, max_train=64 * nlist)
+    build_s = time.perf_counter() - start
+    del xb
+    vectors = IndexedVectors.of(index)
+    copy = [f"{relpaths[r]}#{i}" for i, r in enumerate(rows.tolist())]
+    snapshot = SampleSnapshot.from_table(samples_table(
+        [datasets[r] for r in rows], [classes[r] for r in rows], copy))
+    from samplehub.labels.settings import load_graph_settings
+
+    ctx = QueryContext(snapshot, graph, load_graph_settings(REPO / "conf").association, vectors,
+                       prototypes(graph, vectors.xb, [datasets[r] for r in rows],
+                                  [classes[r] for r in rows]))
+    config = RetrievalConfig(nprobe=nprobe, refine_factor=k_factor)
+    specs = [QuerySpec(labels=(label,), k=K, exact_limit=K) for label in COMMON_LABELS]
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    D_exact, I_exact = exact_search(vectors.xb, xq, K)
+    exact_ms = latencies(lambda i: exact_search(vectors.xb, xq[i % len(xq) : i % len(xq) + 1], K),
+                         min(n_requests, 50), 1)
+    _, I = search(index, xq, K, nprobe, k_factor)  # noqa: E741
+    recall = recall_at_k(I, I_exact, K)
+    out = []
+    for clients in (1, 8, 32):
+        faiss.omp_set_num_threads(1 if clients > 1 else os.cpu_count() or 1)
+        ann = latencies(lambda i: search(index, xq[i % len(xq) : i % len(xq) + 1], K, nprobe,
+                                         k_factor), n_requests, clients)
+        full = latencies(lambda i: query_context(ctx, specs[i % len(specs)], config),
+                         n_requests, clients)
+        out.append({
+            "n": n, "clients": clients,
+            "ann_p50_ms": pct(ann, 50), "ann_p99_ms": pct(ann, 99),
+            "full_p50_ms": pct(full, 50), "full_p99_ms": pct(full, 99),
+            "exact_p99_ms": pct(exact_ms, 99), "recall_at_100": round(recall, 4),
+            "cores": machine()["cores"], "nlist": nlist, "pq_m": m, "nprobe": nprobe,
+            "k_factor": k_factor, "build_s": round(build_s, 1),
+        })
+        print(out[-1], flush=True)
+    return out
+
+
+def pct(x: np.ndarray, q: float) -> float:
+    """Percentile ``q`` of ``x`` rounded to 0.01 ms."""
+    return round(float(np.percentile(x, q)), 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(SHAPES))
+    parser.add_argument("--requests", type=int, default=400)
+    args = parser.parse_args()
+    require_data("eurosat_rgb", "ucmerced", "ucmerced_multilabel")
+    x_real, *meta = real_features()
+    graph = label_graph()
+    xq, _ = perturbed(x_real, 200, seed=12345)  # held-out queries near real images
+    rows = []
+    for n in args.sizes:
+        rows += measure(n, x_real, tuple(meta), graph, xq, args.requests)  # type: ignore[arg-type]
+    write_json("query.json", rows)
+
+
+if __name__ == "__main__":
+    main()
