@@ -364,7 +364,8 @@ NOTES = """
   paper too, so its protocol matches; we stop at 100 epochs instead of 800 (CPU time).
   DUWH fine-tunes Swin-T end to end on a GPU; here only a square feature layer (identity
   start, standing in for the fine-tuned last stage) and the tanh hash layer train, for 3
-  epochs (CPU time, shared 2-core machine), so the similarity update (Eq. 6-12) sees much smaller feature changes than in the paper.
+  epochs (CPU time, shared 2-core machine), so the similarity update (Eq. 6-12) sees much
+  smaller feature changes than in the paper.
   The pseudo-labels of the double-layer k-NN on our features are 87.7 % same-class pairs
   and raw cosine retrieval on them scores mAP@1900 = 0.689: the ceiling a head-only model
   starts from is lower than Swin-T's.

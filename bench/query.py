@@ -31,7 +31,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import faiss
 import numpy as np
@@ -39,7 +38,7 @@ import pyarrow as pa
 from common import REPO, machine, require_data, write_json
 
 from samplehub.config import RetrievalConfig
-from samplehub.index.ivfpq import build_ivfpq_index, exact_search, recall_at_k, search
+from samplehub.index.ivfpq import build_ivfpq_index, recall_at_k, search
 from samplehub.labels.graph import LabelGraph
 
 CACHE = REPO / "bench" / ".cache"
@@ -176,6 +175,7 @@ def latencies(call: Callable[[int], object], n_requests: int, clients: int) -> n
 def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[str]],
             graph: LabelGraph, xq: np.ndarray, n_requests: int) -> list[dict]:
     """Rows of one repository size for every client count."""
+    from samplehub.labels.settings import load_graph_settings
     from samplehub.retrieval.context import QueryContext
     from samplehub.retrieval.planner import IndexedVectors
     from samplehub.retrieval.query import query_context
@@ -192,25 +192,23 @@ def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[s
     rows = np.concatenate([base, source])
     nlist, m, nprobe, k_factor = SHAPES[n]
     start = time.perf_counter()
-    index = build_ivfpq_index(xb, np.arange(n), nlist, m, 8, refine=True, max_train=64 * nlist)
+    index = build_ivfpq_index(xb, np.arange(n), nlist, m, 8, refine=True, max_train=65_536)
     build_s = time.perf_counter() - start
     del xb
     vectors = IndexedVectors.of(index)
     copy = [f"{relpaths[r]}#{i}" for i, r in enumerate(rows.tolist())]
     snapshot = SampleSnapshot.from_table(samples_table(
         [datasets[r] for r in rows], [classes[r] for r in rows], copy))
-    from samplehub.labels.settings import load_graph_settings
-
     ctx = QueryContext(snapshot, graph, load_graph_settings(REPO / "conf").association, vectors,
                        prototypes(graph, vectors.xb, [datasets[r] for r in rows],
                                   [classes[r] for r in rows]))
     config = RetrievalConfig(nprobe=nprobe, refine_factor=k_factor)
     specs = [QuerySpec(labels=(label,), k=K, exact_limit=K) for label in COMMON_LABELS]
     faiss.omp_set_num_threads(os.cpu_count() or 1)
-    D_exact, I_exact = exact_search(vectors.xb, xq, K)
-    exact_ms = latencies(lambda i: exact_search(vectors.xb, xq[i % len(xq) : i % len(xq) + 1], K),
+    _, I_exact = vectors.flat.search(xq, K)  # exact: the index's own flat vectors, no copy
+    exact_ms = latencies(lambda i: vectors.flat.search(xq[i % len(xq) : i % len(xq) + 1], K),
                          min(n_requests, 50), 1)
-    _, I = search(index, xq, K, nprobe, k_factor)  # noqa: E741
+    _, I = search(index, xq, K, nprobe, k_factor)
     recall = recall_at_k(I, I_exact, K)
     out = []
     for clients in (1, 8, 32):

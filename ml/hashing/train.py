@@ -28,6 +28,7 @@ from ml.metrics import mean_average_precision, relevance
 log = logging.getLogger(__name__)
 
 VAL_METRIC = "val_map"
+MODEL_URI_TAG = "model_uri"
 
 
 @dataclass
@@ -363,7 +364,7 @@ def track_run(
     """Log a training result to MLflow and return the run id.
 
     Logs ``result.params``, every history column as a per-epoch metric (``step=epoch``),
-    ``val_map`` (final validation mAP), the PyTorch model under ``model`` and
+    ``val_map`` (final validation mAP), the PyTorch model (its URI in the ``model_uri`` tag) and
     ``retrieval_metrics.json``.
 
     Args:
@@ -389,25 +390,25 @@ def track_run(
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=step)
         mlflow.log_metric(VAL_METRIC, result.final_map)
         mlflow.log_dict(retrieval_metrics, "retrieval_metrics.json")
-        _log_model(result.model, int(result.params["in_dim"]))
+        mlflow.set_tag(MODEL_URI_TAG, _log_model(result.model, int(result.params["in_dim"])))
         return str(run.info.run_id)
 
 
-def _log_model(model: nn.Module, in_dim: int) -> None:
-    """Log ``model`` as ``model`` (pickle format) with a (-1, d) float32 input signature."""
+def _log_model(model: nn.Module, in_dim: int) -> str:
+    """Log ``model`` (pickle format, (-1, d) float32 input signature); return its model URI."""
     import mlflow.pytorch
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
     spec = Schema([TensorSpec(np.dtype(np.float32), (-1, in_dim), "features")])
-    mlflow.pytorch.log_model(
+    info = mlflow.pytorch.log_model(
         model,
         name="model",
-        input_example=np.zeros((2, in_dim), dtype=np.float32),
         signature=ModelSignature(inputs=spec),
         serialization_format="pickle",
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
     )
+    return str(info.model_uri)
 
 
 def promote_if_better(
@@ -430,10 +431,11 @@ def promote_if_better(
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    new_map = client.get_run(run_id).data.metrics[VAL_METRIC]
+    run = client.get_run(run_id)
+    new_map = run.data.metrics[VAL_METRIC]
     champion_map = _champion_map(client, model_name, alias)
     mlflow.set_tracking_uri(tracking_uri)
-    version = mlflow.register_model(f"runs:/{run_id}/model", model_name).version
+    version = mlflow.register_model(run.data.tags[MODEL_URI_TAG], model_name).version
     promoted = champion_map is None or new_map > champion_map
     if promoted:
         client.set_registered_model_alias(model_name, alias, str(version))

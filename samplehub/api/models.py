@@ -17,8 +17,10 @@ class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     labels: list[str] = Field(..., min_length=1, examples=[["river", "bridge"]])
-    constraints: Constraints = Field(default_factory=Constraints)
-    k: int = Field(100, ge=1, le=10_000, description="supplementary samples per label at most")
+    constraints: Constraints = Field(default_factory=lambda: Constraints())
+    k: int = Field(
+        default=100, ge=1, le=10_000, description="supplementary samples per label at most"
+    )
     include_supplementary: bool = True
     max_label_distance: float | None = Field(default=None, ge=0)
     similarity_threshold: float | None = None
@@ -134,7 +136,7 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     spec_id: str = Field(..., min_length=1)
-    who: str = Field("anonymous", min_length=1, max_length=200)
+    who: str = Field(default="anonymous", min_length=1, max_length=200)
     decisions: list[DecisionIn] = Field(..., min_length=1)
 
 

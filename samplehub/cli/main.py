@@ -17,7 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from samplehub.cli.build import build
 from samplehub.cli.labels import labels_app
+from samplehub.cli.serve import serve
 from samplehub.errors import SampleHubError
 from samplehub.repository import Repository
 from samplehub.sources import SourceSpec
@@ -28,6 +30,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(labels_app, name="labels")
+app.command("build")(build)
+app.command("serve")(serve)
 console = Console()
 
 Overrides = Annotated[

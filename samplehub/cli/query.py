@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -103,7 +103,8 @@ def result_json(result: QueryResult) -> dict[str, Any]:
 
 def print_result(result: QueryResult) -> None:
     """One table per query label: exact matches, then supplementary samples."""
-    for query_label, entry in result.plan.get("labels", {}).items():  # type: ignore[union-attr]
+    labels = cast(dict[str, dict[str, Any]], result.plan.get("labels", {}))
+    for query_label, entry in labels.items():
         hits = [h for h in result.hits if h.query_label == query_label]
         search = entry.get("search", {})
         title = (

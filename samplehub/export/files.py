@@ -43,7 +43,7 @@ def write_sample(path: Path, image: np.ndarray, row: Mapping[str, Any]) -> None:
 def write_geotiff(path: Path, image: np.ndarray, row: Mapping[str, Any]) -> None:
     """A GeoTIFF with native dtype and bands, georeferenced when the catalog row is."""
     import rasterio
-    from rasterio.transform import from_bounds
+    from affine import Affine
 
     c, h, w = image.shape
     profile: dict[str, Any] = {
@@ -51,9 +51,8 @@ def write_geotiff(path: Path, image: np.ndarray, row: Mapping[str, Any]) -> None
     }
     if row.get("georeferenced") and row.get("minx") is not None:
         profile["crs"] = "EPSG:4326"
-        profile["transform"] = from_bounds(
-            row["minx"], row["miny"], row["maxx"], row["maxy"], w, h
-        )
+        minx, miny, maxx, maxy = (row[k] for k in ("minx", "miny", "maxx", "maxy"))
+        profile["transform"] = Affine((maxx - minx) / w, 0.0, minx, 0.0, -(maxy - miny) / h, maxy)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(image)
         for i, band in enumerate(row.get("bands") or [], start=1):

@@ -45,11 +45,11 @@ class Constraints(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bbox: tuple[float, float, float, float] | None = Field(
-        None, description="min lon, min lat, max lon, max lat in EPSG:4326"
+        default=None, description="min lon, min lat, max lon, max lat in EPSG:4326"
     )
     polygon_wkt: str | None = Field(default=None, description="a polygon in EPSG:4326 (WKT)")
     time: tuple[datetime, datetime] | None = Field(
-        None, description="acquisition-time range [start, end] (ISO 8601 dates or times)"
+        default=None, description="acquisition-time range [start, end] (ISO 8601 dates or times)"
     )
     datasets: list[str] | None = Field(default=None, description="only these datasets")
     sensors: list[str] | None = Field(default=None, description="only these sensors")
@@ -124,14 +124,14 @@ class DatasetSpec(BaseModel):
 
     name: str = Field(..., min_length=1, description="name of the dataset (used for exports)")
     labels: list[str] = Field(..., min_length=1, description="the dataset's label set")
-    constraints: Constraints = Field(default_factory=Constraints)
+    constraints: Constraints = Field(default_factory=lambda: Constraints())
     quotas: dict[str, int] | int | None = Field(
-        None, description="most samples per label: one number for all or {label: n}"
+        default=None, description="most samples per label: one number for all or {label: n}"
     )
     include_supplementary: bool = Field(
-        True, description="add visually matched samples of associated labels"
+        default=True, description="add visually matched samples of associated labels"
     )
-    supplementary_per_label: int = Field(100, ge=1, le=100_000)
+    supplementary_per_label: int = Field(default=100, ge=1, le=100_000)
     max_label_distance: float | None = Field(default=None, ge=0)
     similarity_threshold: float | None = None
     index: IndexChoice = "auto"

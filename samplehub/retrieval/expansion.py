@@ -116,7 +116,9 @@ def match_label(graph: LabelGraph, text: str) -> LabelMatch:
     return LabelMatch(query=text, label=label, unified=unified, equivalents=equivalents)
 
 
-def exact_groups(graph: LabelGraph, match: LabelMatch, snapshot: SampleSnapshot) -> list[ExactGroup]:
+def exact_groups(
+    graph: LabelGraph, match: LabelMatch, snapshot: SampleSnapshot
+) -> list[ExactGroup]:
     """Rows whose original or unified labels match ``match`` exactly, grouped by reason."""
     unified_name = graph.g.nodes[match.unified]["name"]
     groups = []

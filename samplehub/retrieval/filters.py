@@ -35,7 +35,9 @@ def validate_spec(spec: QuerySpec) -> None:
         if len(spec.bbox) != 4 or not (
             spec.bbox[0] <= spec.bbox[2] and spec.bbox[1] <= spec.bbox[3]
         ):
-            raise QueryError(f"bbox must be (minx, miny, maxx, maxy) with min <= max; got {spec.bbox}")
+            raise QueryError(
+                f"bbox must be (minx, miny, maxx, maxy) with min <= max; got {spec.bbox}"
+            )
     if spec.time_range is not None and _utc(spec.time_range[0]) > _utc(spec.time_range[1]):
         raise QueryError(f"time_range start is after its end: {spec.time_range}")
     if spec.max_label_distance is not None and spec.max_label_distance < 0:

@@ -10,9 +10,10 @@ chosen method and why are returned as a :class:`SearchPlan` that the query recor
 Vectors are addressed by *position*, their insertion order in the index: the IVF-PQ
 search is run on the index under its ``IndexIDMap2`` with a bitmap selector of allowed
 positions (faiss does not pass an ``IndexIDMap`` selector down through
-``IndexRefineFlat``), and the exact scan reads the refined index's stored full vectors
-without copying the database. Vocabulary as in faiss: queries ``xq`` (nq, d), results
-``D`` / ``I`` (nq, k), -1 where fewer than k results exist.
+``IndexRefineFlat``), and the exact scan searches the refined index's ``IndexFlat`` of
+full vectors with the same kind of selector, without copying them. Vocabulary as in
+faiss: queries ``xq`` (nq, d), results ``D`` / ``I`` (nq, k), -1 where fewer than k
+results exist.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import faiss
 import numpy as np
 
 from samplehub.errors import QueryError
-from samplehub.index.ivfpq import IvfpqIndex, Metric, exact_search
+from samplehub.index.ivfpq import IvfpqIndex, Metric
 from samplehub.retrieval.types import IndexChoice
 
 Method = Literal["exact", "ivfpq"]
@@ -62,12 +63,14 @@ class IndexedVectors:
     Attributes:
         index: the index (``IndexIDMap2`` over ``IndexRefineFlat(IndexIVFPQ)``).
         ids: sample id at each position, (ntotal,) int64.
-        xb: the stored full vectors (ntotal, d), a view into the refine index; ``None``
-            for an index built with ``refine=False`` (no exact scan then).
+        flat: the refine index's ``IndexFlat`` of the full vectors; ``None`` for an index
+            built with ``refine=False`` (no exact scan then).
+        xb: those vectors (ntotal, d), a view into ``flat`` (no copy), or ``None``.
     """
 
     index: IvfpqIndex
     ids: np.ndarray
+    flat: Any
     xb: np.ndarray | None
 
     @classmethod
@@ -75,13 +78,14 @@ class IndexedVectors:
         """Wrap ``index``; the vector view lives as long as the index."""
         idmap: Any = index.index
         ids = faiss.vector_to_array(idmap.id_map).astype(np.int64)
+        flat: Any = None
         xb = None
         if index.params.refine:
             refine: Any = faiss.downcast_index(idmap.index)
-            flat: Any = faiss.downcast_index(refine.refine_index)
+            flat = faiss.downcast_index(refine.refine_index)
             n, d = int(flat.ntotal), int(flat.d)
             xb = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d) if n else None
-        return cls(index=index, ids=ids, xb=xb)
+        return cls(index=index, ids=ids, flat=flat, xb=xb)
 
     @property
     def ntotal(self) -> int:
@@ -125,7 +129,7 @@ def plan_search(
             "index='hash' is not available yet: hash-code search joins the query with issue 5; "
             "use index 'auto', 'ivfpq' or 'exact'"
         )
-    if choice == "exact" and vectors.xb is None:
+    if choice == "exact" and vectors.flat is None:
         raise QueryError(
             "index='exact' needs the full vectors, but the IVF-PQ index was built with "
             "refine=False; rebuild it with refine=True or use index 'ivfpq'"
@@ -135,7 +139,7 @@ def plan_search(
     ivf = SearchPlan("ivfpq", n_candidates, filtered, "", nprobe, k_factor)
     if choice == "ivfpq":
         return _with_reason(ivf, "IVF-PQ search was asked for")
-    if vectors.xb is None:
+    if vectors.flat is None:
         return _with_reason(ivf, "the index keeps no full vectors (refine=False)")
     if n_candidates < exact_below:
         return SearchPlan(
@@ -174,9 +178,26 @@ def search_positions(
         return np.full((len(xq), k), np.nan, np.float32), np.full((len(xq), k), -1, np.int64)
     if plan.method == "ivfpq":
         return _ivfpq(plan, vectors, xq, k, positions if plan.filtered else None)
-    if vectors.xb is None:
+    return _exact(vectors, xq, k, positions)
+
+
+def _exact(
+    vectors: IndexedVectors, xq: np.ndarray, k: int, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flat scan of the candidates' stored vectors, in place (a bitmap selector, no copy)."""
+    if vectors.flat is None:
         raise QueryError("an exact plan needs an index built with refine=True")
-    return exact_search(vectors.xb[positions], xq, k, vectors.metric, positions)
+    params = faiss.SearchParameters()
+    bitmap = _bitmap(positions, vectors.ntotal)  # alive until the search returns
+    params.sel = faiss.IDSelectorBitmap(vectors.ntotal, faiss.swig_ptr(bitmap))
+    return vectors.flat.search(np.ascontiguousarray(xq, np.float32), k, params=params)
+
+
+def _bitmap(positions: np.ndarray, n: int) -> np.ndarray:
+    """Packed little-endian bitmap of ``positions`` among ``n`` (faiss ``IDSelectorBitmap``)."""
+    allowed = np.zeros(n, dtype=bool)
+    allowed[positions] = True
+    return np.packbits(allowed, bitorder="little")
 
 
 def _ivfpq(
@@ -192,9 +213,7 @@ def _ivfpq(
     ivf_params = faiss.SearchParametersIVF()
     ivf_params.nprobe = plan.nprobe
     if positions is not None:
-        allowed = np.zeros(vectors.ntotal, dtype=bool)
-        allowed[positions] = True
-        bitmap = np.packbits(allowed, bitorder="little")  # alive until the search returns
+        bitmap = _bitmap(positions, vectors.ntotal)  # alive until the search returns
         ivf_params.sel = faiss.IDSelectorBitmap(vectors.ntotal, faiss.swig_ptr(bitmap))
     params: Any = ivf_params
     if isinstance(inner, faiss.IndexRefine):

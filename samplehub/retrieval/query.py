@@ -140,7 +140,8 @@ def subquery(
     t1 = time.perf_counter()
     timings = {"exact": _ms(t0, t1)}
     if spec.include_supplementary:
-        supplementary, search_plan = supplementary_hits(ctx, spec, config, match, mask & ~exact_mask)
+        allowed = mask & ~exact_mask
+        supplementary, search_plan = supplementary_hits(ctx, spec, config, match, allowed)
         hits += supplementary
         plan.update(search_plan)
         timings["supplementary"] = _ms(t1, time.perf_counter())
@@ -220,7 +221,7 @@ def supplementary_hits(
     if not targets:
         return [], plan
     xq = np.concatenate([ctx.prototypes[t.label][1] for t in targets])
-    D, I = search_positions(search_plan, ctx.vectors, xq, spec.k, positions)  # noqa: E741
+    D, I = search_positions(search_plan, ctx.vectors, xq, spec.k, positions)
     return _best_matches(ctx, spec, match, targets, D, I, threshold), plan
 
 
@@ -230,11 +231,13 @@ def _best_matches(
     match: LabelMatch,
     targets: list[PrototypeTarget],
     D: np.ndarray,
-    I: np.ndarray,  # noqa: E741
+    I: np.ndarray,
     threshold: float,
 ) -> list[Hit]:
     """Each matched sample once, with its best prototype, if similar enough; top k."""
-    owner = np.concatenate([np.full(len(ctx.prototypes[t.label][0]), i) for i, t in enumerate(targets)])
+    owner = np.concatenate(
+        [np.full(len(ctx.prototypes[t.label][0]), i) for i, t in enumerate(targets)]
+    )
     proto_ids = np.concatenate([ctx.prototypes[t.label][0] for t in targets])
     sims = similarity(D, ctx.vectors)  # type: ignore[arg-type] # vectors checked by the caller
     query_row, col = np.nonzero((I >= 0) & (sims >= threshold))
@@ -322,7 +325,7 @@ def query_by_image(
     config = repo.config.retrieval
     plan = plan_search("auto", len(positions), ctx.vectors, config.exact_below, config.nprobe,
                        config.refine_factor)
-    D, I = search_positions(plan, ctx.vectors, xq, k, positions)  # noqa: E741
+    D, I = search_positions(plan, ctx.vectors, xq, k, positions)
     sims = similarity(D, ctx.vectors)[0]
     found = I[0] >= 0
     rows = ctx.position_row[I[0][found]]

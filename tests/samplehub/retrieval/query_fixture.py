@@ -1,4 +1,5 @@
-"""A tiny seeded repository for the query tests (fixture ``built`` in conftest.py), built with the real catalog, label-graph
+"""A tiny seeded repository for the query tests (fixture ``built`` in conftest.py), built
+with the real catalog, label-graph
 store, features table, index lifecycle and prototype code in a temporary SAMPLEHUB_HOME.
 
 Two datasets, 64-d features around one random unit centre per label:

@@ -56,7 +56,7 @@ def test_exact_plan_is_brute_force_over_candidates(vectors: IndexedVectors) -> N
     positions = np.sort(rng.choice(NB, 300, replace=False))
     xq = vectors.xb[:5].copy()
     plan = plan_search("auto", len(positions), vectors, 1000, 8, 4)
-    D, I = search_positions(plan, vectors, xq, 10, positions)  # noqa: E741
+    D, I = search_positions(plan, vectors, xq, 10, positions)
     D_ref, I_ref = exact_search(vectors.xb[positions], xq, 10, "ip", positions)
     np.testing.assert_array_equal(I, I_ref)
     np.testing.assert_allclose(D, D_ref, rtol=1e-5)
@@ -66,7 +66,7 @@ def test_filtered_ivfpq_returns_only_candidates(vectors: IndexedVectors) -> None
     positions = np.arange(0, NB, 2)
     plan = plan_search("ivfpq", len(positions), vectors, 1000, nprobe=32, k_factor=4)
     xq = vectors.xb[:20].copy()
-    D, I = search_positions(plan, vectors, xq, 20, positions)  # noqa: E741
+    _, I = search_positions(plan, vectors, xq, 20, positions)
     assert np.isin(I[I >= 0], positions).all()
     _, I_ref = exact_search(vectors.xb[positions], xq, 20, "ip", positions)
     assert recall_at_k(I, I_ref) >= 0.95  # nprobe = nlist: only PQ + re-rank approximate
@@ -77,12 +77,12 @@ def test_unfiltered_ivfpq_matches_exact(vectors: IndexedVectors) -> None:
     plan = plan_search("auto", NB, vectors, exact_below=100, nprobe=16, k_factor=8)
     assert plan.method == "ivfpq" and not plan.filtered
     xq = vectors.xb[100:150].copy()
-    _, I = search_positions(plan, vectors, xq, 10, everything)  # noqa: E741
+    _, I = search_positions(plan, vectors, xq, 10, everything)
     _, I_ref = exact_search(vectors.xb, xq, 10, "ip", everything)
     assert recall_at_k(I, I_ref) >= 0.9
 
 
 def test_no_candidates_gives_empty_results(vectors: IndexedVectors) -> None:
     plan = plan_search("auto", 0, vectors, 1000, 8, 4)
-    D, I = search_positions(plan, vectors, vectors.xb[:2].copy(), 5, np.zeros(0, np.int64))  # noqa: E741
+    D, I = search_positions(plan, vectors, vectors.xb[:2].copy(), 5, np.zeros(0, np.int64))
     assert (I == -1).all() and D.shape == (2, 5)

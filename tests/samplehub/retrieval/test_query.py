@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from query_fixture import Fixture
 
 from samplehub.errors import (
     DatasetNotFoundError,
@@ -19,7 +20,6 @@ from samplehub.repository import Repository
 from samplehub.retrieval.context import open_context
 from samplehub.retrieval.query import query_by_image, query_context, run_query
 from samplehub.retrieval.types import QuerySpec
-from query_fixture import Fixture
 
 RIVER = QuerySpec(labels=("river",), max_label_distance=2.0, similarity_threshold=0.5, k=50)
 
@@ -96,14 +96,16 @@ def test_no_supplementary_flag(built: Fixture) -> None:
          lambda f: f["dataset"] == "beta"),
         ({"datasets": ("beta",)}, lambda f: f["dataset"] == "beta"),
         ({"sensors": ("aerial",)}, lambda f: f["dataset"] == "alpha"),
-        ({"sensors": ("aerial",), "datasets": ("beta",)}, lambda f: np.zeros(len(f["dataset"]), bool)),
+        ({"sensors": ("aerial",), "datasets": ("beta",)},
+         lambda f: np.zeros(len(f["dataset"]), bool)),
     ],
 )
 def test_filters_prune_exact_and_supplementary(built: Fixture, change: dict, rule) -> None:
     result = run_query(built.repo, dataclasses.replace(RIVER, **change))
     f = built.frame
     allowed = expected(built, rule(f))
-    assert ids_of(result.exact) == expected(built, rule(f) & np.isin(f["label"], ["River", "Rivers"]))
+    rivers = np.isin(f["label"], ["River", "Rivers"])
+    assert ids_of(result.exact) == expected(built, rule(f) & rivers)
     assert ids_of(result.supplementary) <= allowed
     assert result.plan["candidates"] == len(allowed)
 
@@ -132,7 +134,7 @@ def test_parallel_subqueries_equal_sequential(built: Fixture) -> None:
 
 
 def test_unknown_label_is_a_clear_error(built: Fixture) -> None:
-    with pytest.raises(UnknownLabelError, match="'rivr' is not in the label graph.*river"):
+    with pytest.raises(UnknownLabelError, match=r"'rivr' is not in the label graph.*river"):
         run_query(built.repo, QuerySpec(labels=("rivr",)))
     with pytest.raises(KeyError):
         run_query(built.repo, QuerySpec(labels=("no such thing",)))
