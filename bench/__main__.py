@@ -5,7 +5,15 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["ingest.py", "label_merge.py", "features.py", "hashing.py"]
+SCRIPTS = [
+    "ingest.py",
+    "label_merge.py",
+    "features.py",
+    "integration.py",
+    "query.py",
+    "supplementary.py",
+    "hashing.py",
+]
 
 failed = []
 for script in SCRIPTS:

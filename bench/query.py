@@ -51,7 +51,7 @@ COMMON_LABELS = ("river", "forest", "highway_area", "residential_land", "industr
                  "agricultural", "beach", "sea_lake", "pasture", "building")
 GRAPH_DATASETS = ["uc_merced_21", "eurosat_10", "uc_merced_multilabel_17"]
 # Index shape per repository size: (nlist, pq m, nprobe, refine k_factor), tuned below.
-SHAPES = {10_000: (128, 64, 16, 4), 100_000: (1024, 64, 16, 4), 1_000_000: (1024, 64, 16, 4)}
+SHAPES = {10_000: (128, 64, 32, 8), 100_000: (1024, 64, 64, 8), 1_000_000: (1024, 64, 64, 8)}
 
 
 def real_features() -> tuple[np.ndarray, list[str], list[str], list[str]]:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from samplehub.cli.build import build
 from samplehub.cli.labels import labels_app
+from samplehub.cli.query import query
 from samplehub.cli.serve import serve
 from samplehub.errors import SampleHubError
 from samplehub.repository import Repository
@@ -30,6 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(labels_app, name="labels")
+app.command()(query)
 app.command("build")(build)
 app.command("serve")(serve)
 console = Console()

@@ -87,7 +87,8 @@ def index_shape(nb: int, d: int, retrieval: RetrievalConfig) -> tuple[int, int, 
 
 def build_for(xb: np.ndarray, ids: np.ndarray, retrieval: RetrievalConfig) -> IvfpqIndex:
     """A refined IVF-PQ index over ``xb`` shaped by :func:`index_shape`."""
-    nlist, m, nbits = index_shape(*xb.shape, retrieval)
+    nb, d = xb.shape
+    nlist, m, nbits = index_shape(nb, d, retrieval)
     return build_ivfpq_index(xb, ids, nlist, m, nbits, refine=True)
 
 
@@ -212,13 +213,13 @@ def index_recall(
     nq = min(probe or retrieval.recall_probe, index.ntotal)
     rows = np.random.default_rng(seed).choice(index.ntotal, nq, replace=False)
     _, I_exact = exact_search(xb, xb[rows], k + 1, index.params.metric, ids)
-    _, I = search(index, xb[rows], k + 1, retrieval.nprobe, retrieval.refine_factor)  # noqa: E741
+    _, I = search(index, xb[rows], k + 1, retrieval.nprobe, retrieval.refine_factor)
     own = ids[rows][:, None]
     recall = recall_at_k(drop_own(I, own, k), drop_own(I_exact, own, k), k)
     return RecallReport(recall, k, nq, retrieval.nprobe, index.ntotal)
 
 
-def drop_own(I: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:  # noqa: E741
+def drop_own(I: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
     """The first k ids of each row of ``I`` (nq, k + 1) other than the row's ``own`` id."""
     kept = np.full((len(I), k), -1, dtype=np.int64)
     for row, (found, query) in enumerate(zip(I, own[:, 0], strict=True)):

@@ -133,7 +133,8 @@ def kmeans_prototypes(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray,
     _, assignment = kmeans.index.search(x, 1)
     counts = np.bincount(assignment[:, 0], minlength=k)
     order = np.argsort(-counts, kind="stable")
-    return kmeans.centroids[order], counts[order]
+    centroids = np.asarray(kmeans.centroids)  # set by train()
+    return centroids[order], counts[order]
 
 
 @dataclass
@@ -172,8 +173,7 @@ def compute_prototypes(repo: Repository, model_version: str | None = None) -> Pr
     rows: list[dict[str, object]] = []
     skipped = 0
     for label, members in label_members(repo).items():
-        found = np.searchsorted(ids, members)
-        found = found[(found < len(ids)) & (ids[np.minimum(found, len(ids) - 1)] == members)]
+        found = np.flatnonzero(np.isin(ids, members))  # rows of members with features
         if not len(found):
             skipped += 1
             continue
@@ -195,12 +195,16 @@ def write_prototypes(catalog: Catalog, model_version: str, rows: list[dict[str, 
           "computed_at": now} for r in rows],
         schema=catalog_schema.PROTOTYPES,
     )
-    exists = catalog.table("prototypes") is not None
+    options = catalog.storage_options or None
+    if catalog.table("prototypes") is None:
+        write_deltalake(catalog.uri("prototypes"), data, partition_by=["model_version"],
+                        mode="append", storage_options=options)
+        return
     write_deltalake(
         catalog.uri("prototypes"),
         data,
         partition_by=["model_version"],
-        mode="overwrite" if exists else "append",
-        predicate=f"model_version = {sql_literal(model_version)}" if exists else None,
-        storage_options=catalog.storage_options or None,
+        mode="overwrite",
+        predicate=f"model_version = {sql_literal(model_version)}",
+        storage_options=options,
     )

@@ -116,6 +116,6 @@ def test_loss_falls_on_clustered_data(clusters) -> None:  # type: ignore[no-unty
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert set(parts) == {"sim", "quant"}
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
