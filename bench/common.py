@@ -24,8 +24,15 @@ def require_data(*folders: str) -> Path:
 
 
 def machine() -> dict[str, Any]:
-    """Core count and CPU of this machine, recorded with every result."""
-    return {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine()}
+    """Core count, CPU and 1-minute load average, recorded with every result.
+
+    The load average says whether other work shared the cores during the measurement.
+    """
+    return {
+        "cores": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def write_json(name: str, payload: Any) -> Path:
