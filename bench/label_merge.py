@@ -8,7 +8,9 @@ text + structural similarity), Algorithm 1.
 Protocol: for each variant the merge threshold (and for ``combined`` the text weight
 ``a``) is chosen on the ``tuning`` split of ``tests/data/label_crosswalk.yaml`` by F1,
 then the ``held_out`` split is scored with those parameters. Also reports structure-only
-without the sparse-node smoothing (``min_in_links=0``: pure co-citation).
+without the sparse-node smoothing (``min_in_links=0``: pure co-citation) and the
+combination without the narrower-concept discount (``narrower_decay=1``: every label
+matching ``landuse=residential`` scores 1.0 on structure, as before the discount).
 
 Run: ``.venv/bin/python bench/label_merge.py`` (needs ../shared). Writes
 ``bench/results/label_merge.json``.
@@ -109,9 +111,15 @@ def main() -> None:
             "structure": tune(semantics, settings, crosswalk, [0.0]),
             "combined": tune(semantics, settings, crosswalk, TEXT_WEIGHTS),
         }
-        raw = OsmSemanticNetwork.from_rdf(settings.osm_network, min_in_links=0)
+        raw = OsmSemanticNetwork.from_rdf(
+            settings.osm_network, min_in_links=0, narrower_decay=settings.narrower_decay
+        )
         semantics.network = raw
         results["structure_no_smoothing"] = tune(semantics, settings, crosswalk, [0.0])
+        semantics.network = OsmSemanticNetwork.from_rdf(
+            settings.osm_network, min_in_links=settings.min_in_links, narrower_decay=1.0
+        )
+        results["combined_no_narrower_decay"] = tune(semantics, settings, crosswalk, TEXT_WEIGHTS)
         matched = [
             u
             for a in _all_labels(crosswalk)

@@ -125,7 +125,10 @@ def map_(
 def associated(
     label: Annotated[str, typer.Argument(help="label name or id, e.g. river")],
     max_distance: Annotated[
-        float | None, typer.Option("--max-distance", help="Eq. 1 distance threshold")
+        float | None,
+        typer.Option(
+            "--max-distance", help="Eq. 1 distance threshold (default: association.max_distance)"
+        ),
     ] = None,
     home: HomeOption = None,
     graph: GraphOption = "embedded",
@@ -138,7 +141,7 @@ def associated(
         found = associated_labels(
             store.load(),
             label,
-            max_distance if max_distance is not None else 2.0,
+            max_distance if max_distance is not None else settings.association.max_distance,
             settings.association,
         )
     except SampleHubError as exc:
@@ -170,7 +173,10 @@ def export(
 def draw(
     label: Annotated[str, typer.Argument(help="label name or id")],
     out: Annotated[Path, typer.Option("--out", help="PNG or SVG file")] = Path("label.png"),
-    max_distance: Annotated[float, typer.Option("--max-distance")] = 2.0,
+    max_distance: Annotated[
+        float | None,
+        typer.Option("--max-distance", help="default: association.max_distance"),
+    ] = None,
     home: HomeOption = None,
     graph: GraphOption = "embedded",
 ) -> None:
@@ -179,7 +185,8 @@ def draw(
 
     try:
         settings, _, store = _open(home, graph)
-        path = draw_neighbourhood(store.load(), label, out, max_distance, settings.association)
+        bound = max_distance if max_distance is not None else settings.association.max_distance
+        path = draw_neighbourhood(store.load(), label, out, bound, settings.association)
     except SampleHubError as exc:
         raise _fail(exc) from exc
     print(f"wrote {path}")

@@ -13,6 +13,13 @@ co-occurrence frequency (the ``CO_OCCURS`` edge ``weight``), ``alpha``/``beta`` 
 parameters and ``theta`` a threshold (``conf/graph/*.yaml``, ``association``). Edges
 with a non-positive similarity are unusable (infinite distance).
 
+``RELATED`` edges take the "similar" branch, ``alpha / s`` with ``s`` the edge ``score``:
+section 3.3.1 defines label similarity as text similarity weighted with the structural
+similarity in the geographic knowledge graph ("the degree of association between two
+label entities"); a ``RELATED`` edge carries that structural term alone, for unified
+labels whose wording differs too much for a ``SIMILAR`` edge but which the OSM wiki
+cites together (``river`` and ``bridge``: ``s = 0.37``, distance 2.7).
+
 ``MAPS_TO`` (dataset label -> unified label) is read like ``IS_A``: a dataset label's
 samples are samples of its unified label (distance 0 from the unified label), and going
 from a dataset label to its unified label costs ``alpha / score``.
@@ -29,7 +36,7 @@ from itertools import pairwise
 import networkx as nx
 
 from samplehub.errors import LabelGraphError
-from samplehub.labels.graph import CO_OCCURS, IS_A, MAPS_TO, SIMILAR, LabelGraph
+from samplehub.labels.graph import CO_OCCURS, IS_A, MAPS_TO, RELATED, SIMILAR, LabelGraph
 
 
 @dataclass(frozen=True)
@@ -40,11 +47,15 @@ class AssociationWeights:
         alpha: scale of parent / similar distances (``alpha / s``).
         beta: scale of co-occurrence distances (``beta / f``).
         theta: minimum co-occurrence frequency ``f`` for a ``CO_OCCURS`` edge to count.
+        max_distance: default distance bound of an association query (CLI ``labels
+            associated`` and ``labels draw``); 3.0 admits one ``similar``/``related``
+            hop of score >= 1/3 beyond the query's own subclasses.
     """
 
     alpha: float = 1.0
     beta: float = 1.0
     theta: float = 0.1
+    max_distance: float = 3.0
 
     def __post_init__(self) -> None:
         for name in ("alpha", "beta"):
@@ -52,6 +63,8 @@ class AssociationWeights:
                 raise LabelGraphError(f"association.{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.theta <= 1:
             raise LabelGraphError(f"association.theta must be in [0, 1], got {self.theta}")
+        if self.max_distance < 0:
+            raise LabelGraphError(f"association.max_distance must be >= 0, got {self.max_distance}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +79,7 @@ class Association:
         distance: weighted shortest-path distance from the query label.
         path: label ids from the query label to this one.
         relations: the relation taken at each hop (``subclass``, ``parent``, ``similar``,
-            ``co_occurs``, ``maps_to``, ``mapped_from``).
+            ``related``, ``co_occurs``, ``maps_to``, ``mapped_from``).
     """
 
     label: str
@@ -108,10 +121,10 @@ def distance_graph(graph: LabelGraph, weights: AssociationWeights) -> nx.DiGraph
                 _score_distance(weights.alpha, props.get("score")),
                 "parent" if edge.type == IS_A else "maps_to",
             )
-        elif edge.type == SIMILAR:
+        elif edge.type in (SIMILAR, RELATED):
             distance = _score_distance(weights.alpha, props.get("score"))
-            put(a, b, distance, "similar")
-            put(b, a, distance, "similar")
+            put(a, b, distance, edge.type.lower())
+            put(b, a, distance, edge.type.lower())
         elif edge.type == CO_OCCURS and float(props.get("weight", 0.0)) >= weights.theta:
             distance = _score_distance(weights.beta, props.get("weight"))
             put(a, b, distance, "co_occurs")

@@ -7,7 +7,13 @@ from pathlib import Path
 from samplehub.labels.association import AssociationWeights, associated_labels
 from samplehub.labels.graph import LabelGraph
 
-_COLOURS = {"IS_A": "#555555", "SIMILAR": "#1f77b4", "CO_OCCURS": "#d62728", "MAPS_TO": "#2ca02c"}
+_COLOURS = {
+    "IS_A": "#555555",
+    "SIMILAR": "#1f77b4",
+    "RELATED": "#9467bd",
+    "CO_OCCURS": "#d62728",
+    "MAPS_TO": "#2ca02c",
+}
 _NODE_COLOURS = {"base": "#ffd27f", "unified": "#ffb0b0", "dataset": "#c6dbef"}
 
 

@@ -8,6 +8,8 @@ the model:
   ``origin`` is ``base`` (Million-AID), ``dataset`` (a dataset's own label) or
   ``unified`` (a unified label the system grew because a dataset label matched nothing);
 * edges ``IS_A`` (child -> parent), ``SIMILAR {score, text_sim, struct_sim}``,
+  ``RELATED {score, evidence}`` (structural relatedness of two unified labels in the OSM
+  Semantic Network, see :func:`samplehub.labels.merge.relate_unified`),
   ``CO_OCCURS {count, weight, evidence}`` and ``MAPS_TO`` (dataset label -> unified label).
 
 Base and unified labels have ids equal to their ``snake_case`` name (``river``);
@@ -30,9 +32,10 @@ from samplehub.errors import LabelGraphError
 
 IS_A = "IS_A"
 SIMILAR = "SIMILAR"
+RELATED = "RELATED"
 CO_OCCURS = "CO_OCCURS"
 MAPS_TO = "MAPS_TO"
-EDGE_TYPES = (IS_A, SIMILAR, CO_OCCURS, MAPS_TO)
+EDGE_TYPES = (IS_A, SIMILAR, RELATED, CO_OCCURS, MAPS_TO)
 ORIGINS = ("base", "dataset", "unified")
 UNIFIED_ORIGINS = ("base", "unified")
 

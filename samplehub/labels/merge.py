@@ -14,10 +14,16 @@ dataset label ``l`` (parents first):
 4. ``SIMILAR {score, text_sim, struct_sim}`` edges to candidates with ``score >=
    similar_threshold``; ``MAPS_TO`` to the best candidate when ``score >=
    map_threshold``; otherwise ``l`` becomes a new ``unified`` label (the system grows)
-   placed under the unified label of its dataset parent, or else under the best
-   non-leaf candidate scoring at least ``similar_threshold``;
+   placed under the unified label of its dataset parent, else under the best candidate
+   that is *broader* in the SKOS sense (it shares an OSM tag with ``l`` and has no
+   qualifier while ``l`` has one: ``sparse residential`` under ``residential_land``),
+   else under the best non-leaf candidate scoring at least ``similar_threshold``;
 5. the human override file wins: ``pin`` forces a mapping, ``forbid`` removes a
-   candidate before scoring decides.
+   candidate before scoring decides;
+6. a new unified label gets ``RELATED {score, evidence}`` edges to the unified labels it
+   is structurally related to in the OSM Semantic Network (:func:`relate_unified`); the
+   base graph gets them between base labels. They do not take part in the mapping; they
+   give Eq. 1 paths between labels the wiki cites together (river - bridge).
 
 The graph passed in is never modified: :func:`merge_label_tree` returns a new graph, so a
 failure leaves no half-merged version behind.
@@ -35,9 +41,9 @@ import yaml
 
 from samplehub.errors import LabelGraphError
 from samplehub.labels.embeddings import TextEmbedder
-from samplehub.labels.graph import IS_A, MAPS_TO, SIMILAR, UNIFIED_ORIGINS, LabelGraph
+from samplehub.labels.graph import IS_A, MAPS_TO, RELATED, SIMILAR, UNIFIED_ORIGINS, LabelGraph
 from samplehub.labels.names import canonical_name, display_phrase
-from samplehub.labels.osm import OsmSemanticNetwork
+from samplehub.labels.osm import OsmSemanticNetwork, TagMatch
 from samplehub.labels.taxonomy import BASE_DATASET, BaseLabel
 from samplehub.labels.text import AugmentedLabel, augment_label
 
@@ -53,6 +59,7 @@ class MergeSettings:
         text_weight: ``a``; the structural weight ``b`` is ``1 - a``.
         map_threshold: minimum score for ``MAPS_TO`` an existing unified label.
         similar_threshold: minimum score for a ``SIMILAR`` edge.
+        related_threshold: minimum structural similarity for a ``RELATED`` edge.
         augment_weight: weight of the OSM-augmented text vector added to the name vector.
         definition_sentences: OSM definition sentences kept per label.
     """
@@ -61,6 +68,7 @@ class MergeSettings:
     text_weight: float = 0.7
     map_threshold: float = 0.8
     similar_threshold: float = 0.6
+    related_threshold: float = 0.3
     augment_weight: float = 0.5
     definition_sentences: int = 2
 
@@ -69,6 +77,10 @@ class MergeSettings:
             raise LabelGraphError(f"merge.k must be >= 1, got {self.k}")
         if not 0 <= self.text_weight <= 1:
             raise LabelGraphError(f"merge.text_weight must be in [0, 1], got {self.text_weight}")
+        if not 0 < self.related_threshold <= 1:
+            raise LabelGraphError(
+                f"merge.related_threshold must be in (0, 1], got {self.related_threshold}"
+            )
         if self.similar_threshold > self.map_threshold:
             raise LabelGraphError(
                 f"merge.similar_threshold ({self.similar_threshold}) must not exceed "
@@ -178,17 +190,25 @@ class LabelSemantics:
         mixed = names + self.settings.augment_weight * augmented
         return (mixed / np.linalg.norm(mixed, axis=1, keepdims=True)).astype(np.float32)
 
-    def combine(self, text: float, uris_a: list[str], uris_b: list[str]) -> Score:
+    def combine(self, text: float, match_a: TagMatch, match_b: TagMatch) -> Score:
         """``a * text + b * struct``; text only when a side has no OSM tags.
 
-        With ``a = 0`` (structure only, used by the benchmark) a pair without OSM tags
-        scores 0: there is no structural evidence.
+        ``struct`` is the qualifier-aware label-level structural similarity
+        (:meth:`OsmSemanticNetwork.structural_similarity`). With ``a = 0`` (structure
+        only, used by the benchmark) a pair without OSM tags scores 0: there is no
+        structural evidence.
         """
-        struct = self.network.structural_similarity(uris_a, uris_b) if self.network else None
+        struct = self.network.structural_similarity(match_a, match_b) if self.network else None
         if struct is None:
             return Score(text, None, text if self.settings.text_weight > 0 else 0.0)
         s = self.settings
         return Score(text, struct, s.text_weight * text + s.struct_weight * struct)
+
+
+def tag_match(graph: LabelGraph, label_id: str) -> TagMatch:
+    """The OSM match stored on a label node (graphs stored before qualifiers: none)."""
+    data = graph.g.nodes[label_id]
+    return TagMatch(tuple(data.get("osm_uris", ())), tuple(data.get("osm_qualifier", ())))
 
 
 @dataclass(frozen=True)
@@ -226,6 +246,7 @@ def build_base_graph(base: list[BaseLabel], semantics: LabelSemantics) -> LabelG
             embedding=vector.tolist(),
             osm_tags=list(aug.osm_tags),
             osm_uris=list(aug.osm_uris),
+            osm_qualifier=list(aug.osm_qualifier),
             uncertain=label.uncertain,
         )
     for label in base:
@@ -233,7 +254,7 @@ def build_base_graph(base: list[BaseLabel], semantics: LabelSemantics) -> LabelG
             continue
         i, j = index[label.name], index[label.parent]
         score = semantics.combine(
-            float(vectors[i] @ vectors[j]), list(augmented[i].osm_uris), list(augmented[j].osm_uris)
+            float(vectors[i] @ vectors[j]), augmented[i].tag_match, augmented[j].tag_match
         )
         graph.add_edge(
             label.name,
@@ -242,7 +263,42 @@ def build_base_graph(base: list[BaseLabel], semantics: LabelSemantics) -> LabelG
             score=max(score.combined, 1e-3),
             uncertain=label.uncertain,
         )
+    for i, label in enumerate(base):
+        relate_unified(graph, label.name, semantics, [b.name for b in base[i + 1 :]])
     return graph
+
+
+def relate_unified(
+    graph: LabelGraph, label_id: str, semantics: LabelSemantics, others: list[str]
+) -> None:
+    """``RELATED`` edges from a unified label to the ``others`` it is structurally related to.
+
+    Section 3.3.1: structural similarity is "the degree of association between two label
+    entities within the geographic knowledge graph". Two unified labels whose OSM tags
+    the wiki cites together (co-citation, qualifier-aware, see
+    :meth:`OsmSemanticNetwork.structural_similarity`) at or above
+    ``related_threshold`` get ``RELATED {score, evidence: "osm_cocitation"}``; Eq. 1 reads
+    it like ``SIMILAR`` (distance ``alpha / score``). Pairs already joined by ``IS_A`` are
+    skipped (the hierarchy says more), as are labels without OSM tags.
+
+    Args:
+        graph: the graph being built (modified in place).
+        label_id: a base or unified label.
+        semantics: holds the OSM network and ``related_threshold``; no network, no edges.
+        others: unified labels to relate it to.
+    """
+    if semantics.network is None:
+        return
+    own = tag_match(graph, label_id)
+    linked = set(graph.parents(label_id)) | set(graph.children(label_id))
+    for other in others:
+        if other == label_id or other in linked:
+            continue
+        struct = semantics.network.structural_similarity(own, tag_match(graph, other))
+        if struct is not None and struct >= semantics.settings.related_threshold:
+            graph.add_edge(
+                label_id, other, RELATED, score=round(struct, 6), evidence="osm_cocitation"
+            )
 
 
 def validate_label_tree(
@@ -333,11 +389,12 @@ def merge_label_tree(
             embedding=vector.tolist(),
             osm_tags=list(aug.osm_tags),
             osm_uris=list(aug.osm_uris),
+            osm_qualifier=list(aug.osm_qualifier),
         )
         if parent is not None:
             pv = np.asarray(new.g.nodes[ids[parent]]["embedding"], dtype=np.float32)
             score = semantics.combine(
-                float(vector @ pv), list(aug.osm_uris), new.g.nodes[ids[parent]]["osm_uris"]
+                float(vector @ pv), aug.tag_match, tag_match(new, ids[parent])
             )
             new.add_edge(ids[name], ids[parent], IS_A, score=max(score.combined, 1e-3))
         rows.append(_map_one(new, dataset, name, ids, parent, aug, vector, semantics, overrides))
@@ -373,9 +430,7 @@ def _map_one(
         candidates.append(
             (
                 target,
-                semantics.combine(
-                    float(text[i]), list(aug.osm_uris), graph.g.nodes[target]["osm_uris"]
-                ),
+                semantics.combine(float(text[i]), aug.tag_match, tag_match(graph, target)),
             )
         )
     candidates.sort(key=lambda pair: -pair[1].combined)
@@ -398,8 +453,8 @@ def _map_one(
             )
         score = semantics.combine(
             float(np.asarray(graph.g.nodes[pinned]["embedding"]) @ vector),
-            list(aug.osm_uris),
-            graph.g.nodes[pinned]["osm_uris"],
+            aug.tag_match,
+            tag_match(graph, pinned),
         )
         return _maps_to(graph, label_id, pinned, score, "pinned by the label override file", False)
     best = scored[0] if scored else None
@@ -466,8 +521,17 @@ def _grow(
         embedding=vector.tolist(),
         osm_tags=list(aug.osm_tags),
         osm_uris=list(aug.osm_uris),
+        osm_qualifier=list(aug.osm_qualifier),
     )
     home = graph.mapped_to(ids[parent]) if parent is not None else None
+    if home is None and aug.osm_qualifier:
+        broader = [
+            t
+            for t, _ in candidates
+            if set(aug.osm_uris) & set(graph.g.nodes[t]["osm_uris"])
+            and not tag_match(graph, t).qualifier
+        ]
+        home = broader[0] if broader else None
     if home is None:
         inner = [
             (t, s)
@@ -483,6 +547,7 @@ def _grow(
             IS_A,
             score=max(home_score.combined if home_score else settings.similar_threshold, 1e-3),
         )
+    relate_unified(graph, unified_id, semantics, graph.labels(UNIFIED_ORIGINS))
     best = (
         f"best candidate {scored[0][0]!r} scored {scored[0][1].combined:.2f}"
         if scored

@@ -25,6 +25,22 @@ min_in_links``) the citation set is smoothed with the tag's own outgoing links, 
 concepts: ``C(t) = In(t) | Out(t) | Broader(t) | Related(t) | {t}``. The numbers behind
 this choice come from :meth:`OsmSemanticNetwork.sparsity_report` and are recorded in
 ``bench/results/label_merge.json`` (``osm_sparsity``, ``structure_no_smoothing``).
+
+Co-citation compares *tags*, but many scene labels name a narrower concept than any tag:
+dense, medium and sparse residential all match ``landuse=residential`` through the word
+``residential``, so a tag-level score of 1.0 cannot tell them apart. :meth:`match`
+therefore also returns the label's *qualifier*, its non-generic words outside the matched
+phrase (``dense``), and the label is read as a SKOS ``narrower`` concept of its tags.
+Label-level structural similarity discounts each narrower hop between the two labels::
+
+    struct(A, B) = max_{t in T(A), u in T(B)} cocitation(t, u) * decay ** hops(A, B)
+
+with ``hops = 0`` when both labels carry the same qualifier (``dense residential`` and
+``denseresidential``), otherwise the number of qualified labels among the two: ``dense
+residential`` vs ``residential`` is one hop (narrower/broader), ``dense residential`` vs
+``medium residential`` two (siblings under ``landuse=residential``). ``decay`` is
+``narrower_decay`` (``conf/graph/*.yaml``); its effect on precision is in
+``bench/results/label_merge.json``.
 """
 
 from __future__ import annotations
@@ -114,6 +130,25 @@ GENERIC_WORDS = frozenset(
 )
 
 
+#: Shortest noun tried for an ``-al`` adjective (``coastal`` -> ``coast``, not ``rur``).
+_MIN_NOUN = 5
+
+
+@dataclass(frozen=True)
+class TagMatch:
+    """The OSM tags naming a label and the label words they leave out.
+
+    Attributes:
+        uris: concept URIs of the matched tags (empty: the label has no OSM match).
+        qualifier: non-generic label words outside the matched phrase (``("dense",)``
+            for ``dense residential`` -> ``landuse=residential``); non-empty means the
+            label is narrower than its tags.
+    """
+
+    uris: tuple[str, ...] = ()
+    qualifier: tuple[str, ...] = ()
+
+
 @dataclass
 class OsmConcept:
     """One OSM key or tag of the semantic network.
@@ -151,26 +186,44 @@ class OsmSemanticNetwork:
         concepts: concepts by URI.
         min_in_links: a tag with fewer incoming links is *sparse* and gets the smoothed
             citation set described in the module docstring.
+        narrower_decay: factor per narrower hop in the label-level structural similarity
+            (module docstring); ``1.0`` ignores qualifiers.
+
+    Raises:
+        LabelGraphError: ``narrower_decay`` outside ``(0, 1]``.
     """
 
-    def __init__(self, concepts: dict[str, OsmConcept], min_in_links: int = 3) -> None:
+    def __init__(
+        self,
+        concepts: dict[str, OsmConcept],
+        min_in_links: int = 3,
+        narrower_decay: float = 0.5,
+    ) -> None:
+        if not 0 < narrower_decay <= 1:
+            raise LabelGraphError(f"narrower_decay must be in (0, 1], got {narrower_decay}")
         self.concepts = concepts
         self.min_in_links = min_in_links
+        self.narrower_decay = narrower_decay
         self.in_links: dict[str, set[str]] = {uri: set() for uri in concepts}
         for concept in concepts.values():
             for target in concept.links:
                 if target in self.in_links and target != concept.uri:
                     self.in_links[target].add(concept.uri)
         self._by_name: dict[str, list[str]] = {}
+        self._by_tag: dict[str, str] = {}
         keys_first = sorted(concepts.values(), key=lambda c: c.value is not None)
         for concept in keys_first:
             if concept.key in MAP_FEATURE_KEYS:
                 name = (concept.value or concept.key).lower()
                 self._by_name.setdefault(name, []).append(concept.uri)
+                if concept.value:
+                    self._by_tag.setdefault(f"{concept.key}_{name}", concept.uri)
         self._citations: dict[str, frozenset[str]] = {}
 
     @classmethod
-    def from_rdf(cls, path: str | Path, min_in_links: int = 3) -> OsmSemanticNetwork:
+    def from_rdf(
+        cls, path: str | Path, min_in_links: int = 3, narrower_decay: float = 0.5
+    ) -> OsmSemanticNetwork:
         """Parse ``osm_semantic_network.skos.rdf.gz`` (gzip or plain RDF/XML).
 
         Raises:
@@ -206,7 +259,7 @@ class OsmSemanticNetwork:
             concept.redirect = redirects.get(uri)
         for concept in concepts.values():
             concept.links = {_resolve(t, redirects) for t in concept.links} - {concept.uri}
-        return cls(concepts, min_in_links=min_in_links)
+        return cls(concepts, min_in_links=min_in_links, narrower_decay=narrower_decay)
 
     def vocabulary(self) -> frozenset[str]:
         """Lower-case English words of tag values and definitions (for name segmentation)."""
@@ -217,36 +270,55 @@ class OsmSemanticNetwork:
                 words.update(re.findall(r"[a-z]{3,}", text.lower()))
         return frozenset(words)
 
-    def match(self, words: list[str]) -> list[str]:
+    def match(self, words: list[str]) -> TagMatch:
         """OSM tags (or keys) whose value names the label, longest phrase first.
 
         The whole phrase is tried first (``storage tank`` -> ``man_made=storage_tank``);
         if nothing matches, shorter contiguous sub-phrases, longest and leftmost first
         (``parking lot`` -> ``amenity=parking``), skipping sub-phrases that are only a
         generic head word (:data:`GENERIC_WORDS`: ``bare land`` must not match
-        ``natural=land``). Redirects are followed (``landuse=farmland`` ->
-        ``landuse=farm``). Only tags and keys of :data:`MAP_FEATURE_KEYS` are considered.
+        ``natural=land``). A phrase names a tag by its value (``river``), by ``key value``
+        (``railway station`` -> ``railway=station``) or, for an ``-al`` adjective, by its
+        noun (``agricultural`` -> ``landuse=agriculture``). Redirects are followed
+        (``landuse=farmland`` -> ``landuse=farm``). Only tags and keys of
+        :data:`MAP_FEATURE_KEYS` are considered.
 
         Args:
             words: normalised label words (see :func:`samplehub.labels.names.normalize_words`).
 
         Returns:
-            Concept URIs, empty when the label has no OSM match.
+            The matched concept URIs and the qualifier (label words left out of the
+            matched phrase, generic words excluded); empty when nothing matches.
         """
         for size in range(len(words), 0, -1):
             for start in range(len(words) - size + 1):
-                phrase = "_".join(words[start : start + size])
-                if size < len(words) and phrase in GENERIC_WORDS:
+                phrase = words[start : start + size]
+                if size < len(words) and "_".join(phrase) in GENERIC_WORDS:
                     continue
-                found = self._by_name.get(phrase, []) + self._by_name.get(f"{phrase}s", [])
+                found = self._lookup(phrase)
                 if found:
                     uris = list(found)
                     for uri in found:
                         target = self.concepts[uri].redirect
                         if target in self.concepts and target not in uris:
                             uris.append(target)
-                    return uris
-        return []
+                    rest = words[:start] + words[start + size :]
+                    qualifier = tuple(w for w in rest if w not in GENERIC_WORDS)
+                    return TagMatch(tuple(uris), qualifier)
+        return TagMatch()
+
+    def _lookup(self, phrase: list[str]) -> list[str]:
+        """Concepts named by one phrase: value (or plural), ``key value``, ``-al`` noun."""
+        name = "_".join(phrase)
+        found = self._by_name.get(name, []) + self._by_name.get(f"{name}s", [])
+        if not found and name in self._by_tag:
+            found = [self._by_tag[name]]
+        if not found and len(phrase) == 1 and name.endswith("al"):
+            stem = name[:-2]
+            for noun in (f"{stem}e", stem):
+                if len(noun) >= _MIN_NOUN and self._by_name.get(noun):
+                    return list(self._by_name[noun])
+        return found
 
     def citations(self, uri: str) -> frozenset[str]:
         """Citation set ``C(t)`` of a tag, smoothed for sparse tags (see module docstring)."""
@@ -268,12 +340,19 @@ class OsmSemanticNetwork:
         cit_a, cit_b = self.citations(uri_a), self.citations(uri_b)
         return len(cit_a & cit_b) / math.sqrt(len(cit_a) * len(cit_b))
 
-    def structural_similarity(self, uris_a: Iterable[str], uris_b: Iterable[str]) -> float | None:
-        """Best co-citation between the tags of two labels; ``None`` when one has no tags."""
-        list_a, list_b = list(uris_a), list(uris_b)
-        if not list_a or not list_b:
+    def structural_similarity(self, a: TagMatch, b: TagMatch) -> float | None:
+        """Label-level structural similarity (module docstring); ``None`` when a label
+        has no tags.
+
+        Best co-citation between the two labels' tags, times ``narrower_decay`` per
+        narrower hop: none when both labels carry the same qualifier, else one per
+        qualified label.
+        """
+        if not a.uris or not b.uris:
             return None
-        return max(self.cocitation(a, b) for a in list_a for b in list_b)
+        best = max(self.cocitation(u, v) for u in a.uris for v in b.uris)
+        hops = 0 if a.qualifier == b.qualifier else bool(a.qualifier) + bool(b.qualifier)
+        return best * self.narrower_decay**hops
 
     def definitions(self, uris: Iterable[str]) -> list[str]:
         """English definitions of the given tags, in order."""

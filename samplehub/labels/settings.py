@@ -39,6 +39,7 @@ class GraphSettings:
         overrides: the human override file (pin/forbid); ``None`` for none.
         embedding_model: ``bundled:all-MiniLM-L6-v2`` or a local model path.
         min_in_links: OSM tags with fewer incoming links get the smoothed citation set.
+        narrower_decay: structural-similarity factor per narrower (qualified-label) hop.
         cooccurrence_min_count: minimum joint count for a ``CO_OCCURS`` edge.
         merge: Algorithm 1 parameters.
         association: Eq. 1 parameters.
@@ -51,6 +52,7 @@ class GraphSettings:
     overrides: Path | None = Path("conf/label_overrides.yaml")
     embedding_model: str = BUNDLED_MODEL
     min_in_links: int = 3
+    narrower_decay: float = 0.5
     cooccurrence_min_count: int = 5
     merge: MergeSettings = field(default_factory=MergeSettings)
     association: AssociationWeights = field(default_factory=AssociationWeights)

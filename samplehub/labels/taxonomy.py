@@ -153,17 +153,21 @@ def label_vocabulary(data: dict[str, Any]) -> frozenset[str]:
     """Words of label names (``dense_residential`` -> ``dense``, ``residential``), used
     to segment glued names such as UC Merced's ``denseresidential``."""
     words: set[str] = set()
+    glued: set[str] = set()
     single: dict[str, set[str]] = {}
     for key in [BASE_DATASET, *dataset_keys(data)]:
         for name in _all_names(data[key]):
             parts = re.findall(r"[A-Za-z][a-z]+|[A-Z]+(?![a-z])", name)
             if len(parts) > 1:
                 words.update(w.lower() for w in parts)
+                glued.add("".join(parts).lower())
             elif parts:
                 single.setdefault(parts[0].lower(), set()).add(key)
     # A one-word name is a word when two datasets use it (``airplane``); a glued name
-    # that only one dataset writes (``golfcourse``) is not.
-    words.update(w for w, keys in single.items() if len(keys) >= 2)
+    # that only one dataset writes (``golfcourse``) is not, and neither is one that other
+    # datasets write as separate words, however many datasets copy the glued spelling
+    # (UC Merced's ``parkinglot`` is reused by RSI-CB, and NWPU writes ``parking_lot``).
+    words.update(w for w, keys in single.items() if len(keys) >= 2 and w not in glued)
     return frozenset(w for w in words if len(w) >= 3)
 
 

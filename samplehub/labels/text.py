@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from samplehub.labels.names import display_phrase, normalize_words
-from samplehub.labels.osm import OsmSemanticNetwork
+from samplehub.labels.osm import OsmSemanticNetwork, TagMatch
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _JUNK = re.compile(r"https?://|www\.|\{\{|\}\}|\[\[|\]\]|\||==|::")
@@ -32,6 +32,8 @@ class AugmentedLabel:
         words: normalised words (``["storage", "tank"]``).
         osm_tags: matched OSM tags (``["man_made=storage_tank"]``), empty if none.
         osm_uris: their concept URIs.
+        osm_qualifier: label words outside the matched OSM phrase (``("dense",)``): the
+            label is narrower than its tags (see :mod:`samplehub.labels.osm`).
         text: the augmented text that is embedded.
     """
 
@@ -39,7 +41,13 @@ class AugmentedLabel:
     words: tuple[str, ...]
     osm_tags: tuple[str, ...]
     osm_uris: tuple[str, ...]
+    osm_qualifier: tuple[str, ...]
     text: str
+
+    @property
+    def tag_match(self) -> TagMatch:
+        """The OSM match as used by the structural similarity."""
+        return TagMatch(self.osm_uris, self.osm_qualifier)
 
 
 def clean_definitions(definitions: list[str], max_sentences: int = 2) -> list[str]:
@@ -85,13 +93,13 @@ def augment_label(
         The augmented label; its ``text`` reads ``"storage tanks. <definitions>"``.
     """
     words = normalize_words(name, vocabulary)
-    uris = network.match(words) if network is not None else []
+    match = network.match(words) if network is not None else TagMatch()
     parts = [display_phrase(name, vocabulary)]
     if alias:
         parts.append(alias)
     if context:
         parts.append(context)
-    if network is not None and uris:
-        parts.extend(clean_definitions(network.definitions(uris), max_sentences))
-    tags = tuple(network.concepts[u].tag for u in uris) if network is not None else ()
-    return AugmentedLabel(name, tuple(words), tags, tuple(uris), ". ".join(parts))
+    if network is not None and match.uris:
+        parts.extend(clean_definitions(network.definitions(match.uris), max_sentences))
+    tags = tuple(network.concepts[u].tag for u in match.uris) if network is not None else ()
+    return AugmentedLabel(name, tuple(words), tags, match.uris, match.qualifier, ". ".join(parts))

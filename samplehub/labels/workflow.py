@@ -32,7 +32,11 @@ from samplehub.labels.taxonomy import (
 
 def open_semantics(settings: GraphSettings, home: str | Path) -> LabelSemantics:
     """OSM network + vocabulary + cached embedder (cache under ``<home>/label_graph``)."""
-    network = OsmSemanticNetwork.from_rdf(settings.osm_network, min_in_links=settings.min_in_links)
+    network = OsmSemanticNetwork.from_rdf(
+        settings.osm_network,
+        min_in_links=settings.min_in_links,
+        narrower_decay=settings.narrower_decay,
+    )
     vocabulary = network.vocabulary() | label_vocabulary(load_taxonomy_file(settings.taxonomy))
     embedder = TextEmbedder(settings.embedding_model, Path(home) / "label_graph" / "embeddings")
     return LabelSemantics(network, embedder, vocabulary, settings.merge)

@@ -4,7 +4,7 @@ import pytest
 
 from samplehub.errors import LabelGraphError
 from samplehub.labels.association import AssociationWeights, associated_labels, distance_graph
-from samplehub.labels.graph import CO_OCCURS, IS_A, MAPS_TO, SIMILAR, LabelGraph
+from samplehub.labels.graph import CO_OCCURS, IS_A, MAPS_TO, RELATED, SIMILAR, LabelGraph
 
 
 @pytest.fixture()
@@ -53,6 +53,16 @@ def test_associated_labels_returns_paths_within_distance(graph: LabelGraph) -> N
     assert "river" not in by_label
 
 
+def test_related_edges_take_the_similar_branch_of_eq1(graph: LabelGraph) -> None:
+    graph.add_edge("river", "bridge", RELATED, score=0.4, evidence="osm_cocitation")
+    d = distance_graph(graph, AssociationWeights(alpha=1.0))
+    assert d["river"]["bridge"]["distance"] == pytest.approx(1 / 0.4)
+    assert d["bridge"]["river"]["relation"] == "related"
+    found = {a.label: a for a in associated_labels(graph, "river", 3.0)}
+    assert found["bridge"].relations == ("related",)
+    assert found["bridge"].distance == pytest.approx(2.5)
+
+
 def test_unknown_label_and_bad_parameters_are_clear(graph: LabelGraph) -> None:
     with pytest.raises(LabelGraphError, match="'glacier' is not in the label graph"):
         associated_labels(graph, "glacier", 1.0)
@@ -60,6 +70,8 @@ def test_unknown_label_and_bad_parameters_are_clear(graph: LabelGraph) -> None:
         associated_labels(graph, "river", -1.0)
     with pytest.raises(LabelGraphError, match=r"association\.alpha"):
         AssociationWeights(alpha=0.0)
+    with pytest.raises(LabelGraphError, match=r"association\.max_distance"):
+        AssociationWeights(max_distance=-1.0)
 
 
 def test_name_resolution_prefers_unified_labels(graph: LabelGraph) -> None:

@@ -9,7 +9,7 @@ from labels_shared import OSM, TAXONOMY, UCM_MULTILABEL, needs_shared
 from samplehub.labels.association import AssociationWeights, associated_labels
 from samplehub.labels.cooccurrence import add_cooccurrence, read_ucmerced_multilabel
 from samplehub.labels.embeddings import TextEmbedder
-from samplehub.labels.graph import LabelGraph
+from samplehub.labels.graph import RELATED, LabelGraph
 from samplehub.labels.merge import LabelSemantics, MergeSettings, build_base_graph, merge_label_tree
 from samplehub.labels.osm import OsmSemanticNetwork
 from samplehub.labels.taxonomy import (
@@ -41,7 +41,7 @@ def network() -> OsmSemanticNetwork:
 @pytest.fixture(scope="module")
 def merged(network: OsmSemanticNetwork, embedder: TextEmbedder) -> LabelGraph:
     data = load_taxonomy_file(TAXONOMY)
-    settings = MergeSettings(text_weight=0.5, map_threshold=0.875, similar_threshold=0.6)
+    settings = MergeSettings(text_weight=0.5, map_threshold=0.7, similar_threshold=0.6)
     semantics = LabelSemantics(
         network, embedder, network.vocabulary() | label_vocabulary(data), settings
     )
@@ -64,14 +64,14 @@ def test_base_taxonomy_is_8_28_51_with_ten_uncertain_leaves() -> None:
 
 def test_osm_matching_definitions_and_cocitation(network: OsmSemanticNetwork) -> None:
     river = network.match(["river"])
-    assert any(network.concepts[u].tag == "waterway=river" for u in river)
-    assert network.match(["bare", "land"]) == []  # generic head word alone does not match
-    assert any("river" in d.lower() for d in network.definitions(river))
-    assert network.cocitation(river[0], river[0]) == 1.0
+    assert any(network.concepts[u].tag == "waterway=river" for u in river.uris)
+    assert not network.match(["bare", "land"]).uris  # generic head word alone does not match
+    assert any("river" in d.lower() for d in network.definitions(river.uris))
+    assert network.cocitation(river.uris[0], river.uris[0]) == 1.0
     lake = network.match(["lake"])
     desert = network.match(["desert"])
     assert network.structural_similarity(river, lake) > network.structural_similarity(river, desert)
-    report = network.sparsity_report(river + lake + desert)
+    report = network.sparsity_report(river.uris + lake.uris + desert.uris)
     assert report["no_in_links"] >= 1  # natural=desert: the sparsity the fallback handles
     assert report["mean_citations_smoothed"] > report["mean_citations_raw"]
 
@@ -91,6 +91,10 @@ def test_every_dataset_label_maps_and_is_a_is_acyclic(merged: LabelGraph) -> Non
         ("aid_30/DenseResidential", "dense_residential"),
         ("nwpu_resisc45/dense_residential", "dense_residential"),
         ("whu_rs19/Farmland", "farmland"),
+        ("uc_merced_21/parkinglot", "parking_lot"),  # glued name segmented
+        ("uc_merced_21/agricultural", "agriculture_land"),  # adjective -> landuse=agriculture
+        ("aid_30/Commercial", "commercial_area"),
+        ("aid_30/MediumResidential", "medium_residential"),
     ],
 )
 def test_known_synonyms_meet(merged: LabelGraph, label: str, unified: str) -> None:
@@ -100,6 +104,19 @@ def test_known_synonyms_meet(merged: LabelGraph, label: str, unified: str) -> No
 def test_grown_labels_sit_under_the_right_base_label(merged: LabelGraph) -> None:
     assert merged.g.nodes["dense_residential"]["origin"] == "unified"
     assert merged.parents("dense_residential") == ["residential_land"]
+    # sparse residential is narrower than landuse=residential: placed under it
+    assert merged.parents("sparse_residential") == ["residential_land"]
+    assert merged.mapped_to("uc_merced_21/mediumresidential") == "medium_residential"
+
+
+def test_osm_cocitation_relates_river_and_bridge(merged: LabelGraph) -> None:
+    related = {frozenset((e.source, e.target)): e.props["score"] for e in merged.edges(RELATED)}
+    assert related[frozenset(("river", "bridge"))] >= 0.3
+    found = {
+        a.label: a for a in associated_labels(merged, "river", AssociationWeights().max_distance)
+    }
+    assert found["bridge"].relations == ("related",)
+    assert {"lake", "water_area", "siri_whu_12/water"} <= set(found)
 
 
 def test_cooccurrence_links_river_to_water(merged: LabelGraph) -> None:
