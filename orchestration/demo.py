@@ -24,6 +24,8 @@ from jobs.ingest import ingest_job
 from jobs.labels import label_graph_job
 from orchestration.definitions import defs
 from samplehub.repository import Repository
+from samplehub.retrieval.query import run_query
+from samplehub.retrieval.types import QuerySpec
 from samplehub.sources import SourceSpec
 from samplehub.sources.filesystem import is_remote
 
@@ -38,6 +40,21 @@ def available_sources(repo: Repository) -> dict[str, SourceSpec]:
         for name, spec in repo.sources().items()
         if is_remote(spec.uri) or Path(spec.uri).exists()
     }
+
+
+def show_query(repo: Repository, labels: tuple[str, ...]) -> None:
+    """Print what the three-step query returns for ``labels`` across every dataset."""
+    result = run_query(repo, QuerySpec(labels=labels, k=10))
+    table = Table("kind", "label", "dataset", "sample", "score", "reason", title=f"query {labels}")
+    for hit in [*result.exact[:4], *result.supplementary[:8]]:
+        table.add_row(
+            hit.kind, hit.query_label, hit.dataset, hit.relpath, f"{hit.score:.2f}", hit.reason
+        )
+    console.print(table)
+    console.print(
+        f"{len(result.exact)} exact and {len(result.supplementary)} supplementary "
+        f"samples; plan: {result.plan.get('search', result.plan)}"
+    )
 
 
 def main() -> int:
@@ -90,6 +107,7 @@ def main() -> int:
             row.dataset, f"{row.n_samples:,}", str(row.n_labels), str(row.n_quarantined), row.kind
         )
     console.print(summary)
+    show_query(repo, ("river", "bridge"))
     console.print(
         f"home: {repo.config.home_path}   dagster UI: DAGSTER_HOME={dagster_home} "
         ".venv/bin/dagster dev -m orchestration.definitions"
