@@ -35,14 +35,18 @@ def label_graph(context: AssetExecutionContext, samplehub: SampleHubResource) ->
         d: [(n["name"], n["parent"]) for n in catalog.label_tree_json(d)["nodes"]]
         for d in context.instance.get_dynamic_partitions("dataset")
     }
-    graph, rows = commit_label_trees(settings, home, trees)
+    unlabelled = sorted(d for d, nodes in trees.items() if not nodes)
+    graph, rows = commit_label_trees(
+        settings, home, {d: nodes for d, nodes in trees.items() if nodes}
+    )
     grown = sum(r.new for rs in rows.values() for r in rs)
     return MaterializeResult(
         metadata={
             "version": graph.version,
             "labels": graph.g.number_of_nodes(),
             "edges": graph.g.number_of_edges(),
-            "datasets": MetadataValue.json(list(trees)),
+            "datasets": MetadataValue.json(sorted(rows)),
+            "unlabelled_datasets_skipped": MetadataValue.json(unlabelled),
             "new_unified_labels": grown,
         }
     )

@@ -111,13 +111,16 @@ def test_rescan_schedule_requests_every_partition() -> None:
         assert requests[0].run_key == "rescan-a-202611230300"
 
 
-def test_label_graph_merges_the_ingested_partition(sources: Path) -> None:
+def test_label_graph_merges_labelled_partitions_and_skips_unlabelled(sources: Path) -> None:
+    (sources / "scenes.yaml").write_text(f"name: scenes\nuri: {FIXTURES / 'geotiff'}\n")
     with instance_for_test() as instance:
         assert materialize_partition(instance, "tree").success
+        assert materialize_partition(instance, "scenes").success
         result = defs.resolve_job_def("build_label_graph").execute_in_process(instance=instance)
         assert result.success
         metadata = result.asset_materializations_for_node("label_graph")[0].metadata
         assert metadata["datasets"].value == ["tree"]
+        assert metadata["unlabelled_datasets_skipped"].value == ["scenes"]
         assert metadata["labels"].value > 51
         checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
         assert checks == {"is_a_acyclic": True, "every_dataset_label_maps": True}
