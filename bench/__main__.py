@@ -13,6 +13,7 @@ SCRIPTS = [
     "query.py",
     "supplementary.py",
     "hashing.py",
+    "hamming_vs_ivfpq.py",
 ]
 
 failed = []

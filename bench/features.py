@@ -88,7 +88,7 @@ def recall_rows(
         nlist = suggest_nlist(nb)
         nbits = min(8, int(np.log2(nb / 39)))  # >= 39 training points per PQ centroid
         index = build_ivfpq_index(xb, ids, nlist, m=xb.shape[1] // 8, nbits=nbits)
-        _, I = search(index, xq, K, nprobe=16, k_factor=4)  # noqa: E741 - faiss vocabulary
+        _, I = search(index, xq, K, nprobe=16, k_factor=4)
         out[precision] = {
             "recall_at_100": recall_at_k(I, I_truth, K),
             "recall_at_100_own_exact": recall_at_k(I, I_exact, K),

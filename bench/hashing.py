@@ -419,8 +419,9 @@ def _markdown(rows: list[dict[str, Any]], latency: dict[str, Any] | None) -> str
             "| index | p50 ms | p99 ms | bytes/sample |",
             "|---|---|---|---|",
         ]
-        for name in ("hamming_flat", "hamming_ivf", "hamming_ivf_rerank_eq7", "ivfpq_float"):
-            v = latency[name]
+        for name, v in latency.items():
+            if not (isinstance(v, dict) and "p99_ms" in v):
+                continue
             lines.append(f"| {name} | {v['p50_ms']} | {v['p99_ms']} | {v['bytes_per_sample']} |")
     return "\n".join(lines) + "\n" + NOTES
 

@@ -7,22 +7,33 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
 
 import assets.features
+import assets.hashing
 import assets.ingest
 import assets.label_graph
 from jobs.features import features_job, index_job, scene_model_job
+from jobs.hashing import hash_codes_job, hash_index_job, hash_training_job
 from jobs.ingest import ingest_job
 from jobs.labels import label_graph_job
 from orchestration.resources import RESOURCES
-from orchestration.schedules import rescan_schedule
-from orchestration.sensors import new_dataset_sensor
+from orchestration.schedules import hash_retraining_schedule, rescan_schedule
+from orchestration.sensors import hash_retraining_sensor, new_dataset_sensor
 
-ASSET_MODULES = [assets.ingest, assets.label_graph, assets.features]
+ASSET_MODULES = [assets.ingest, assets.label_graph, assets.features, assets.hashing]
 
 defs = Definitions(
     assets=load_assets_from_modules(ASSET_MODULES),
     asset_checks=load_asset_checks_from_modules(ASSET_MODULES),
-    jobs=[ingest_job, label_graph_job, features_job, index_job, scene_model_job],
-    sensors=[new_dataset_sensor],
-    schedules=[rescan_schedule],
+    jobs=[
+        ingest_job,
+        label_graph_job,
+        features_job,
+        index_job,
+        scene_model_job,
+        hash_training_job,
+        hash_codes_job,
+        hash_index_job,
+    ],
+    sensors=[new_dataset_sensor, hash_retraining_sensor],
+    schedules=[rescan_schedule, hash_retraining_schedule],
     resources=RESOURCES,
 )

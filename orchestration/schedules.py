@@ -1,4 +1,5 @@
-"""Schedules: a periodic rescan of every dataset partition (new files are picked up)."""
+"""Schedules: a periodic rescan of every dataset partition (new files are picked up) and a
+periodic retraining of the hash models (a run is promoted only if it beats the champion)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from dagster import RunRequest, ScheduleEvaluationContext, schedule
 
 from assets.partitions import dataset_partitions
+from jobs.hashing import hash_training_job
 from jobs.ingest import ingest_job
 from samplehub.config import load_config
 
@@ -19,3 +21,9 @@ def rescan_schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:
             partition_key=name,
             run_key=f"rescan-{name}-{context.scheduled_execution_time:%Y%m%d%H%M}",
         )
+
+
+@schedule(job=hash_training_job, cron_schedule=load_config().hashing.retrain_cron)
+def hash_retraining_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+    """Retrain DMCH and DUWH on the current features (``hashing.retrain_cron``)."""
+    return RunRequest(run_key=f"hash-retrain-{context.scheduled_execution_time:%Y%m%d%H%M}")

@@ -1,16 +1,20 @@
 """Sensors: a new dataset (a new conf/sources/*.yaml or a new folder under the watched
-root) becomes a partition and a run of the ingestion job."""
+root) becomes a partition and a run of the ingestion job; enough new samples since the
+hash champion was trained request a retraining run."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from dagster import RunRequest, SensorEvaluationContext, SensorResult, sensor
+from dagster import RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from assets.partitions import dataset_partitions
+from assets.resources import SampleHubResource
+from jobs.hashing import hash_training_job
 from jobs.ingest import ingest_job
 from samplehub.config import load_config, load_sources
+from samplehub.hash_models import retraining_due
 
 
 def candidate_datasets() -> list[str]:
@@ -38,4 +42,30 @@ def new_dataset_sensor(context: SensorEvaluationContext) -> SensorResult:
         ],
         dynamic_partitions_requests=[dataset_partitions.build_add_request(new)] if new else [],
         cursor=json.dumps(sorted(seen | set(new))),
+    )
+
+
+@sensor(job=hash_training_job, minimum_interval_seconds=300)
+def hash_retraining_sensor(
+    context: SensorEvaluationContext, samplehub: SampleHubResource
+) -> SensorResult:
+    """Request retraining once ``hashing.retrain_min_new_samples`` samples have landed.
+
+    New samples count from the later of the champion's training-time catalog size (its
+    run's ``catalog_samples`` tag) and the cursor, the catalog size at the last request,
+    so one batch of new data requests one run.
+    """
+    last = int(context.cursor) if context.cursor else 0
+    check = retraining_due(samplehub.repository(), last)
+    if not check.due:
+        return SensorResult(
+            skip_reason=SkipReason(
+                f"{check.current - check.baseline} new samples since {check.baseline} "
+                f"< {check.threshold} (hashing.retrain_min_new_samples)"
+            ),
+            cursor=context.cursor,
+        )
+    return SensorResult(
+        run_requests=[RunRequest(run_key=f"hash-retrain-{check.current}")],
+        cursor=str(check.current),
     )

@@ -1,9 +1,9 @@
 """Configuration: Hydra's ``conf/`` tree validated against structured dataclasses.
 
 ``conf/config.yaml`` picks one option per group (storage, graph, executor, instance,
-model, retrieval); ``conf/sources/*.yaml`` describe dataset sources, one per file. This
-module is the only place that reads environment variables. A wrong key or a value of
-the wrong type fails with :class:`~samplehub.errors.ConfigError` naming the key.
+model, retrieval, hashing); ``conf/sources/*.yaml`` describe dataset sources, one per
+file. This module is the only place that reads environment variables. A wrong key or a
+value of the wrong type fails with :class:`~samplehub.errors.ConfigError` naming the key.
 """
 
 from __future__ import annotations
@@ -74,15 +74,43 @@ class RetrievalConfig:
     pq_m: int = 32
     pq_nbits: int = 8
     nprobe: int = 16
-    refine_factor: int = 4
+    refine_factor: int = 16
     retrain_growth: float = 2.0
     exact_below: int = 20000
     prototypes_per_label: int = 4
     similarity_threshold: float = 0.5
-    max_label_distance: float = 1.0
+    max_label_distance: float = 3.0
+    max_prototype_labels: int | None = 3
     recall_k: int = 100
     recall_bar: float = 0.9
     recall_probe: int = 200
+
+
+@dataclass
+class HashingConfig:
+    """Deep hashing (issue 5): training, promotion, serving and retraining settings."""
+
+    method: str = "dmch"
+    bits: int = 64
+    dmch_dataset: str = "ucmerced"
+    duwh_dataset: str = "eurosat"
+    epochs: int = 50
+    dmch_lr: float = 1e-4
+    duwh_lr: float = 1e-3
+    classes_per_batch: int = 3
+    images_per_class: int = 30
+    batch_size: int = 128
+    k1: int = 20
+    k2: int = 30
+    val_fraction: float = 0.4
+    val_max_per_class: int = 100
+    val_topk: int | None = None
+    alias: str = "champion"
+    top_m: int = 100
+    ivf_min_size: int = 200_000
+    nprobe: int = 16
+    retrain_min_new_samples: int = 1000
+    retrain_cron: str = "0 4 * * 0"
 
 
 @dataclass
@@ -99,6 +127,7 @@ class SampleHubConfig:
     instance: InstanceConfig = field(default_factory=InstanceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    hashing: HashingConfig = field(default_factory=HashingConfig)
     graph: dict[str, Any] = field(default_factory=dict)
 
     @property

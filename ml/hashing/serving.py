@@ -157,7 +157,13 @@ class HammingIndex:
         return D, np.where(pos >= 0, self.ids[np.maximum(pos, 0)], -1)
 
     def search_rerank(
-        self, codes_q: np.ndarray, values_q: np.ndarray, k: int, top_m: int, fine: str = "eq7"
+        self,
+        codes_q: np.ndarray,
+        values_q: np.ndarray,
+        k: int,
+        top_m: int,
+        fine: str = "eq7",
+        allowed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Coarse-to-fine search of DMCH Sec. 3.5: Hamming top-M, then re-rank, keep k.
 
@@ -167,6 +173,8 @@ class HammingIndex:
             k: results per query, at most ``top_m``.
             top_m: M, candidates from the Hamming stage.
             fine: ``"eq7"`` (Eq. 7) or ``"euclidean"`` on the pre-quantization values.
+            allowed: index positions (insertion order) the results may come from; None
+                allows all. See :meth:`coarse_positions`.
 
         Returns:
             (D, I): fine distances (float32) and ids, shape (nq, k).
@@ -177,7 +185,7 @@ class HammingIndex:
             raise ValueError(f"k must be in [1, top_m={top_m}]; got {k}")
         packed = pack_codes(codes_q)
         self._check_width(packed, "codes_q")
-        _, pos = self.index.search(packed, top_m)
+        pos = self.coarse_positions(packed, top_m, allowed)
         safe = np.maximum(pos, 0)
         cand_codes = unpack_codes(self.packed[safe.ravel()], self.n_bits).reshape(*pos.shape, -1)
         cand_values = self.values[safe].astype(np.float32)
@@ -189,3 +197,29 @@ class HammingIndex:
         pos = np.take_along_axis(pos, order, 1)
         ids = np.where(pos >= 0, self.ids[np.maximum(pos, 0)], -1)
         return np.take_along_axis(D, order, 1).astype(np.float32), ids
+
+    def coarse_positions(
+        self, packed_q: np.ndarray, top_m: int, allowed: np.ndarray | None
+    ) -> np.ndarray:
+        """Positions (nq, top_m) of the Hamming top-M, -1 where fewer exist.
+
+        ``allowed`` restricts the candidates: a flat index scans with a bitmap selector;
+        ``IndexBinaryIVF`` takes no selector in faiss, so its allowed codes are scanned
+        exactly in a temporary flat index (K / 8 bytes a candidate).
+        """
+        import faiss
+
+        if allowed is None:
+            return self.index.search(packed_q, top_m)[1]
+        allowed = np.asarray(allowed, dtype=np.int64)
+        if self.kind == "flat":
+            mask = np.zeros(len(self.ids), dtype=bool)
+            mask[allowed] = True
+            bitmap = np.packbits(mask, bitorder="little")  # alive until the search returns
+            params = faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap))
+            return self.index.search(packed_q, top_m, params=params)[1]
+        subset = faiss.IndexBinaryFlat(self.n_bits)
+        subset.add(self.packed[allowed])
+        _, local = subset.search(packed_q, top_m)
+        return np.where(local >= 0, allowed[np.maximum(local, 0)], -1)

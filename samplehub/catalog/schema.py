@@ -93,6 +93,19 @@ PROTOTYPES = pa.schema(
     ]
 )
 
+# One row per (sample, hash model version): DMCH Eq. 1 / DUWH Eq. 2 codes packed 8 bits per
+# byte (most significant first) and the pre-quantization values that DMCH Eq. 7 re-ranks on.
+HASH_CODES = pa.schema(
+    [
+        pa.field("sample_id", pa.int64(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("bits", pa.binary(), nullable=False),
+        pa.field("values", VECTOR, nullable=False),
+        pa.field("computed_at", TIMESTAMP),
+    ]
+)
+
 FEEDBACK = pa.schema(
     [
         pa.field("spec_id", pa.string(), nullable=False),

@@ -371,10 +371,10 @@ def exact_search(
         raise ValueError(f"metric must be 'ip' or 'l2'; got {metric!r}")
     flat = faiss.IndexFlat(xb.shape[1], _METRICS[metric])
     flat.add(xb)
-    D, I = flat.search(xq, k)  # noqa: E741 - faiss vocabulary
+    D, I = flat.search(xq, k)
     if ids is not None:
         ids = _as_ids(ids, len(xb))
-        I = np.where(I >= 0, ids[np.clip(I, 0, None)], -1)  # noqa: E741 - faiss vocabulary
+        I = np.where(I >= 0, ids[np.clip(I, 0, None)], -1)
     return D, I
 
 
@@ -423,7 +423,7 @@ def measure_recall(
     """
     xb, ids = stored_vectors(index)
     _, I_exact = exact_search(xb, xq, k, index.params.metric, ids)
-    _, I = search(index, xq, k, nprobe, k_factor)  # noqa: E741 - faiss vocabulary
+    _, I = search(index, xq, k, nprobe, k_factor)
     return recall_at_k(I, I_exact, k)
 
 

@@ -53,6 +53,8 @@ class QueryContext:
         row_position: (n,) index position of each catalog row, -1 where not indexed.
         position_row: (ntotal,) catalog row of each index position, -1 where the sample
             left the catalog.
+        extras: search structures loaded on first use for this snapshot (the Hamming index
+            of :mod:`samplehub.retrieval.hashed`).
     """
 
     snapshot: SampleSnapshot
@@ -63,6 +65,7 @@ class QueryContext:
     model_version: str | None = None
     row_position: np.ndarray = field(init=False)
     position_row: np.ndarray = field(init=False)
+    extras: dict[str, object] = field(init=False, default_factory=dict)
     _associations: dict[tuple[str, float], list[Association]] = field(
         init=False, default_factory=dict
     )

@@ -170,3 +170,31 @@ def prototype_targets(
         if label != match.unified and label not in targets:
             targets[label] = PrototypeTarget(label, a.distance, path, relations)
     return sorted(targets.values(), key=lambda t: (t.distance, t.label))
+
+
+def nearest_targets(
+    targets: list[PrototypeTarget], limit: int | None
+) -> tuple[list[PrototypeTarget], list[PrototypeTarget]]:
+    """Split targets into the ``limit`` nearest (Eq. 1 distance, then label id) and the rest.
+
+    Step 3 costs one IVF-PQ query per prototype, so a label with many associated labels
+    (``residential_land``: 9 within distance 1) multiplies the query time; the nearest
+    associations are the strongest (section 3.4.1), so the cap
+    (``RetrievalConfig.max_prototype_labels``) keeps those and the plan names the others.
+
+    Args:
+        targets: prototype targets, e.g. from :func:`prototype_targets`.
+        limit: how many to keep; None keeps all.
+
+    Returns:
+        The kept targets, nearest first, and the left-out ones.
+
+    Raises:
+        ValueError: ``limit`` < 0.
+    """
+    if limit is None:
+        return list(targets), []
+    if limit < 0:
+        raise ValueError(f"max_prototype_labels must be >= 0 or None; got {limit}")
+    ordered = sorted(targets, key=lambda t: (t.distance, t.label))
+    return ordered[:limit], ordered[limit:]

@@ -28,7 +28,7 @@ from samplehub.errors import QueryError
 from samplehub.index.ivfpq import IvfpqIndex, Metric
 from samplehub.retrieval.types import IndexChoice
 
-Method = Literal["exact", "ivfpq"]
+Method = Literal["exact", "ivfpq", "hash"]
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,13 @@ class SearchPlan:
     """How one vector search runs.
 
     Attributes:
-        method: ``exact`` (flat scan of the candidates) or ``ivfpq`` (IVF-PQ + refine).
+        method: ``exact`` (flat scan of the candidates), ``ivfpq`` (IVF-PQ + refine) or
+            ``hash`` (Hamming top-M + DMCH Eq. 7 re-rank, :func:`plan_hash_search`).
         n_candidates: vectors the search may return.
         filtered: whether the candidates are a strict subset of the index.
         reason: why this method was chosen, in words.
-        nprobe: IVF cells scanned (``ivfpq`` only).
-        k_factor: re-ranked candidates per result (``ivfpq`` only).
+        nprobe: IVF cells scanned (``ivfpq`` and an IVF ``hash`` index).
+        k_factor: re-ranked candidates per result (``ivfpq`` and ``hash``).
     """
 
     method: Method
@@ -121,13 +122,13 @@ def plan_search(
         The plan.
 
     Raises:
-        QueryError: ``hash`` (not wired yet), or ``exact`` on an index without full vectors.
+        QueryError: ``hash`` (planned over the Hamming index by :func:`plan_hash_search`),
+            or ``exact`` on an index without full vectors.
     """
     filtered = n_candidates < vectors.ntotal
     if choice == "hash":
         raise QueryError(
-            "index='hash' is not available yet: hash-code search joins the query with issue 5; "
-            "use index 'auto', 'ivfpq' or 'exact'"
+            "index='hash' searches the Hamming index, not IVF-PQ: plan it with plan_hash_search"
         )
     if choice == "exact" and vectors.flat is None:
         raise QueryError(
@@ -150,6 +151,38 @@ def plan_search(
             "and cheap, while filtered IVF loses recall",
         )
     return _with_reason(ivf, f"{n_candidates} candidates >= exact_below={exact_below}")
+
+
+def plan_hash_search(
+    n_candidates: int, ntotal: int, kind: str, model: str, k: int, top_m: int, nprobe: int
+) -> SearchPlan:
+    """Plan ``index="hash"``: Hamming top-M over the candidates' codes, then DMCH Eq. 7.
+
+    Args:
+        n_candidates: coded samples left by the filter.
+        ntotal: codes in the Hamming index.
+        kind: ``flat`` or ``ivf`` (the index's).
+        model: the hash model version that coded the index.
+        k: results per query.
+        top_m: M, Hamming candidates re-ranked (``hashing.top_m``; at least k).
+        nprobe: IVF lists scanned by an ``ivf`` index.
+
+    Returns:
+        The plan; ``k_factor`` is M / k rounded up.
+    """
+    m = max(top_m, k)
+    scan = f"IVF ({nprobe} lists)" if kind == "ivf" else "flat"
+    if n_candidates < ntotal and kind == "ivf":
+        scan = "exact scan of the filtered codes (faiss' binary IVF takes no selector)"
+    return SearchPlan(
+        "hash",
+        n_candidates,
+        n_candidates < ntotal,
+        f"hash search was asked for: {model} codes, {scan} Hamming top-{m}, re-ranked by "
+        "DMCH Eq. 7 on the pre-quantization values",
+        nprobe if kind == "ivf" else 0,
+        -(-m // k),
+    )
 
 
 def _with_reason(plan: SearchPlan, reason: str) -> SearchPlan:

@@ -5,8 +5,10 @@
 2. **Label expansion** (:mod:`samplehub.retrieval.expansion`): each query label's exact
    matches (original or mapped labels equal to it), and its associated labels by Eq. 1
    weighted shortest paths within ``max_label_distance``.
-3. **Prototype matching**: the K-means prototypes of the associated labels are searched
-   among the filtered, indexed samples that are not exact matches, by the method the
+3. **Prototype matching**: the K-means prototypes of the associated labels (the
+   ``max_prototype_labels`` nearest, :func:`~samplehub.retrieval.expansion.nearest_targets`)
+   are searched, as one batched faiss search (nq = number of prototypes), among the
+   filtered, indexed samples that are not exact matches, by the method the
    planner picks (:mod:`samplehub.retrieval.planner`); matches at or above
    ``similarity_threshold`` are *supplementary samples*, each with its score and reason
    (label path, prototype id).
@@ -35,11 +37,18 @@ from samplehub.retrieval.expansion import (
     PrototypeTarget,
     exact_groups,
     match_label,
+    nearest_targets,
     prototype_targets,
 )
 from samplehub.retrieval.filters import describe_filter, filter_rows, validate_spec
-from samplehub.retrieval.planner import IndexedVectors, plan_search, search_positions
-from samplehub.retrieval.types import Hit, QueryResult, QuerySpec
+from samplehub.retrieval.hashed import attach_hashed, hashed_of, search_hashed
+from samplehub.retrieval.planner import (
+    IndexedVectors,
+    plan_hash_search,
+    plan_search,
+    search_positions,
+)
+from samplehub.retrieval.types import Hit, IndexChoice, QueryResult, QuerySpec
 
 if TYPE_CHECKING:
     from samplehub.models import FeatureModel
@@ -74,11 +83,16 @@ def run_query(repo: Repository, spec: QuerySpec, parallel: bool = True) -> Query
         timings in ms. No match is an empty result, not an error.
 
     Raises:
-        QueryError: a malformed spec, no label, or ``index="hash"``.
+        QueryError: a malformed spec or no label.
         UnknownLabelError: a query label is not in the label graph.
         DatasetNotFoundError: a dataset filter names an unknown dataset.
+        IndexNotTrainedError: ``index="hash"`` without a champion hash model and its
+            Hamming index (assets ``dmch_model``/``duwh_model``, ``hash_codes``, ``hash_index``).
     """
-    return query_context(open_context(repo), spec, repo.config.retrieval, parallel)
+    ctx = open_context(repo)
+    if spec.index == "hash" and spec.include_supplementary:
+        attach_hashed(repo.config, ctx)
+    return query_context(ctx, spec, repo.config.retrieval, parallel)
 
 
 def query_context(
@@ -187,7 +201,8 @@ def supplementary_hits(
 
     Returns:
         At most ``spec.k`` supplementary hits, best first, and the plan entries
-        ``associated``, ``missing_prototypes`` and ``search``.
+        ``associated``, ``missing_prototypes``, ``capped`` (associated labels with
+        prototypes beyond ``config.max_prototype_labels``, not searched) and ``search``.
     """
     max_distance = _default(spec.max_label_distance, config.max_label_distance)
     threshold = _default(spec.similarity_threshold, config.similarity_threshold)
@@ -202,7 +217,12 @@ def supplementary_hits(
         "missing_prototypes": [t.label for t in targets if t.label not in ctx.prototypes],
         "similarity_threshold": threshold,
     }
-    targets = [t for t in targets if t.label in ctx.prototypes]
+    targets, capped = nearest_targets(
+        [t for t in targets if t.label in ctx.prototypes], config.max_prototype_labels
+    )
+    plan["capped"] = [t.label for t in capped]
+    if spec.index == "hash":
+        return _hash_matches(ctx, spec, match, targets, allowed, threshold, plan), plan
     if ctx.vectors is None:
         if spec.index != "auto":
             raise IndexNotTrainedError(
@@ -222,7 +242,38 @@ def supplementary_hits(
         return [], plan
     xq = np.concatenate([ctx.prototypes[t.label][1] for t in targets])
     D, I = search_positions(search_plan, ctx.vectors, xq, spec.k, positions)
-    return _best_matches(ctx, spec, match, targets, D, I, threshold), plan
+    rows = np.where(I >= 0, ctx.position_row[np.maximum(I, 0)], -1)
+    return _best_matches(ctx, spec, match, targets, similarity(D, ctx.vectors), rows,
+                         threshold), plan
+
+
+def _hash_matches(
+    ctx: QueryContext,
+    spec: QuerySpec,
+    match: LabelMatch,
+    targets: list[PrototypeTarget],
+    allowed: np.ndarray,
+    threshold: float,
+    plan: dict[str, object],
+) -> list[Hit]:
+    """Step 3 over the Hamming index: prototypes encoded by the champion hash model.
+
+    Adds ``search`` (the plan) and ``hash_index`` (model, kind, bytes per sample) to ``plan``.
+    """
+    hashed = hashed_of(ctx)
+    positions = hashed.positions(allowed)
+    search_plan = plan_hash_search(len(positions), len(hashed.index), hashed.index.kind,
+                                   hashed.model.model_version, spec.k, hashed.top_m,
+                                   hashed.index.nprobe)
+    plan["search"] = search_plan.as_dict()
+    plan["hash_index"] = hashed.describe()
+    if not targets:
+        return []
+    xq = np.concatenate([ctx.prototypes[t.label][1] for t in targets])
+    codes, values = hashed.model.encode(xq)
+    sims, rows = search_hashed(hashed, search_plan, codes, values, spec.k, hashed.top_m,
+                               positions)
+    return _best_matches(ctx, spec, match, targets, sims, rows, threshold)
 
 
 def _best_matches(
@@ -230,24 +281,33 @@ def _best_matches(
     spec: QuerySpec,
     match: LabelMatch,
     targets: list[PrototypeTarget],
-    D: np.ndarray,
-    I: np.ndarray,
+    sims: np.ndarray,
+    found_rows: np.ndarray,
     threshold: float,
 ) -> list[Hit]:
-    """Each matched sample once, with its best prototype, if similar enough; top k."""
+    """Each matched sample once, with its best prototype, if similar enough; top k.
+
+    Args:
+        ctx: the context.
+        spec: the query.
+        match: the query label.
+        targets: prototype owners, in the order of the query rows.
+        sims: similarity of each result (nq, k).
+        found_rows: catalog row of each result (nq, k), -1 where none.
+        threshold: minimum similarity.
+    """
     owner = np.concatenate(
         [np.full(len(ctx.prototypes[t.label][0]), i) for i, t in enumerate(targets)]
     )
     proto_ids = np.concatenate([ctx.prototypes[t.label][0] for t in targets])
-    sims = similarity(D, ctx.vectors)  # type: ignore[arg-type] # vectors checked by the caller
-    query_row, col = np.nonzero((I >= 0) & (sims >= threshold))
-    score, position = sims[query_row, col], I[query_row, col]
+    query_row, col = np.nonzero((found_rows >= 0) & (sims >= threshold))
+    score, found = sims[query_row, col], found_rows[query_row, col]
     order = np.argsort(-score, kind="stable")
-    _, first = np.unique(position[order], return_index=True)  # each sample's best match
+    _, first = np.unique(found[order], return_index=True)  # each sample's best match
     best = order[np.sort(first)][: spec.k]
     hits = []
     snap = ctx.snapshot
-    rows = ctx.position_row[position[best]]
+    rows = found[best]
     for b, row, labels in zip(best.tolist(), rows.tolist(), snap.labels_of(rows), strict=True):
         target = targets[owner[query_row[b]]]
         prototype = int(proto_ids[query_row[b]])
@@ -282,22 +342,26 @@ def query_by_image(
     image: np.ndarray | None = None,
     sample_id: int | None = None,
     k: int = 20,
+    index: IndexChoice = "auto",
 ) -> QueryResult:
     """Content-based image retrieval: the k catalogued samples most similar to an image.
 
     The image is encoded by the repository's current feature model (the one the index
     was built from, :func:`samplehub.models.load_feature_model`); a ``sample_id`` query
-    reuses that sample's indexed vector and leaves the sample itself out.
+    reuses that sample's indexed vector and leaves the sample itself out. With
+    ``index="hash"`` the feature is hashed by the champion hash model (a ``sample_id``
+    query reuses its stored code) and the Hamming index answers (:func:`_similar_by_hash`).
 
     Args:
         repo: the repository.
         image: an RGB image, (H, W, 3) or (3, H, W), uint8 or float in [0, 1].
         sample_id: a catalogued, indexed sample instead of an image.
         k: results.
+        index: ``auto``, ``ivfpq`` or ``exact`` (IVF-PQ index), or ``hash``.
 
     Returns:
-        Hits of kind ``similar`` with their cosine similarity as score; the plan says
-        which search ran.
+        Hits of kind ``similar`` with their cosine similarity (hash: ``1 - D / K``) as
+        score; the plan says which search ran.
 
     Raises:
         QueryError: neither or both of ``image`` and ``sample_id``, a bad image or k.
@@ -310,25 +374,29 @@ def query_by_image(
         raise QueryError(f"k must be >= 1; got {k}")
     start = time.perf_counter()
     ctx = open_context(repo)
-    if ctx.vectors is None:
-        raise IndexNotTrainedError(
-            f"no IVF-PQ index for model version {ctx.model_version}; materialize ivfpq_index"
-        )
-    exclude = np.zeros(len(ctx.snapshot), dtype=bool)
-    if sample_id is not None:
-        xq, row = _indexed_vector(ctx, sample_id)
-        exclude[row] = True
+    if index == "hash":
+        sims, rows, result_plan = _similar_by_hash(repo, ctx, image, sample_id, k)
     else:
-        xq = _encode(repo, ctx, image)  # type: ignore[arg-type] # image is set on this branch
-    positions = ctx.row_position[~exclude]
-    positions = positions[positions >= 0]
-    config = repo.config.retrieval
-    plan = plan_search("auto", len(positions), ctx.vectors, config.exact_below, config.nprobe,
-                       config.refine_factor)
-    D, I = search_positions(plan, ctx.vectors, xq, k, positions)
-    sims = similarity(D, ctx.vectors)[0]
-    found = I[0] >= 0
-    rows = ctx.position_row[I[0][found]]
+        if ctx.vectors is None:
+            raise IndexNotTrainedError(
+                f"no IVF-PQ index for model version {ctx.model_version}; materialize ivfpq_index"
+            )
+        exclude = np.zeros(len(ctx.snapshot), dtype=bool)
+        if sample_id is not None:
+            xq, row = _indexed_vector(ctx, sample_id)
+            exclude[row] = True
+        else:
+            xq = _encode(repo, ctx, image)  # type: ignore[arg-type] # image is set on this branch
+        positions = ctx.row_position[~exclude]
+        positions = positions[positions >= 0]
+        config = repo.config.retrieval
+        plan = plan_search(index, len(positions), ctx.vectors, config.exact_below,
+                           config.nprobe, config.refine_factor)
+        D, I = search_positions(plan, ctx.vectors, xq, k, positions)
+        found = I[0] >= 0
+        sims = similarity(D, ctx.vectors)[0][found]
+        rows = ctx.position_row[I[0][found]]
+        result_plan = {"search": plan.as_dict(), "model_version": ctx.model_version}
     snap = ctx.snapshot
     source = f"sample {sample_id}" if sample_id is not None else "the query image"
     hits = [
@@ -342,11 +410,45 @@ def query_by_image(
             query_label="",
             reason=f"visually similar to {source} (similarity {score:.3f})",
         )
-        for row, score, labels in zip(rows.tolist(), sims[found], snap.labels_of(rows), strict=True)
+        for row, score, labels in zip(rows.tolist(), sims, snap.labels_of(rows), strict=True)
     ]
-    spec = QuerySpec(labels=(), k=k, include_supplementary=False)
-    result_plan: dict[str, object] = {"search": plan.as_dict(), "model_version": ctx.model_version}
+    spec = QuerySpec(labels=(), k=k, include_supplementary=False, index=index)
     return QueryResult(spec, hits, result_plan, {"total": _ms(start, time.perf_counter())})
+
+
+def _similar_by_hash(
+    repo: Repository, ctx: QueryContext, image: np.ndarray | None, sample_id: int | None, k: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+    """Query-by-image over the Hamming index: scores, catalog rows and the plan.
+
+    Raises:
+        SampleNotFoundError: ``sample_id`` has no code in the Hamming index.
+    """
+    hashed = attach_hashed(repo.config, ctx)
+    allowed = np.ones(len(ctx.snapshot), dtype=bool)
+    if sample_id is not None:
+        rows = np.flatnonzero(ctx.snapshot.sample_id == sample_id)
+        if not len(rows) or hashed.row_position[rows[0]] < 0:
+            raise SampleNotFoundError(
+                f"sample {sample_id} has no code in the Hamming index of "
+                f"{hashed.model.model_version}; materialize hash_codes and hash_index"
+            )
+        codes, values = hashed.stored(int(hashed.row_position[rows[0]]))
+        allowed[rows[0]] = False
+    else:
+        xq = _encode(repo, ctx, image)  # type: ignore[arg-type] # image is set on this branch
+        codes, values = hashed.model.encode(xq)
+    positions = hashed.positions(allowed)
+    plan = plan_hash_search(len(positions), len(hashed.index), hashed.index.kind,
+                            hashed.model.model_version, k, hashed.top_m, hashed.index.nprobe)
+    sims, rows = search_hashed(hashed, plan, codes, values, k, hashed.top_m, positions)
+    found = rows[0] >= 0
+    result_plan: dict[str, object] = {
+        "search": plan.as_dict(),
+        "hash_index": hashed.describe(),
+        "model_version": ctx.model_version,
+    }
+    return sims[0][found], rows[0][found], result_plan
 
 
 def _indexed_vector(ctx: QueryContext, sample_id: int) -> tuple[np.ndarray, int]:

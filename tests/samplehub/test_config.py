@@ -38,6 +38,7 @@ def test_bad_key_in_a_config_file_names_it(tmp_path: Path) -> None:
         ("instance", "sqlite"),
         ("model", "efficientnet_lite0"),
         ("retrieval", "ivfpq"),
+        ("hashing", "deep"),
     ]:
         (conf / group).mkdir(parents=True)
         (conf / group / f"{option}.yaml").write_text("{}\n")

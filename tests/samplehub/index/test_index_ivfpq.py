@@ -55,7 +55,7 @@ def built(data):
 
 def test_exact_search_matches_numpy(data) -> None:
     xb, ids, xq = data
-    D, I = exact_search(xb, xq, K, ids=ids)  # noqa: E741 - faiss vocabulary
+    D, I = exact_search(xb, xq, K, ids=ids)
     scores = xq @ xb.T
     top = np.argsort(-scores, axis=1)[:, :K]
     np.testing.assert_array_equal(I, ids[top])
@@ -65,7 +65,7 @@ def test_exact_search_matches_numpy(data) -> None:
 def test_refined_ivfpq_recall_against_brute_force(data, built) -> None:
     xb, ids, xq = data
     _, I_exact = exact_search(xb, xq, K, ids=ids)
-    _, I = search(built, xq, K, nprobe=8, k_factor=8)  # noqa: E741 - faiss vocabulary
+    _, I = search(built, xq, K, nprobe=8, k_factor=8)
     assert recall_at_k(I, I_exact) >= RECALL_BAR
     assert set(np.unique(I)) <= set(ids)
 
@@ -83,7 +83,7 @@ def test_refine_and_nprobe_matter(data, built) -> None:
 
 def test_search_returns_ip_scores_of_exact_vectors(data, built) -> None:
     xb, ids, _ = data
-    D, I = search(built, xb[:5], 1, nprobe=8)  # noqa: E741 - faiss vocabulary
+    D, I = search(built, xb[:5], 1, nprobe=8)
     np.testing.assert_array_equal(I[:, 0], ids[:5])  # every vector finds itself
     np.testing.assert_allclose(D[:, 0], 1.0, atol=1e-5)
 
@@ -106,7 +106,7 @@ def test_incremental_add_of_a_new_partition(data) -> None:
     assert add_to_index(index, xb[half:], ids[half:]) == 0  # re-running the add is a no-op
     assert index.ntotal == NB
     _, I_exact = exact_search(xb, xq, K, ids=ids)
-    _, I = search(index, xq, K, nprobe=8, k_factor=8)  # noqa: E741 - faiss vocabulary
+    _, I = search(index, xq, K, nprobe=8, k_factor=8)
     assert recall_at_k(I, I_exact) >= RECALL_BAR
     assert np.isin(I, ids[half:]).any()  # the new partition is searchable
     with pytest.raises(ValueError, match="duplicates"):

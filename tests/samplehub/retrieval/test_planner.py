@@ -7,7 +7,12 @@ import pytest
 
 from samplehub.errors import QueryError
 from samplehub.index.ivfpq import build_ivfpq_index, exact_search, recall_at_k
-from samplehub.retrieval.planner import IndexedVectors, plan_search, search_positions
+from samplehub.retrieval.planner import (
+    IndexedVectors,
+    plan_hash_search,
+    plan_search,
+    search_positions,
+)
 
 NB, D = 4000, 32
 
@@ -46,9 +51,15 @@ def test_plan_choice_and_reason(
     assert plan.as_dict()["method"] == method
 
 
-def test_hash_is_not_available_yet(vectors: IndexedVectors) -> None:
-    with pytest.raises(QueryError, match="issue 5"):
+def test_hash_is_planned_over_the_hamming_index(vectors: IndexedVectors) -> None:
+    with pytest.raises(QueryError, match="plan_hash_search"):
         plan_search("hash", 10, vectors, 1000, 8, 4)
+    plan = plan_hash_search(10, 100, "ivf", "dmch-64-v3", k=20, top_m=100, nprobe=16)
+    assert (plan.method, plan.filtered, plan.k_factor) == ("hash", True, 5)
+    assert "dmch-64-v3" in plan.reason and "Eq. 7" in plan.reason
+    assert "exact scan of the filtered codes" in plan.reason
+    unfiltered = plan_hash_search(100, 100, "flat", "dmch-64-v3", k=200, top_m=100, nprobe=16)
+    assert (unfiltered.filtered, unfiltered.nprobe, unfiltered.k_factor) == (False, 0, 1)
 
 
 def test_exact_plan_is_brute_force_over_candidates(vectors: IndexedVectors) -> None:
@@ -86,3 +97,20 @@ def test_no_candidates_gives_empty_results(vectors: IndexedVectors) -> None:
     plan = plan_search("auto", 0, vectors, 1000, 8, 4)
     D, I = search_positions(plan, vectors, vectors.xb[:2].copy(), 5, np.zeros(0, np.int64))
     assert (I == -1).all() and D.shape == (2, 5)
+
+
+@pytest.mark.parametrize("method", ["ivfpq", "exact"])
+def test_batched_prototype_search_equals_one_search_per_prototype(
+    vectors: IndexedVectors, method: str
+) -> None:
+    """Step 3 searches all prototypes in one call (nq = P); each row is that query's own search."""
+    rng = np.random.default_rng(2)
+    positions = np.sort(rng.choice(NB, NB - 500, replace=False))  # exact matches left out
+    plan = plan_search(method, len(positions), vectors, 1000, nprobe=8, k_factor=4)  # type: ignore[arg-type]
+    xq = vectors.xb[rng.choice(NB, 12, replace=False)] + 0.05 * rng.standard_normal((12, D))
+    xq = (xq / np.linalg.norm(xq, axis=1, keepdims=True)).astype(np.float32)
+    D_batch, I_batch = search_positions(plan, vectors, xq, 30, positions)
+    for i in range(len(xq)):
+        D_one, I_one = search_positions(plan, vectors, xq[i : i + 1], 30, positions)
+        np.testing.assert_array_equal(I_batch[i], I_one[0])
+        np.testing.assert_allclose(D_batch[i], D_one[0], rtol=1e-5)

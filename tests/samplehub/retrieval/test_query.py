@@ -11,6 +11,7 @@ from query_fixture import Fixture
 
 from samplehub.errors import (
     DatasetNotFoundError,
+    IndexNotTrainedError,
     QueryError,
     SampleHubError,
     SampleNotFoundError,
@@ -71,6 +72,17 @@ def test_reasons_carry_label_paths_and_prototypes(built: Fixture) -> None:
     plan = result.plan["labels"]["river"]
     assert [a["label"] for a in plan["associated"]] == ["water", "bridge"]
     assert plan["missing_prototypes"] == ["water"]  # no sample carries it
+
+
+def test_prototype_label_cap_keeps_the_nearest(built: Fixture) -> None:
+    ctx = open_context(built.repo)
+    config = built.repo.config.retrieval
+    assert config.max_prototype_labels == 3  # conf/retrieval/ivfpq.yaml
+    capped = query_context(ctx, RIVER, dataclasses.replace(config, max_prototype_labels=0))
+    assert capped.supplementary == []
+    assert capped.plan["labels"]["river"]["capped"] == ["bridge"]  # water has no prototypes
+    full = query_context(ctx, RIVER, config)
+    assert full.plan["labels"]["river"]["capped"] == [] and full.supplementary
 
 
 def test_distance_bound_limits_expansion(built: Fixture) -> None:
@@ -146,7 +158,7 @@ def test_unknown_label_is_a_clear_error(built: Fixture) -> None:
         (QuerySpec(labels=()), QueryError, "at least one query label"),
         (QuerySpec(labels=("river",), k=0), QueryError, "k must be >= 1"),
         (QuerySpec(labels=("river",), bbox=(10, 0, 0, 10)), QueryError, "bbox"),
-        (QuerySpec(labels=("river",), index="hash"), QueryError, "issue 5"),
+        (QuerySpec(labels=("river",), index="hash"), IndexNotTrainedError, "dmch_model"),
         (QuerySpec(labels=("river",), datasets=("gamma",)), DatasetNotFoundError, "gamma"),
         (QuerySpec(labels=("river",), polygon_wkt="POLYGON ((0 0, 1"), QueryError, "polygon"),
     ],

@@ -4,14 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REAL_BUCKET, S3Server, Where
 
 from samplehub.config import load_config
 from samplehub.repository import Repository
 
-from conftest import REAL_BUCKET, S3Server, Where
 
-
-def ingest_rows(repo: Repository, where: Where, name: str, *parts: str, **kw: object):  # noqa: ANN201
+def ingest_rows(repo: Repository, where: Where, name: str, *parts: str, **kw: object):
     report = repo.ingest(where.spec(name, *parts, **kw))
     frame = repo.catalog.samples(name).sort_values("relpath").reset_index(drop=True)
     return report, frame

@@ -1,0 +1,68 @@
+"""Hashing assets in-process on the fixture datasets: both hash models trained and registered
+(metadata: run id, mAP, promotion, alias), codes per dataset partition (cached on re-run),
+the Hamming index over all partitions with its passing check."""
+
+from pathlib import Path
+
+from dagster import AssetKey, ExecuteInProcessResult, instance_for_test, materialize
+
+from assets.features import image_features
+from assets.hashing import (
+    dmch_model,
+    duwh_model,
+    hash_codes,
+    hash_index,
+    hash_index_holds_every_code,
+)
+from assets.partitions import dataset_partitions
+from assets.resources import SampleHubResource
+from samplehub.sources import SourceSpec
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data"
+OVERRIDES = ["model.resolution=64", "model.dim=64", "hashing.bits=16", "hashing.epochs=3",
+             "hashing.dmch_dataset=tree", "hashing.duwh_dataset=tree"]
+
+
+def metadata(result: ExecuteInProcessResult, asset: str) -> dict[str, object]:
+    """The materialization metadata of ``asset`` in a run, as plain values."""
+    [event] = [m for m in result.get_asset_materialization_events()
+               if m.asset_key == AssetKey(asset)]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_models_codes_and_index_materialize(home: Path) -> None:
+    resource = SampleHubResource(overrides=OVERRIDES)
+    repo = resource.repository()
+    repo.ingest(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
+    repo.ingest(SourceSpec(name="ben", uri=str(FIXTURES / "bigearthnet")))
+    resources = {"samplehub": resource}
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions(dataset_partitions.name, ["tree", "ben"])
+        for key in ("tree", "ben"):
+            assert materialize([image_features], partition_key=key, resources=resources,
+                               instance=instance).success
+        models = materialize([dmch_model, duwh_model], resources=resources, instance=instance)
+        assert models.success
+        dmch = metadata(models, "dmch_model")
+        assert (dmch["registered_model"], dmch["promoted"], dmch["alias"]) == (
+            "dmch-16", "yes", "champion")
+        assert dmch["run_id"] and 0.0 <= dmch["map"] <= 1.0 and dmch["champion_map"] == "none"
+        assert metadata(models, "duwh_model")["registered_model"] == "duwh-16"
+
+        for key, n in (("tree", 12), ("ben", 2)):
+            codes = materialize([hash_codes], partition_key=key, resources=resources,
+                                instance=instance)
+            assert (metadata(codes, "hash_codes")["computed"], metadata(codes, "hash_codes")[
+                "model"]) == (n, "dmch-16-v1")
+        again = materialize([hash_codes], partition_key="tree", resources=resources,
+                            instance=instance)
+        assert metadata(again, "hash_codes")["cached"] == 12
+
+        index = materialize([hash_index, hash_index_holds_every_code], resources=resources,
+                            instance=instance)
+        assert index.success
+        meta = metadata(index, "hash_index")
+        assert (meta["action"], meta["ntotal"], meta["kind"]) == ("built", 14, "flat")
+        assert meta["bytes_per_sample"] == 44
+        [check] = index.get_asset_check_evaluations()
+        assert check.passed and check.metadata["indexed"].value == 14

@@ -1,0 +1,107 @@
+"""Deep-hash models of a repository: a tiny DMCH retraining run is visible in MLflow (its
+metrics, artifact and the registered alias), promotion only on improvement, codes cached per
+model version, the Hamming index saved and reloaded, the retraining threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from samplehub.config import load_config
+from samplehub.errors import IndexNotTrainedError
+from samplehub.features import feature_table
+from samplehub.hash_models import (
+    champion,
+    load_hash_model,
+    retraining_due,
+    train_hash_model,
+    validation_split,
+)
+from samplehub.index.hamming import (
+    compute_hash_codes,
+    load_hash_codes,
+    load_hash_index,
+    update_hash_index,
+)
+from samplehub.models import model_version
+from samplehub.repository import Repository
+from samplehub.sources import SourceSpec
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data"
+TINY = ["hashing.bits=16", "hashing.epochs=3", "hashing.dmch_dataset=tree",
+        "hashing.duwh_dataset=tree", "hashing.retrain_min_new_samples=10"]
+
+
+@pytest.fixture
+def repo(home: Path) -> Repository:
+    """The folder-tree fixture (3 labels x 4 images) with seeded features per label."""
+    repo = Repository(load_config(TINY))
+    repo.ingest(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
+    rows = repo.catalog.samples("tree", columns=["sample_id", "labels"])
+    rng = np.random.default_rng(0)
+    centres = {label: rng.standard_normal(32) for label in {ls[0] for ls in rows["labels"]}}
+    xb = np.stack([centres[ls[0]] + 0.3 * rng.standard_normal(32) for ls in rows["labels"]])
+    xb = (xb / np.linalg.norm(xb, axis=1, keepdims=True)).astype(np.float32)
+    ids = rows["sample_id"].to_numpy()
+    repo.catalog.append("features", feature_table(ids, "tree", model_version(repo.config), xb))
+    return repo
+
+
+def test_retraining_run_shows_metrics_artifact_and_alias_in_mlflow(repo: Repository) -> None:
+    assert retraining_due(repo).due  # 12 samples >= 10, no champion yet
+    first = train_hash_model(repo, "dmch")
+    assert (first.model_name, first.version, first.promoted) == ("dmch-16", "1", True)
+    uri = f"sqlite:///{repo.config.home_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(first.run_id)
+    assert {"val_map", "loss", "map", "tri", "cat", "bal"} <= set(run.data.metrics)
+    assert [m.step for m in client.get_metric_history(first.run_id, "loss")] == [1, 2, 3]
+    assert run.data.params["n_bits"] == "16" and run.data.tags["dataset"] == "tree"
+    assert "retrieval_metrics.json" in {a.path for a in client.list_artifacts(first.run_id)}
+    assert str(client.get_model_version_by_alias("dmch-16", "champion").version) == "1"
+    assert str(repo.config.home_path / "mlartifacts") in run.info.artifact_uri
+
+    second = train_hash_model(repo, "dmch")  # same data and seed: not strictly better
+    assert (second.version, second.promoted, second.champion_map) == ("2", False, first.val_map)
+    assert champion(repo.config).version == "1"  # type: ignore[union-attr]
+    assert not retraining_due(repo).due  # nothing new since the champion's 12 samples
+
+
+def test_codes_are_cached_per_model_version_and_the_index_reloads(repo: Repository) -> None:
+    with pytest.raises(IndexNotTrainedError, match="dmch_model"):
+        load_hash_model(repo.config)
+    train_hash_model(repo, "dmch")
+    model = load_hash_model(repo.config)
+    first = compute_hash_codes(repo, "tree")
+    assert (first.model, first.computed, first.cached) == ("dmch-16-v1", 12, 0)
+    assert compute_hash_codes(repo, "tree").computed == 0
+    ids, packed, values = load_hash_codes(repo.catalog, model.model_version)
+    assert packed.shape == (12, 2) and values.shape == (12, 16)
+    assert ((values > 0) & (values < 1)).all()  # DMCH's sigmoid layer
+    np.testing.assert_array_equal(np.unpackbits(packed, axis=1), (values >= 0.5).astype(np.uint8))
+    update = update_hash_index(repo)
+    assert (update.action, update.ntotal, update.kind) == ("built", 12, "flat")
+    assert update.bytes_per_sample == 2 + 8 + 2 + 32
+    assert update_hash_index(repo).action == "unchanged"
+    index = load_hash_index(repo.config, model.model_version)
+    codes = np.unpackbits(packed, axis=1)
+    D, I = index.search_rerank(codes[:3], values[:3], 1, 12)
+    np.testing.assert_array_equal(I[:, 0], ids[:3])  # each sample is its own nearest code
+    np.testing.assert_allclose(D[:, 0], 0.0, atol=1e-3)  # Eq. 7: no differing bit, no gap
+
+
+def test_duwh_trains_and_a_dataset_without_features_is_refused(repo: Repository) -> None:
+    run = train_hash_model(repo, "duwh")
+    assert run.model_name == "duwh-16" and run.promoted and 0.0 <= run.val_map <= 1.0
+    with pytest.raises(IndexNotTrainedError, match=r"image_features\[nowhere\]"):
+        train_hash_model(repo, "dmch", dataset="nowhere")
+
+
+def test_validation_split_is_per_class_and_capped() -> None:
+    y = np.repeat([0, 1, 2], [10, 5, 1])
+    q, b = validation_split(y, 0.4, 3)
+    assert np.bincount(y[q], minlength=3).tolist() == [3, 2, 0]
+    assert not set(q) & set(b) and len(q) + len(b) == 16
