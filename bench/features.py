@@ -53,7 +53,7 @@ def timed_extract(encoder, images: np.ndarray, **kwargs) -> tuple[np.ndarray, fl
     """Features and images per second of one extraction pass (after a one-batch warm-up)."""
     from ml.features.extract import extract_features
 
-    extract_features(encoder, images[: kwargs.get("batch_size", 64)], **kwargs)
+    extract_features(encoder, images[: kwargs.get("batch_size", 32)], **kwargs)
     start = time.perf_counter()
     xb = extract_features(encoder, images, **kwargs)
     return xb, len(images) / (time.perf_counter() - start)
@@ -121,7 +121,7 @@ def main() -> int:
     load = os.getloadavg()[0]
     print(f"1-minute load average before timing: {load:.2f} (other processes share the cores)")
     encoder = build_multiscale_encoder()
-    common = {"num_threads": args.threads, "resolution": args.resolution, "batch_size": 64}
+    common = {"num_threads": args.threads, "resolution": args.resolution, "batch_size": 32}
     rows, feats = [], {}
     runs = [
         ("fp32", False, images[: args.nchw_images]),

@@ -25,7 +25,7 @@ from torch import nn
 Precision = Literal["auto", "fp32", "bf16"]
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 DEFAULT_RESOLUTION = 224
-DEFAULT_BATCH_SIZE = 64
+DEFAULT_BATCH_SIZE = 32  # measured: 32 beats 64 and 128 on 2 cores (cache-resident activations)
 
 
 class ArrayLike(Protocol):
@@ -92,7 +92,7 @@ def preprocess(
     std: Sequence[float],
     resolution: int = DEFAULT_RESOLUTION,
 ) -> torch.Tensor:
-    """Scale to [0, 1], resize (bilinear, antialiased) and normalise a batch.
+    """Scale to [0, 1], resize (bilinear, antialiased when shrinking) and normalise a batch.
 
     Args:
         x: images (N, 3, H, W), uint8 in [0, 255] or floating point in [0, 1].
@@ -119,8 +119,12 @@ def preprocess(
     else:
         raise ValueError(f"expected uint8 or floating-point images; got {t.dtype}")
     if t.shape[-2:] != (resolution, resolution):
+        # Antialiasing only changes downsampling, and costs 3x on CPU when upsampling
+        # (EuroSAT's 64 px chips go up to 224 px).
+        shrinking = t.shape[-1] > resolution or t.shape[-2] > resolution
         t = F.interpolate(
-            t, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
+            t, size=(resolution, resolution), mode="bilinear", antialias=shrinking,
+            align_corners=False,
         )
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
