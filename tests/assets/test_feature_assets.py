@@ -3,7 +3,8 @@ time, the index grown by the second partition, prototypes, and both checks passi
 
 from pathlib import Path
 
-from dagster import AssetKey, ExecuteInProcessResult, instance_for_test, materialize
+from asset_results import metadata
+from dagster import instance_for_test, materialize
 
 from assets.features import (
     features_are_finite,
@@ -18,13 +19,6 @@ from samplehub.sources import SourceSpec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data"
 OVERRIDES = ["model.resolution=64", "model.dim=64", "retrieval.pq_m=8"]
-
-
-def metadata(result: ExecuteInProcessResult, asset: str) -> dict[str, object]:
-    """The materialization metadata of ``asset`` in a run, as plain values."""
-    [event] = [m for m in result.get_asset_materialization_events()
-               if m.asset_key == AssetKey(asset)]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
 def test_features_index_and_prototypes_materialize_with_passing_checks(home: Path) -> None:

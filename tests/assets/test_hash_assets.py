@@ -4,7 +4,8 @@ the Hamming index over all partitions with its passing check."""
 
 from pathlib import Path
 
-from dagster import AssetKey, ExecuteInProcessResult, instance_for_test, materialize
+from asset_results import metadata
+from dagster import instance_for_test, materialize
 
 from assets.features import image_features
 from assets.hashing import (
@@ -21,13 +22,6 @@ from samplehub.sources import SourceSpec
 FIXTURES = Path(__file__).resolve().parents[1] / "data"
 OVERRIDES = ["model.resolution=64", "model.dim=64", "hashing.bits=16", "hashing.epochs=3",
              "hashing.dmch_dataset=tree", "hashing.duwh_dataset=tree"]
-
-
-def metadata(result: ExecuteInProcessResult, asset: str) -> dict[str, object]:
-    """The materialization metadata of ``asset`` in a run, as plain values."""
-    [event] = [m for m in result.get_asset_materialization_events()
-               if m.asset_key == AssetKey(asset)]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
 def test_models_codes_and_index_materialize(home: Path) -> None:
