@@ -111,7 +111,10 @@ def test_rescan_schedule_requests_every_partition() -> None:
         assert requests[0].run_key == "rescan-a-202611230300"
 
 
-def test_label_graph_merges_labelled_partitions_and_skips_unlabelled(sources: Path) -> None:
+def test_label_graph_merges_labelled_partitions_and_skips_unlabelled(
+    sources: Path, shared_data: Path
+) -> None:
+    """Needs ``shared_data`` for the OSM Semantic Network the merge embeds labels with."""
     (sources / "scenes.yaml").write_text(f"name: scenes\nuri: {FIXTURES / 'geotiff'}\n")
     with instance_for_test() as instance:
         assert materialize_partition(instance, "tree").success
