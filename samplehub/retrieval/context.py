@@ -85,6 +85,28 @@ class QueryContext:
         self.row_position[found] = order[slot[found]]
         self.position_row[self.row_position[found]] = np.flatnonzero(found)
 
+    def allowed_positions(self, rows: np.ndarray | None, excluded: np.ndarray) -> np.ndarray:
+        """Index positions a search may return: catalogued, in ``rows``, not ``excluded``.
+
+        Works in position space, without materialising position lists: a query over a
+        million samples pays a copy of a (ntotal,) mask plus the excluded rows, not an
+        argsort or a scatter of every candidate.
+
+        Args:
+            rows: (n,) bool mask of catalog rows that passed the filter; None for all.
+            excluded: catalog row numbers to leave out (the exact matches).
+
+        Returns:
+            (ntotal,) bool over index positions.
+        """
+        if rows is None:
+            allowed = self.position_row >= 0
+        else:
+            allowed = rows[np.maximum(self.position_row, 0)] & (self.position_row >= 0)
+        positions = self.row_position[excluded]
+        allowed[positions[positions >= 0]] = False
+        return allowed
+
     def associations(self, label: str, max_distance: float) -> list[Association]:
         """Associated labels of ``label`` (Eq. 1), memoised per (label, distance)."""
         key = (label, float(max_distance))

@@ -46,7 +46,7 @@ def validate_spec(spec: QuerySpec) -> None:
         raise QueryError(f"index must be auto, ivfpq, hash or exact; got {spec.index!r}")
 
 
-def filter_rows(snapshot: SampleSnapshot, spec: QuerySpec) -> np.ndarray:
+def filter_rows(snapshot: SampleSnapshot, spec: QuerySpec) -> np.ndarray | None:
     """Rows that pass every step-1 constraint of ``spec``.
 
     Args:
@@ -54,24 +54,25 @@ def filter_rows(snapshot: SampleSnapshot, spec: QuerySpec) -> np.ndarray:
         spec: the query (labels are not looked at here).
 
     Returns:
-        Boolean mask (n,).
+        Boolean mask (n,), or None when ``spec`` sets no step-1 constraint (every row
+        passes; callers skip the per-row work).
 
     Raises:
         DatasetNotFoundError: a dataset filter names a dataset the catalog does not hold.
         QueryError: an invalid polygon.
     """
-    keep = np.ones(len(snapshot), dtype=bool)
+    masks = []
     if spec.datasets is not None:
         _require_datasets(snapshot.datasets, spec.datasets)
-        keep &= _in_codes(snapshot.dataset, snapshot.datasets, spec.datasets)
+        masks.append(_in_codes(snapshot.dataset, snapshot.datasets, spec.datasets))
     if spec.sensors is not None:
-        keep &= _in_codes(snapshot.sensor, snapshot.sensors, spec.sensors)
+        masks.append(_in_codes(snapshot.sensor, snapshot.sensors, spec.sensors))
     if spec.time_range is not None:
         start, end = (np.datetime64(_utc(t).replace(tzinfo=None), "us") for t in spec.time_range)
-        keep &= (snapshot.time >= start) & (snapshot.time <= end)
+        masks.append((snapshot.time >= start) & (snapshot.time <= end))
     if spec.bbox is not None or spec.polygon_wkt is not None:
-        keep &= _spatial(snapshot, spec)
-    return keep
+        masks.append(_spatial(snapshot, spec))
+    return np.logical_and.reduce(masks) if masks else None
 
 
 def describe_filter(spec: QuerySpec) -> dict[str, object]:

@@ -191,46 +191,45 @@ def _with_reason(plan: SearchPlan, reason: str) -> SearchPlan:
 
 
 def search_positions(
-    plan: SearchPlan, vectors: IndexedVectors, xq: np.ndarray, k: int, positions: np.ndarray
+    plan: SearchPlan, vectors: IndexedVectors, xq: np.ndarray, k: int, allowed: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``plan``: the k best of the allowed ``positions`` for each query.
+    """Run ``plan``: the k best of the allowed index positions for each query.
 
     Args:
-        plan: from :func:`plan_search`.
+        plan: from :func:`plan_search` (``n_candidates`` = allowed positions).
         vectors: the index.
         xq: queries (nq, d), float32.
         k: results per query.
-        positions: allowed index positions (n_candidates,) int64; ignored by an
-            unfiltered IVF-PQ plan.
+        allowed: (ntotal,) bool, the positions the search may return
+            (:meth:`~samplehub.retrieval.context.QueryContext.allowed_positions`); None
+            for every position. An unfiltered IVF-PQ plan ignores it.
 
     Returns:
         ``D`` (nq, k) similarities (ip) or squared distances (l2), best first, and ``I``
         (nq, k) index positions, -1 where fewer than k results exist.
     """
-    if len(positions) == 0:
+    if plan.n_candidates == 0:
         return np.full((len(xq), k), np.nan, np.float32), np.full((len(xq), k), -1, np.int64)
+    if not plan.filtered:
+        allowed = None
+    xq = np.ascontiguousarray(xq, np.float32)
     if plan.method == "ivfpq":
-        return _ivfpq(plan, vectors, xq, k, positions if plan.filtered else None)
-    return _exact(vectors, xq, k, positions)
+        return _ivfpq(plan, vectors, xq, k, allowed)
+    return _exact(vectors, xq, k, allowed)
 
 
 def _exact(
-    vectors: IndexedVectors, xq: np.ndarray, k: int, positions: np.ndarray
+    vectors: IndexedVectors, xq: np.ndarray, k: int, allowed: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flat scan of the candidates' stored vectors, in place (a bitmap selector, no copy)."""
+    """Flat scan of the allowed stored vectors, in place (a bitmap selector, no copy)."""
     if vectors.flat is None:
         raise QueryError("an exact plan needs an index built with refine=True")
+    if allowed is None:
+        return vectors.flat.search(xq, k)
     params = faiss.SearchParameters()
-    bitmap = _bitmap(positions, vectors.ntotal)  # alive until the search returns
+    bitmap = np.packbits(allowed, bitorder="little")  # alive until the search returns
     params.sel = faiss.IDSelectorBitmap(vectors.ntotal, faiss.swig_ptr(bitmap))
-    return vectors.flat.search(np.ascontiguousarray(xq, np.float32), k, params=params)
-
-
-def _bitmap(positions: np.ndarray, n: int) -> np.ndarray:
-    """Packed little-endian bitmap of ``positions`` among ``n`` (faiss ``IDSelectorBitmap``)."""
-    allowed = np.zeros(n, dtype=bool)
-    allowed[positions] = True
-    return np.packbits(allowed, bitorder="little")
+    return vectors.flat.search(xq, k, params=params)
 
 
 def _ivfpq(
@@ -238,19 +237,19 @@ def _ivfpq(
     vectors: IndexedVectors,
     xq: np.ndarray,
     k: int,
-    positions: np.ndarray | None,
+    allowed: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """IVF-PQ (+ exact re-rank) search under the id map, optionally with a bitmap selector."""
     idmap: Any = vectors.index.index
     inner: Any = faiss.downcast_index(idmap.index)
     ivf_params = faiss.SearchParametersIVF()
     ivf_params.nprobe = plan.nprobe
-    if positions is not None:
-        bitmap = _bitmap(positions, vectors.ntotal)  # alive until the search returns
+    if allowed is not None:
+        bitmap = np.packbits(allowed, bitorder="little")  # alive until the search returns
         ivf_params.sel = faiss.IDSelectorBitmap(vectors.ntotal, faiss.swig_ptr(bitmap))
     params: Any = ivf_params
     if isinstance(inner, faiss.IndexRefine):
         params = faiss.IndexRefineSearchParameters()
         params.k_factor = plan.k_factor
         params.base_index_params = ivf_params
-    return inner.search(np.ascontiguousarray(xq, np.float32), k, params=params)
+    return inner.search(xq, k, params=params)

@@ -122,7 +122,7 @@ def query_context(
     timings["total"] = _ms(start, time.perf_counter())
     plan: dict[str, object] = {
         "filter": describe_filter(spec),
-        "candidates": int(mask.sum()),
+        "candidates": len(ctx.snapshot) if mask is None else int(mask.sum()),
         "model_version": ctx.model_version,
         "label_graph_version": ctx.graph.version,
         "workers": workers,
@@ -132,16 +132,23 @@ def query_context(
 
 
 def subquery(
-    ctx: QueryContext, spec: QuerySpec, config: RetrievalConfig, match: LabelMatch, mask: np.ndarray
+    ctx: QueryContext,
+    spec: QuerySpec,
+    config: RetrievalConfig,
+    match: LabelMatch,
+    mask: np.ndarray | None,
 ) -> Subquery:
-    """Steps 2 and 3 for one query label over the filtered rows ``mask``."""
+    """Steps 2 and 3 for one query label over the filtered rows ``mask`` (None: all)."""
     t0 = time.perf_counter()
     exact_mask = np.zeros(len(ctx.snapshot), dtype=bool)
+    exact_rows: list[np.ndarray] = []
     hits: list[Hit] = []
     exact_total = 0
     for group in exact_groups(ctx.graph, match, ctx.snapshot):
-        rows = group.rows[mask[group.rows] & ~exact_mask[group.rows]]
+        rows = group.rows if mask is None else group.rows[mask[group.rows]]
+        rows = rows[~exact_mask[rows]]
         exact_mask[rows] = True
+        exact_rows.append(rows)
         exact_total += len(rows)
         room = len(rows) if spec.exact_limit is None else max(spec.exact_limit - len(hits), 0)
         hits += exact_hits(ctx, match, group.reason, group.path, rows[:room])
@@ -154,8 +161,9 @@ def subquery(
     t1 = time.perf_counter()
     timings = {"exact": _ms(t0, t1)}
     if spec.include_supplementary:
-        allowed = mask & ~exact_mask
-        supplementary, search_plan = supplementary_hits(ctx, spec, config, match, allowed)
+        excluded = np.concatenate(exact_rows) if exact_rows else np.zeros(0, np.int64)
+        supplementary, search_plan = supplementary_hits(ctx, spec, config, match, mask,
+                                                        excluded)
         hits += supplementary
         plan.update(search_plan)
         timings["supplementary"] = _ms(t1, time.perf_counter())
@@ -188,16 +196,18 @@ def supplementary_hits(
     spec: QuerySpec,
     config: RetrievalConfig,
     match: LabelMatch,
-    allowed: np.ndarray,
+    mask: np.ndarray | None,
+    excluded: np.ndarray,
 ) -> tuple[list[Hit], dict[str, object]]:
-    """Step 3: prototype matches of the associated labels among the ``allowed`` rows.
+    """Step 3: prototype matches of the associated labels among the filtered rows.
 
     Args:
         ctx: the context.
         spec: the query (``k``, thresholds, index choice).
         config: defaults of the thresholds and the index settings.
         match: the query label.
-        allowed: rows that passed the filter and are not exact matches.
+        mask: (n,) rows that passed the filter; None for all.
+        excluded: rows left out (the exact matches).
 
     Returns:
         At most ``spec.k`` supplementary hits, best first, and the plan entries
@@ -222,7 +232,9 @@ def supplementary_hits(
     )
     plan["capped"] = [t.label for t in capped]
     if spec.index == "hash":
-        return _hash_matches(ctx, spec, match, targets, allowed, threshold, plan), plan
+        allowed_rows = np.ones(len(ctx.snapshot), bool) if mask is None else mask.copy()
+        allowed_rows[excluded] = False
+        return _hash_matches(ctx, spec, match, targets, allowed_rows, threshold, plan), plan
     if ctx.vectors is None:
         if spec.index != "auto":
             raise IndexNotTrainedError(
@@ -231,17 +243,16 @@ def supplementary_hits(
             )
         plan["search"] = {"method": "none", "reason": "no IVF-PQ index yet (ivfpq_index asset)"}
         return [], plan
-    positions = ctx.row_position[allowed]
-    positions = positions[positions >= 0]
+    allowed = ctx.allowed_positions(mask, excluded)
     search_plan = plan_search(
-        spec.index, len(positions), ctx.vectors, config.exact_below, config.nprobe,
-        config.refine_factor,
+        spec.index, int(np.count_nonzero(allowed)), ctx.vectors, config.exact_below,
+        config.nprobe, config.refine_factor,
     )
     plan["search"] = search_plan.as_dict()
     if not targets:
         return [], plan
     xq = np.concatenate([ctx.prototypes[t.label][1] for t in targets])
-    D, I = search_positions(search_plan, ctx.vectors, xq, spec.k, positions)
+    D, I = search_positions(search_plan, ctx.vectors, xq, spec.k, allowed)
     rows = np.where(I >= 0, ctx.position_row[np.maximum(I, 0)], -1)
     return _best_matches(ctx, spec, match, targets, similarity(D, ctx.vectors), rows,
                          threshold), plan
@@ -381,18 +392,17 @@ def query_by_image(
             raise IndexNotTrainedError(
                 f"no IVF-PQ index for model version {ctx.model_version}; materialize ivfpq_index"
             )
-        exclude = np.zeros(len(ctx.snapshot), dtype=bool)
+        excluded = np.zeros(0, np.int64)
         if sample_id is not None:
             xq, row = _indexed_vector(ctx, sample_id)
-            exclude[row] = True
+            excluded = np.array([row], np.int64)
         else:
             xq = _encode(repo, ctx, image)  # type: ignore[arg-type] # image is set on this branch
-        positions = ctx.row_position[~exclude]
-        positions = positions[positions >= 0]
+        allowed = ctx.allowed_positions(None, excluded)
         config = repo.config.retrieval
-        plan = plan_search(index, len(positions), ctx.vectors, config.exact_below,
-                           config.nprobe, config.refine_factor)
-        D, I = search_positions(plan, ctx.vectors, xq, k, positions)
+        plan = plan_search(index, int(np.count_nonzero(allowed)), ctx.vectors,
+                           config.exact_below, config.nprobe, config.refine_factor)
+        D, I = search_positions(plan, ctx.vectors, xq, k, allowed)
         found = I[0] >= 0
         sims = similarity(D, ctx.vectors)[0][found]
         rows = ctx.position_row[I[0][found]]

@@ -62,12 +62,19 @@ def test_hash_is_planned_over_the_hamming_index(vectors: IndexedVectors) -> None
     assert (unfiltered.filtered, unfiltered.nprobe, unfiltered.k_factor) == (False, 0, 1)
 
 
+def allowed(positions: np.ndarray) -> np.ndarray:
+    """The (NB,) mask of ``positions``, as the query context builds it."""
+    mask = np.zeros(NB, dtype=bool)
+    mask[positions] = True
+    return mask
+
+
 def test_exact_plan_is_brute_force_over_candidates(vectors: IndexedVectors) -> None:
     rng = np.random.default_rng(1)
     positions = np.sort(rng.choice(NB, 300, replace=False))
     xq = vectors.xb[:5].copy()
     plan = plan_search("auto", len(positions), vectors, 1000, 8, 4)
-    D, I = search_positions(plan, vectors, xq, 10, positions)
+    D, I = search_positions(plan, vectors, xq, 10, allowed(positions))
     D_ref, I_ref = exact_search(vectors.xb[positions], xq, 10, "ip", positions)
     np.testing.assert_array_equal(I, I_ref)
     np.testing.assert_allclose(D, D_ref, rtol=1e-5)
@@ -77,7 +84,7 @@ def test_filtered_ivfpq_returns_only_candidates(vectors: IndexedVectors) -> None
     positions = np.arange(0, NB, 2)
     plan = plan_search("ivfpq", len(positions), vectors, 1000, nprobe=32, k_factor=4)
     xq = vectors.xb[:20].copy()
-    _, I = search_positions(plan, vectors, xq, 20, positions)
+    _, I = search_positions(plan, vectors, xq, 20, allowed(positions))
     assert np.isin(I[I >= 0], positions).all()
     _, I_ref = exact_search(vectors.xb[positions], xq, 20, "ip", positions)
     assert recall_at_k(I, I_ref) >= 0.95  # nprobe = nlist: only PQ + re-rank approximate
@@ -88,14 +95,14 @@ def test_unfiltered_ivfpq_matches_exact(vectors: IndexedVectors) -> None:
     plan = plan_search("auto", NB, vectors, exact_below=100, nprobe=16, k_factor=8)
     assert plan.method == "ivfpq" and not plan.filtered
     xq = vectors.xb[100:150].copy()
-    _, I = search_positions(plan, vectors, xq, 10, everything)
+    _, I = search_positions(plan, vectors, xq, 10, None)
     _, I_ref = exact_search(vectors.xb, xq, 10, "ip", everything)
     assert recall_at_k(I, I_ref) >= 0.9
 
 
 def test_no_candidates_gives_empty_results(vectors: IndexedVectors) -> None:
     plan = plan_search("auto", 0, vectors, 1000, 8, 4)
-    D, I = search_positions(plan, vectors, vectors.xb[:2].copy(), 5, np.zeros(0, np.int64))
+    D, I = search_positions(plan, vectors, vectors.xb[:2].copy(), 5, np.zeros(NB, bool))
     assert (I == -1).all() and D.shape == (2, 5)
 
 
@@ -109,8 +116,8 @@ def test_batched_prototype_search_equals_one_search_per_prototype(
     plan = plan_search(method, len(positions), vectors, 1000, nprobe=8, k_factor=4)  # type: ignore[arg-type]
     xq = vectors.xb[rng.choice(NB, 12, replace=False)] + 0.05 * rng.standard_normal((12, D))
     xq = (xq / np.linalg.norm(xq, axis=1, keepdims=True)).astype(np.float32)
-    D_batch, I_batch = search_positions(plan, vectors, xq, 30, positions)
+    D_batch, I_batch = search_positions(plan, vectors, xq, 30, allowed(positions))
     for i in range(len(xq)):
-        D_one, I_one = search_positions(plan, vectors, xq[i : i + 1], 30, positions)
+        D_one, I_one = search_positions(plan, vectors, xq[i : i + 1], 30, allowed(positions))
         np.testing.assert_array_equal(I_batch[i], I_one[0])
         np.testing.assert_allclose(D_batch[i], D_one[0], rtol=1e-5)

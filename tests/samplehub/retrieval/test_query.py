@@ -122,6 +122,19 @@ def test_filters_prune_exact_and_supplementary(built: Fixture, change: dict, rul
     assert result.plan["candidates"] == len(allowed)
 
 
+def test_allowed_positions_are_filtered_catalogued_and_not_excluded(built: Fixture) -> None:
+    ctx = open_context(built.repo)
+    f = built.frame
+    rows = f["dataset"] == "alpha"
+    excluded = np.flatnonzero(f["label"] == "River")
+    allowed = ctx.allowed_positions(rows, excluded)
+    assert allowed.shape == (ctx.vectors.ntotal,)
+    expect = set(f["sample_id"][rows & (f["label"] != "River")].tolist())
+    assert set(ctx.vectors.ids[allowed].tolist()) == expect
+    everything = ctx.allowed_positions(None, np.zeros(0, np.int64))
+    assert everything.all() and len(everything) == len(f["sample_id"])
+
+
 def test_polygon_filter(built: Fixture) -> None:
     polygon = "POLYGON ((-110 30, -90 30, -90 50, -110 50, -110 30))"
     result = run_query(built.repo, dataclasses.replace(RIVER, polygon_wkt=polygon))
