@@ -1,4 +1,4 @@
-"""Deep hashing retrieval quality (DMCH, DUWH, LSH, ITQ) and Hamming-search latency.
+"""Deep hashing retrieval quality (DMCH, DUWH, LSH, ITQ), reported with Hamming latency.
 
 Claims (issue 5):
 
@@ -10,15 +10,15 @@ Claims (issue 5):
   ``../shared/papers/duwh-deep-unsupervised-weighted-hashing.txt``, Table 1 (0.833 / 0.854 /
   0.861 / 0.887), backbone ImageNet Swin-T.
 * LSH and ITQ on the same features and protocols as reference rows.
-* Hamming search over 1M codes: p99 single-query latency and bytes per sample, flat and
-  IVF binary indexes, next to an IVF-PQ float index in the same run.
+* Hamming search over 1M codes (p99 latency, bytes per sample, next to IVF-PQ) is measured
+  by ``bench/hamming_vs_ivfpq.py`` (``hamming.json``); this script adds it to the report.
 
 Features: the 1280-d global-pooled head of the offline ImageNet EfficientNet-Lite0
 (``ml.features``), 224 px, cached in ``bench/.cache/`` (EuroSAT: ~10 min once on 2 cores).
 
 Run: ``.venv/bin/python bench/hashing.py`` (needs ../shared/data; ``--quick`` for a short
-smoke run, ``--latency-only`` for the 1M-code figure). Writes ``bench/results/hashing.json``,
-``hashing.md``, ``hamming.json`` and PR-curve PNGs.
+smoke run, ``--report-only`` to rebuild the report). Writes ``bench/results/hashing.json``,
+``hashing.md`` and PR-curve PNGs.
 """
 
 from __future__ import annotations
@@ -255,104 +255,6 @@ def _track(tracking_uri: str | None, result: train.TrainResult, name: str, metri
     print(train.promote_if_better(run_id, tracking_uri=tracking_uri, model_name=name), flush=True)
 
 
-def _p99_ms(search: Any, queries: np.ndarray) -> dict[str, float]:
-    """Single-query, single-thread latency percentiles (ms) of ``search(q[None])``."""
-    import faiss
-
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    search(queries[:1])
-    times = []
-    for row in queries:
-        start = time.perf_counter()
-        search(row[None])
-        times.append(1000 * (time.perf_counter() - start))
-    faiss.omp_set_num_threads(threads)
-    return {
-        "p50_ms": round(float(np.percentile(times, 50)), 3),
-        "p99_ms": round(float(np.percentile(times, 99)), 3),
-    }
-
-
-def _clustered_codes(n: int, bits: int, rng: np.random.Generator) -> np.ndarray:
-    """{0, 1} codes around 1,000 random centres with 10 % bit flips (hash-code-like)."""
-    centres = rng.integers(0, 2, (1000, bits), dtype=np.uint8)
-    return centres[rng.integers(0, 1000, n)] ^ (rng.random((n, bits)) < 0.1).astype(np.uint8)
-
-
-def bench_latency(n: int, n_queries: int = 300, bits: int = 64) -> dict[str, Any]:
-    """p99 latency and bytes/sample of Hamming search over ``n`` codes vs IVF-PQ floats."""
-    from ml.hashing.serving import HammingIndex
-
-    rng = np.random.default_rng(0)
-    codes = _clustered_codes(n, bits, rng)
-    queries = codes[rng.choice(n, n_queries, replace=False)] ^ (
-        rng.random((n_queries, bits)) < 0.05
-    ).astype(np.uint8)
-    out: dict[str, Any] = {
-        "n": n,
-        "bits": bits,
-        "k": 10,
-        "queries": n_queries,
-        "threads": 1,
-    }
-    flat = HammingIndex(bits, ivf_min_size=n + 1).build(codes)
-    start = time.perf_counter()
-    ivf = HammingIndex(bits, ivf_min_size=1, nlist=1024, nprobe=16).build(codes)
-    build_s = time.perf_counter() - start
-    exact_D, _ = flat.search(queries, 10)
-    ivf_D, _ = ivf.search(queries, 10)
-    out["hamming_flat"] = {
-        **_p99_ms(lambda q: flat.search(q, 10), queries),
-        "bytes_per_sample": flat.bytes_per_sample,
-    }
-    out["hamming_ivf"] = {
-        **_p99_ms(lambda q: ivf.search(q, 10), queries),
-        "bytes_per_sample": ivf.bytes_per_sample,
-        "nlist": 1024,
-        "nprobe": 16,
-        "build_s": round(build_s, 1),
-        "distance_recall@10": round(float(np.mean(ivf_D == exact_D)), 4),
-    }
-    values = np.where(codes == 1, 0.8, 0.2)
-    ivf.build(codes, values=values)
-    out["hamming_ivf_rerank_eq7"] = {
-        **_p99_ms(lambda q: ivf.search_rerank(q, np.where(q == 1, 0.8, 0.2), 10, 100), queries),
-        "bytes_per_sample": ivf.bytes_per_sample,
-        "top_m": 100,
-    }
-    out["ivfpq_float"] = _ivfpq_latency(n, n_queries, rng)
-    return out
-
-
-def _ivfpq_latency(n: int, n_queries: int, rng: np.random.Generator, d: int = 512) -> dict:
-    """IVF-PQ (nlist 1024, PQ64x8, nprobe 16) over ``n`` clustered d-dim float vectors."""
-    import faiss
-
-    centres = rng.standard_normal((1000, d)).astype(np.float32)
-
-    def chunk(m: int) -> np.ndarray:
-        return centres[rng.integers(0, 1000, m)] + 0.5 * rng.standard_normal((m, d)).astype(
-            np.float32
-        )
-
-    index = faiss.index_factory(d, "IVF1024,PQ64")
-    start = time.perf_counter()
-    index.train(chunk(50_000))
-    for _ in range(0, n, 100_000):
-        index.add(chunk(min(100_000, n - index.ntotal)))
-    build_s = time.perf_counter() - start
-    faiss.extract_index_ivf(index).nprobe = 16
-    queries = chunk(n_queries)
-    return {
-        **_p99_ms(lambda q: index.search(q, 10), queries),
-        "d": d,
-        "bytes_per_sample": 64 + 8,
-        "build_s": round(build_s, 1),
-        "note": "codes + int64 id; synthetic clustered vectors, 512-d like the fused features",
-    }
-
-
 NOTES = """
 ## Where we differ from the papers, and why
 
@@ -382,9 +284,10 @@ NOTES = """
   (DMCH+) adds up to 0.004. DUWH stays 0.11-0.20 below the paper: 3 head-only epochs on
   weaker pseudo-labels leave it undertrained and noisy (24 bits, 0.651, falls below ITQ's
   0.672 on the same features); it beats ITQ by 0.06-0.10 at 16, 32 and 48 bits.
-* **Latency** is single-query, single-thread on a 2-core machine shared with other jobs, so
-  p99 carries scheduler noise (flat p99 17 ms against p50 0.8 ms); the IVF-PQ row is in the
-  same run over synthetic 512-d vectors, since the retrieval benchmark's index is not ours.
+* **Latency** (``bench/hamming_vs_ivfpq.py``, ``hamming.json``) is single-query,
+  single-thread on a 2-core machine that may be shared with other jobs, so p99 carries
+  scheduler noise; the IVF-PQ row is the retrieval benchmark's index shape built in the same
+  run over the same 1M real-plus-perturbed feature vectors.
 * **LSH / ITQ** rows use our features, so they are not the papers' LSH/ITQ numbers (which
   use Swin-T/Inception features); they are the reference for our deep rows.
 """
@@ -431,17 +334,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few epochs, for a smoke run")
     parser.add_argument("--features-only", action="store_true", help="cache features and stop")
-    parser.add_argument("--latency-only", action="store_true", help="only the 1M-code latency")
     parser.add_argument("--report-only", action="store_true", help="rebuild hashing.md from JSON")
-    parser.add_argument("--latency-n", type=int, default=1_000_000)
     parser.add_argument("--tracking-uri", default=None, help="MLflow URI to log and promote runs")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if args.latency_only:
-        latency = bench_latency(args.latency_n)
-        (RESULTS / "hamming.json").write_text(json.dumps(latency, indent=2) + "\n")
-        print(json.dumps(latency, indent=2))
-        return 0
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent (the real datasets live in ../shared/data)")
         return 0
