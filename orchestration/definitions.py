@@ -16,7 +16,11 @@ from jobs.ingest import ingest_job
 from jobs.labels import label_graph_job
 from orchestration.resources import RESOURCES
 from orchestration.schedules import hash_retraining_schedule, rescan_schedule
-from orchestration.sensors import hash_retraining_sensor, new_dataset_sensor
+from orchestration.sensors import (
+    hash_champion_sensor,
+    hash_retraining_sensor,
+    new_dataset_sensor,
+)
 
 ASSET_MODULES = [assets.ingest, assets.label_graph, assets.features, assets.hashing]
 
@@ -33,7 +37,7 @@ defs = Definitions(
         hash_codes_job,
         hash_index_job,
     ],
-    sensors=[new_dataset_sensor, hash_retraining_sensor],
+    sensors=[new_dataset_sensor, hash_retraining_sensor, hash_champion_sensor],
     schedules=[rescan_schedule, hash_retraining_schedule],
     resources=RESOURCES,
 )

@@ -9,10 +9,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from hash_fixture import tiny_hash_repository
 
-from samplehub.config import load_config
 from samplehub.errors import IndexNotTrainedError
-from samplehub.features import feature_table
 from samplehub.hash_models import (
     champion,
     load_hash_model,
@@ -26,28 +25,13 @@ from samplehub.index.hamming import (
     load_hash_index,
     update_hash_index,
 )
-from samplehub.models import model_version
 from samplehub.repository import Repository
-from samplehub.sources import SourceSpec
-
-FIXTURES = Path(__file__).resolve().parents[1] / "data"
-TINY = ["hashing.bits=16", "hashing.epochs=3", "hashing.dmch_dataset=tree",
-        "hashing.duwh_dataset=tree", "hashing.retrain_min_new_samples=10"]
 
 
 @pytest.fixture
 def repo(home: Path) -> Repository:
-    """The folder-tree fixture (3 labels x 4 images) with seeded features per label."""
-    repo = Repository(load_config(TINY))
-    repo.ingest(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
-    rows = repo.catalog.samples("tree", columns=["sample_id", "labels"])
-    rng = np.random.default_rng(0)
-    centres = {label: rng.standard_normal(32) for label in {ls[0] for ls in rows["labels"]}}
-    xb = np.stack([centres[ls[0]] + 0.3 * rng.standard_normal(32) for ls in rows["labels"]])
-    xb = (xb / np.linalg.norm(xb, axis=1, keepdims=True)).astype(np.float32)
-    ids = rows["sample_id"].to_numpy()
-    repo.catalog.append("features", feature_table(ids, "tree", model_version(repo.config), xb))
-    return repo
+    """The tiny hashing repository of ``tests/hash_fixture.py``."""
+    return tiny_hash_repository()
 
 
 def test_retraining_run_shows_metrics_artifact_and_alias_in_mlflow(repo: Repository) -> None:
