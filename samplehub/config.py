@@ -70,10 +70,10 @@ class ModelConfig:
 class RetrievalConfig:
     """Index and query settings."""
 
-    nlist: int = 1024
-    pq_m: int = 32
+    nlist: int = 4096
+    pq_m: int = 64
     pq_nbits: int = 8
-    nprobe: int = 16
+    nprobe: int = 32
     refine_factor: int = 16
     retrain_growth: float = 2.0
     exact_below: int = 20000

@@ -125,11 +125,13 @@ def test_filters_prune_exact_and_supplementary(built: Fixture, change: dict, rul
 def test_allowed_positions_are_filtered_catalogued_and_not_excluded(built: Fixture) -> None:
     ctx = open_context(built.repo)
     f = built.frame
-    rows = f["dataset"] == "alpha"
-    excluded = np.flatnonzero(f["label"] == "River")
+    frame_row = {sid: i for i, sid in enumerate(f["sample_id"].tolist())}
+    order = np.array([frame_row[sid] for sid in ctx.snapshot.sample_id.tolist()])  # by catalog row
+    rows = f["dataset"][order] == "alpha"
+    excluded = np.flatnonzero(f["label"][order] == "River")
     allowed = ctx.allowed_positions(rows, excluded)
     assert allowed.shape == (ctx.vectors.ntotal,)
-    expect = set(f["sample_id"][rows & (f["label"] != "River")].tolist())
+    expect = set(f["sample_id"][(f["dataset"] == "alpha") & (f["label"] != "River")].tolist())
     assert set(ctx.vectors.ids[allowed].tolist()) == expect
     everything = ctx.allowed_positions(None, np.zeros(0, np.int64))
     assert everything.all() and len(everything) == len(f["sample_id"])
