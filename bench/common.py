@@ -24,15 +24,27 @@ def require_data(*folders: str) -> Path:
 
 
 def machine() -> dict[str, Any]:
-    """Core count, CPU and 1-minute load average, recorded with every result.
+    """Core count, CPU, last-level cache and 1-minute load average, recorded with results.
 
-    The load average says whether other work shared the cores during the measurement.
+    The load average says whether other work shared the cores during the measurement; the
+    cache size says which working sets stayed in cache (the query benchmark's re-rank store).
     """
     return {
         "cores": os.cpu_count(),
         "cpu": platform.processor() or platform.machine(),
+        "l3_cache_mb": _l3_cache_mb(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def _l3_cache_mb() -> float | None:
+    """Size of CPU 0's level-3 cache in MiB from sysfs, None where not reported."""
+    try:
+        size = Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip()
+    except OSError:
+        return None
+    scale = {"K": 1 / 1024, "M": 1.0, "G": 1024.0}
+    return round(float(size[:-1]) * scale[size[-1]], 1) if size[-1] in scale else None
 
 
 def write_json(name: str, payload: Any) -> Path:

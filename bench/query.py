@@ -42,8 +42,9 @@ import numpy as np
 import pyarrow as pa
 from common import REPO, machine, require_data, write_json
 
-from samplehub.config import RetrievalConfig
+from samplehub.config import load_config
 from samplehub.index.ivfpq import build_ivfpq_index, recall_at_k, search
+from samplehub.index.lifecycle import index_shape
 from samplehub.labels.graph import LabelGraph
 
 CACHE = REPO / "bench" / ".cache"
@@ -55,12 +56,22 @@ DATASETS = {"eurosat": "eurosat_10", "ucmerced": "uc_merced_21"}  # bench name -
 COMMON_LABELS = ("river", "forest", "highway_area", "residential_land", "industrial_land",
                  "agricultural", "beach", "sea_lake", "pasture", "building")
 GRAPH_DATASETS = ["uc_merced_21", "eurosat_10", "uc_merced_multilabel_17"]
-# Index shape per repository size: (nlist, pq m, nprobe, refine k_factor). Measured at 1M
-# (recall@100, CPU ms per query, one thread): the re-rank depth, not nprobe, limits recall
-# (nprobe 64: 0.927 at k_factor 8, 0.980 at 16; nprobe 256 at 8: still 0.927), and nprobe
-# 32 with k_factor 16 gives 0.974 at 2.4 ms. nlist 4096 (nprobe 64: 0.987 at 2.0 ms) needs
-# 160k training points and a 6-minute build on the shared 2 cores, so 1024 stays.
-SHAPES = {10_000: (128, 64, 32, 16), 100_000: (1024, 64, 32, 16), 1_000_000: (1024, 64, 32, 16)}
+SIZES = (10_000, 100_000, 1_000_000)
+# Build-time cap on training vectors: the shipped default (200k) trains 4096 cells in
+# minutes on 2 cores; 65,536 keeps the 1M build near one minute (faiss warns that it wants
+# 39 points per cell; measured recall@100 at 1M stays 0.97).
+MAX_TRAIN = 65_536
+
+
+def index_params(n: int) -> tuple[int, int, int, int]:
+    """(nlist, pq m, nprobe, refine k_factor) the product uses for ``n`` vectors.
+
+    ``samplehub.index.lifecycle.index_shape`` with the shipped ``conf/retrieval`` settings:
+    nlist ~ 4 sqrt(n) (256 at 10k, 1024 at 100k, 4096 at 1M), PQ64x8, nprobe 32, k_factor 16.
+    """
+    retrieval = load_config().retrieval
+    nlist, m, _ = index_shape(n, D, retrieval)
+    return nlist, m, retrieval.nprobe, retrieval.refine_factor
 
 
 def real_features() -> tuple[np.ndarray, list[str], list[str], list[str]]:
@@ -199,9 +210,9 @@ def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[s
     extra, source = perturbed(x_real, n - len(base), seed=n)
     xb = np.concatenate([x_real[base], extra])
     rows = np.concatenate([base, source])
-    nlist, m, nprobe, k_factor = SHAPES[n]
+    nlist, m, nprobe, k_factor = index_params(n)
     start = time.perf_counter()
-    index = build_ivfpq_index(xb, np.arange(n), nlist, m, 8, refine=True, max_train=65_536)
+    index = build_ivfpq_index(xb, np.arange(n), nlist, m, 8, refine=True, max_train=MAX_TRAIN)
     build_s = time.perf_counter() - start
     del xb
     vectors = IndexedVectors.of(index)
@@ -211,7 +222,7 @@ def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[s
     ctx = QueryContext(snapshot, graph, load_graph_settings(REPO / "conf").association, vectors,
                        prototypes(graph, vectors.xb, [datasets[r] for r in rows],
                                   [classes[r] for r in rows]))
-    config = RetrievalConfig(nprobe=nprobe, refine_factor=k_factor)  # default label cap
+    config = load_config().retrieval
     specs = [QuerySpec(labels=(label,), k=K, exact_limit=K) for label in COMMON_LABELS]
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     _, I_exact = vectors.flat.search(xq, K)  # exact: the index's own flat vectors, no copy
@@ -231,7 +242,9 @@ def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[s
             "ann_p50_ms": pct(ann, 50), "ann_p99_ms": pct(ann, 99),
             "full_p50_ms": pct(full, 50), "full_p99_ms": pct(full, 99),
             "exact_p99_ms": pct(exact_ms, 99), "recall_at_100": round(recall, 4),
-            "cores": machine()["cores"], "nlist": nlist, "pq_m": m, "nprobe": nprobe,
+            "cores": machine()["cores"], "l3_cache_mb": machine()["l3_cache_mb"],
+            "refine_store_mb": round(n * D * 4 / 2**20),  # float32 vectors the re-rank reads
+            "nlist": nlist, "pq_m": m, "nprobe": nprobe,
             "k_factor": k_factor, "max_prototype_labels": config.max_prototype_labels,
             "build_s": round(build_s, 1),
             "load_avg": [round(v, 2) for v in os.getloadavg()],  # 1/5/15 min, after the row
@@ -247,7 +260,7 @@ def pct(x: np.ndarray, q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=sorted(SHAPES))
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--requests", type=int, default=400)
     args = parser.parse_args()
     require_data("eurosat_rgb", "ucmerced", "ucmerced_multilabel")
