@@ -98,12 +98,15 @@ class Overrides:
     """Human decisions that win over scores (``conf/label_overrides.yaml``).
 
     ``pin[(dataset, label)] = unified id`` forces a mapping; ``forbid`` holds
-    ``(dataset, label, unified id)`` triples that must never map or be similar. A dataset
+    ``(dataset, label, unified id)`` triples that must never map or be similar;
+    ``place[(dataset, label)] = unified id`` is the parent (``IS_A``) of the new unified
+    label a dataset label grows into when nothing is similar enough to map to. A dataset
     of ``"*"`` applies to every dataset.
     """
 
     pin: dict[tuple[str, str], str] = field(default_factory=dict)
     forbid: frozenset[tuple[str, str, str]] = frozenset()
+    place: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Overrides:
@@ -116,26 +119,33 @@ class Overrides:
         if not path.is_file():
             return cls()
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(raw, dict) or set(raw) - {"pin", "forbid"}:
-            raise LabelGraphError(f"{path}: top-level keys must be 'pin' and 'forbid'")
+        target_key = {"pin": "to", "forbid": "to", "place": "under"}
+        if not isinstance(raw, dict) or set(raw) - set(target_key):
+            raise LabelGraphError(f"{path}: top-level keys must be 'pin', 'forbid' and 'place'")
         pin: dict[tuple[str, str], str] = {}
         forbid: set[tuple[str, str, str]] = set()
+        place: dict[tuple[str, str], str] = {}
         for section, entries in raw.items():
+            key = target_key[section]
             for i, entry in enumerate(entries or []):
-                if not isinstance(entry, dict) or not {"dataset", "label", "to"} <= set(entry):
+                if not isinstance(entry, dict) or not {"dataset", "label", key} <= set(entry):
                     raise LabelGraphError(
-                        f"{path}: {section}[{i}] needs 'dataset', 'label' and 'to'"
+                        f"{path}: {section}[{i}] needs 'dataset', 'label' and '{key}'"
                     )
-                triple = (str(entry["dataset"]), str(entry["label"]), str(entry["to"]))
-                if section == "pin":
-                    pin[triple[:2]] = triple[2]
-                else:
+                triple = (str(entry["dataset"]), str(entry["label"]), str(entry[key]))
+                if section == "forbid":
                     forbid.add(triple)
-        return cls(pin, frozenset(forbid))
+                else:
+                    (pin if section == "pin" else place)[triple[:2]] = triple[2]
+        return cls(pin, frozenset(forbid), place)
 
     def pinned(self, dataset: str, label: str) -> str | None:
         """Pinned unified id of a dataset label, if any."""
         return self.pin.get((dataset, label)) or self.pin.get(("*", label))
+
+    def placed_under(self, dataset: str, label: str) -> str | None:
+        """Parent the override file gives a dataset label's new unified label, if any."""
+        return self.place.get((dataset, label)) or self.place.get(("*", label))
 
     def forbidden(self, dataset: str, label: str, target: str) -> bool:
         """Whether mapping ``label`` of ``dataset`` to ``target`` is forbidden."""
@@ -460,7 +470,15 @@ def _map_one(
     best = scored[0] if scored else None
     if best is not None and best[1].combined >= settings.map_threshold:
         return _maps_to(graph, label_id, best[0], best[1], _why(best[1], aug, settings), False)
-    return _grow(graph, label_id, name, parent, ids, aug, vector, scored, candidates, semantics)
+    placed = overrides.placed_under(dataset, name)
+    if placed is not None and (
+        placed not in graph.g or graph.g.nodes[placed]["origin"] not in UNIFIED_ORIGINS
+    ):
+        raise LabelGraphError(
+            f"label override places {dataset}/{name} under {placed!r}, which is not a unified label"
+        )
+    return _grow(graph, label_id, name, parent, ids, aug, vector, scored, candidates, semantics,
+                 placed)
 
 
 def _maps_to(
@@ -499,11 +517,15 @@ def _grow(
     scored: list[tuple[str, Score]],
     candidates: list[tuple[str, Score]],
     semantics: LabelSemantics,
+    placed: str | None = None,
 ) -> MappingRow:
     """A new unified label for a dataset label that matched nothing (the system grows).
 
-    Placement may use a candidate the override file forbids as a *mapping* target: a
-    forbidden synonym can still be the right parent (medium residential IS_A residential).
+    Its parent: ``placed`` (the override file's ``place``), else the unified label of its
+    dataset parent, else a broader OSM tag's label, else the best similar candidate that
+    has children. Placement may use a candidate the override file forbids as a *mapping*
+    target: a forbidden synonym can still be the right parent (medium residential IS_A
+    residential).
     """
     dataset = graph.g.nodes[label_id]["dataset"]
     settings = semantics.settings
@@ -523,7 +545,9 @@ def _grow(
         osm_uris=list(aug.osm_uris),
         osm_qualifier=list(aug.osm_qualifier),
     )
-    home = graph.mapped_to(ids[parent]) if parent is not None else None
+    home = placed
+    if home is None and parent is not None:
+        home = graph.mapped_to(ids[parent])
     if home is None and aug.osm_qualifier:
         broader = [
             t
@@ -553,8 +577,10 @@ def _grow(
         if scored
         else "no candidate"
     )
-    placed = f", placed under {home!r}" if home else ", no parent found"
-    why = f"new unified label: {best} < map threshold {settings.map_threshold:.2f}{placed}"
+    where = f", placed under {home!r}" if home else ", no parent found"
+    if placed is not None:
+        where += " by the label override file"
+    why = f"new unified label: {best} < map threshold {settings.map_threshold:.2f}{where}"
     return _maps_to(graph, label_id, unified_id, Score(1.0, None, 1.0), why, True)
 
 

@@ -100,12 +100,35 @@ def test_overrides_pin_and_forbid(
     assert not merged.g.has_edge("ds/Lakes", "lake", key=SIMILAR)
 
 
+def test_override_places_a_grown_label_under_a_parent(
+    base: LabelGraph, bare_semantics: LabelSemantics, tmp_path: Path
+) -> None:
+    path = tmp_path / "overrides.yaml"
+    path.write_text("place:\n  - {dataset: '*', label: airplane, under: airport_area}\n",
+                    encoding="utf-8")
+    merged, rows = merge_label_tree(
+        base, "ds", [("airplane", None)], bare_semantics, Overrides.from_yaml(path)
+    )
+    grown = merged.mapped_to("ds/airplane")
+    assert merged.g.nodes[grown]["origin"] == "unified" and rows[0].new
+    assert merged.parents(grown) == ["airport_area"]
+    assert "placed under 'airport_area' by the label override file" in rows[0].why
+    unplaced, _ = merge_label_tree(base, "ds", [("airplane", None)], bare_semantics)
+    assert unplaced.parents(unplaced.mapped_to("ds/airplane")) != ["airport_area"]
+    with pytest.raises(LabelGraphError, match="places ds/airplane under 'hangar'"):
+        merge_label_tree(base, "ds", [("airplane", None)], bare_semantics,
+                         Overrides(place={("*", "airplane"): "hangar"}))
+
+
 def test_bad_overrides_and_pins_fail_clearly(
     base: LabelGraph, bare_semantics: LabelSemantics, tmp_path: Path
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("pin:\n  - {dataset: ds, label: River}\n", encoding="utf-8")
     with pytest.raises(LabelGraphError, match=r"pin\[0\] needs"):
+        Overrides.from_yaml(bad)
+    bad.write_text("place:\n  - {dataset: ds, label: River, to: lake}\n", encoding="utf-8")
+    with pytest.raises(LabelGraphError, match=r"place\[0\] needs 'dataset', 'label' and 'under'"):
         Overrides.from_yaml(bad)
     overrides = Overrides(pin={("ds", "River"): "no_such_label"})
     with pytest.raises(LabelGraphError, match="no_such_label"):
