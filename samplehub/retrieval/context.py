@@ -26,13 +26,16 @@ from samplehub.index.ivfpq import IvfpqIndex
 from samplehub.labels.association import Association, AssociationWeights, associated_labels
 from samplehub.labels.graph import LabelGraph
 from samplehub.repository import Repository
-from samplehub.retrieval.planner import IndexedVectors
+from samplehub.retrieval.planner import AllowedPositions, IndexedVectors
 from samplehub.retrieval.snapshot import COLUMNS, SampleSnapshot
 
 if TYPE_CHECKING:
     from samplehub.retrieval.prototypes import LabelPrototypes
 
 log = logging.getLogger(__name__)
+
+MAX_CACHED_LABELS = 256
+"""Unfiltered allowed-position sets kept per context (ntotal / 8 bytes each)."""
 
 Prototypes = dict[str, tuple[np.ndarray, np.ndarray]]
 """label key -> (prototype ids (P,) int64, prototype vectors (P, d) float32); keys as in
@@ -69,6 +72,7 @@ class QueryContext:
     _associations: dict[tuple[str, float], list[Association]] = field(
         init=False, default_factory=dict
     )
+    _allowed: dict[Hashable, AllowedPositions] = field(init=False, default_factory=dict)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -85,27 +89,39 @@ class QueryContext:
         self.row_position[found] = order[slot[found]]
         self.position_row[self.row_position[found]] = np.flatnonzero(found)
 
-    def allowed_positions(self, rows: np.ndarray | None, excluded: np.ndarray) -> np.ndarray:
+    def allowed_positions(
+        self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
+    ) -> AllowedPositions:
         """Index positions a search may return: catalogued, in ``rows``, not ``excluded``.
 
-        Works in position space, without materialising position lists: a query over a
-        million samples pays a copy of a (ntotal,) mask plus the excluded rows, not an
-        argsort or a scatter of every candidate.
+        Works in position space, without materialising position lists; an unfiltered
+        query's set depends only on its exact matches, which are fixed for this snapshot,
+        so with ``key`` (the query label) it is built once and reused.
 
         Args:
             rows: (n,) bool mask of catalog rows that passed the filter; None for all.
             excluded: catalog row numbers to leave out (the exact matches).
+            key: memoise the result under this key (only when ``rows`` is None).
 
         Returns:
-            (ntotal,) bool over index positions.
+            The packed positions and their count.
         """
-        if rows is None:
-            allowed = self.position_row >= 0
-        else:
-            allowed = rows[np.maximum(self.position_row, 0)] & (self.position_row >= 0)
+        if rows is None and key is not None:
+            with self._lock:
+                cached = self._allowed.get(key)
+            if cached is None:
+                cached = self.allowed_positions(None, excluded)
+                with self._lock:
+                    if len(self._allowed) >= MAX_CACHED_LABELS:
+                        self._allowed.pop(next(iter(self._allowed)))
+                    self._allowed[key] = cached
+            return cached
+        catalogued = self.position_row >= 0
+        allowed = catalogued if rows is None else rows[np.maximum(self.position_row, 0)]
+        allowed &= catalogued
         positions = self.row_position[excluded]
         allowed[positions[positions >= 0]] = False
-        return allowed
+        return AllowedPositions.of(allowed)
 
     def associations(self, label: str, max_distance: float) -> list[Association]:
         """Associated labels of ``label`` (Eq. 1), memoised per (label, distance)."""

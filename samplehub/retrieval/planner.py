@@ -99,6 +99,24 @@ class IndexedVectors:
         return self.index.params.metric
 
 
+@dataclass(frozen=True)
+class AllowedPositions:
+    """Index positions a search may return, in the form faiss' ``IDSelectorBitmap`` reads.
+
+    Attributes:
+        bitmap: packed little-endian bits over the index's ntotal positions (uint8).
+        count: how many bits are set (the plan's ``n_candidates``).
+    """
+
+    bitmap: np.ndarray
+    count: int
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> AllowedPositions:
+        """Pack a (ntotal,) boolean mask."""
+        return cls(np.packbits(mask, bitorder="little"), int(np.count_nonzero(mask)))
+
+
 def plan_search(
     choice: IndexChoice,
     n_candidates: int,
@@ -191,18 +209,22 @@ def _with_reason(plan: SearchPlan, reason: str) -> SearchPlan:
 
 
 def search_positions(
-    plan: SearchPlan, vectors: IndexedVectors, xq: np.ndarray, k: int, allowed: np.ndarray | None
+    plan: SearchPlan,
+    vectors: IndexedVectors,
+    xq: np.ndarray,
+    k: int,
+    allowed: AllowedPositions | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``plan``: the k best of the allowed index positions for each query.
 
     Args:
-        plan: from :func:`plan_search` (``n_candidates`` = allowed positions).
+        plan: from :func:`plan_search` (``n_candidates`` = ``allowed.count``).
         vectors: the index.
         xq: queries (nq, d), float32.
         k: results per query.
-        allowed: (ntotal,) bool, the positions the search may return
+        allowed: the positions the search may return
             (:meth:`~samplehub.retrieval.context.QueryContext.allowed_positions`); None
-            for every position. An unfiltered IVF-PQ plan ignores it.
+            for every position. An unfiltered plan ignores it.
 
     Returns:
         ``D`` (nq, k) similarities (ip) or squared distances (l2), best first, and ``I``
@@ -210,43 +232,38 @@ def search_positions(
     """
     if plan.n_candidates == 0:
         return np.full((len(xq), k), np.nan, np.float32), np.full((len(xq), k), -1, np.int64)
-    if not plan.filtered:
-        allowed = None
+    selector = None
+    if plan.filtered and allowed is not None:
+        selector = faiss.IDSelectorBitmap(vectors.ntotal, faiss.swig_ptr(allowed.bitmap))
     xq = np.ascontiguousarray(xq, np.float32)
     if plan.method == "ivfpq":
-        return _ivfpq(plan, vectors, xq, k, allowed)
-    return _exact(vectors, xq, k, allowed)
+        return _ivfpq(plan, vectors, xq, k, selector)
+    return _exact(vectors, xq, k, selector)
 
 
 def _exact(
-    vectors: IndexedVectors, xq: np.ndarray, k: int, allowed: np.ndarray | None
+    vectors: IndexedVectors, xq: np.ndarray, k: int, selector: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flat scan of the allowed stored vectors, in place (a bitmap selector, no copy)."""
+    """Flat scan of the stored vectors in place (no copy), restricted by ``selector``."""
     if vectors.flat is None:
         raise QueryError("an exact plan needs an index built with refine=True")
-    if allowed is None:
+    if selector is None:
         return vectors.flat.search(xq, k)
     params = faiss.SearchParameters()
-    bitmap = np.packbits(allowed, bitorder="little")  # alive until the search returns
-    params.sel = faiss.IDSelectorBitmap(vectors.ntotal, faiss.swig_ptr(bitmap))
+    params.sel = selector
     return vectors.flat.search(xq, k, params=params)
 
 
 def _ivfpq(
-    plan: SearchPlan,
-    vectors: IndexedVectors,
-    xq: np.ndarray,
-    k: int,
-    allowed: np.ndarray | None,
+    plan: SearchPlan, vectors: IndexedVectors, xq: np.ndarray, k: int, selector: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """IVF-PQ (+ exact re-rank) search under the id map, optionally with a bitmap selector."""
+    """IVF-PQ (+ exact re-rank) search under the id map, restricted by ``selector``."""
     idmap: Any = vectors.index.index
     inner: Any = faiss.downcast_index(idmap.index)
     ivf_params = faiss.SearchParametersIVF()
     ivf_params.nprobe = plan.nprobe
-    if allowed is not None:
-        bitmap = np.packbits(allowed, bitorder="little")  # alive until the search returns
-        ivf_params.sel = faiss.IDSelectorBitmap(vectors.ntotal, faiss.swig_ptr(bitmap))
+    if selector is not None:
+        ivf_params.sel = selector
     params: Any = ivf_params
     if isinstance(inner, faiss.IndexRefine):
         params = faiss.IndexRefineSearchParameters()

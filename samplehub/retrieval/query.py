@@ -243,10 +243,10 @@ def supplementary_hits(
             )
         plan["search"] = {"method": "none", "reason": "no IVF-PQ index yet (ivfpq_index asset)"}
         return [], plan
-    allowed = ctx.allowed_positions(mask, excluded)
+    allowed = ctx.allowed_positions(mask, excluded, key=(match.query, match.unified))
     search_plan = plan_search(
-        spec.index, int(np.count_nonzero(allowed)), ctx.vectors, config.exact_below,
-        config.nprobe, config.refine_factor,
+        spec.index, allowed.count, ctx.vectors, config.exact_below, config.nprobe,
+        config.refine_factor,
     )
     plan["search"] = search_plan.as_dict()
     if not targets:
@@ -400,8 +400,8 @@ def query_by_image(
             xq = _encode(repo, ctx, image)  # type: ignore[arg-type] # image is set on this branch
         allowed = ctx.allowed_positions(None, excluded)
         config = repo.config.retrieval
-        plan = plan_search(index, int(np.count_nonzero(allowed)), ctx.vectors,
-                           config.exact_below, config.nprobe, config.refine_factor)
+        plan = plan_search(index, allowed.count, ctx.vectors, config.exact_below,
+                           config.nprobe, config.refine_factor)
         D, I = search_positions(plan, ctx.vectors, xq, k, allowed)
         found = I[0] >= 0
         sims = similarity(D, ctx.vectors)[0][found]

@@ -8,6 +8,7 @@ import pytest
 from samplehub.errors import QueryError
 from samplehub.index.ivfpq import build_ivfpq_index, exact_search, recall_at_k
 from samplehub.retrieval.planner import (
+    AllowedPositions,
     IndexedVectors,
     plan_hash_search,
     plan_search,
@@ -62,11 +63,11 @@ def test_hash_is_planned_over_the_hamming_index(vectors: IndexedVectors) -> None
     assert (unfiltered.filtered, unfiltered.nprobe, unfiltered.k_factor) == (False, 0, 1)
 
 
-def allowed(positions: np.ndarray) -> np.ndarray:
-    """The (NB,) mask of ``positions``, as the query context builds it."""
+def allowed(positions: np.ndarray) -> AllowedPositions:
+    """``positions`` packed for the search, as the query context builds them."""
     mask = np.zeros(NB, dtype=bool)
     mask[positions] = True
-    return mask
+    return AllowedPositions.of(mask)
 
 
 def test_exact_plan_is_brute_force_over_candidates(vectors: IndexedVectors) -> None:
@@ -102,7 +103,7 @@ def test_unfiltered_ivfpq_matches_exact(vectors: IndexedVectors) -> None:
 
 def test_no_candidates_gives_empty_results(vectors: IndexedVectors) -> None:
     plan = plan_search("auto", 0, vectors, 1000, 8, 4)
-    D, I = search_positions(plan, vectors, vectors.xb[:2].copy(), 5, np.zeros(NB, bool))
+    D, I = search_positions(plan, vectors, vectors.xb[:2].copy(), 5, allowed(np.zeros(0, int)))
     assert (I == -1).all() and D.shape == (2, 5)
 
 

@@ -130,11 +130,15 @@ def test_allowed_positions_are_filtered_catalogued_and_not_excluded(built: Fixtu
     rows = f["dataset"][order] == "alpha"
     excluded = np.flatnonzero(f["label"][order] == "River")
     allowed = ctx.allowed_positions(rows, excluded)
-    assert allowed.shape == (ctx.vectors.ntotal,)
+    ntotal = ctx.vectors.ntotal
+    mask = np.unpackbits(allowed.bitmap, count=ntotal, bitorder="little").astype(bool)
     expect = set(f["sample_id"][(f["dataset"] == "alpha") & (f["label"] != "River")].tolist())
-    assert set(ctx.vectors.ids[allowed].tolist()) == expect
+    assert set(ctx.vectors.ids[mask].tolist()) == expect and allowed.count == len(expect)
     everything = ctx.allowed_positions(None, np.zeros(0, np.int64))
-    assert everything.all() and len(everything) == len(f["sample_id"])
+    assert everything.count == ntotal == len(f["sample_id"])
+    cached = ctx.allowed_positions(None, excluded, key="river")
+    assert ctx.allowed_positions(None, excluded, key="river") is cached
+    assert cached.count == ntotal - len(excluded)
 
 
 def test_polygon_filter(built: Fixture) -> None:
