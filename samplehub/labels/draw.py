@@ -60,7 +60,8 @@ def draw_neighbourhood(
     )
     nx.draw_networkx_labels(sub, layout, font_size=7, ax=ax)
     ax.set_title(f"labels within distance {max_distance} of {source!r} (graph v{graph.version})")
-    ax.legend(loc="lower left", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # a label with no associations draws no edges
+        ax.legend(loc="lower left", fontsize=8)
     ax.axis("off")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
