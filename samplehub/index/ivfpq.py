@@ -191,8 +191,25 @@ def build_ivfpq_index(
     params = IvfpqParams(d=d, nlist=nlist, m=m, nbits=nbits, refine=refine, metric=metric)
     index = _new_index(params, seed)
     index.train(xt)
-    index.add_with_ids(xb, ids)
+    _add_by_cell(index, xb, ids)
     return IvfpqIndex(index=index, params=params, ntotal_at_train=nb)
+
+
+def _add_by_cell(index: faiss.Index, xb: np.ndarray, ids: np.ndarray, chunk: int = 65_536) -> None:
+    """Add ``xb`` grouped by IVF cell, so each cell's full vectors sit next to each other.
+
+    The exact re-rank reads the stored vector of every candidate by its position in the
+    refine store. A query's candidates all come from its ``nprobe`` cells; in insertion
+    order they are scattered over the whole store (2 GB at 1M vectors of 512 floats), in
+    cell order they are ``nprobe`` contiguous runs, which caches and prefetchers serve far
+    better. Positions are internal (the id map holds the sample ids), so the order is free.
+    Adds go in chunks to bound the copy.
+    """
+    _, cell = faiss.extract_index_ivf(index).quantizer.search(xb, 1)
+    order = np.argsort(cell[:, 0], kind="stable")
+    for start in range(0, len(order), chunk):
+        rows = order[start : start + chunk]
+        index.add_with_ids(np.ascontiguousarray(xb[rows]), ids[rows])
 
 
 def indexed_ids(index: IvfpqIndex) -> np.ndarray:
@@ -223,7 +240,7 @@ def add_to_index(index: IvfpqIndex, xb: np.ndarray, ids: np.ndarray) -> int:
     ids = _as_ids(ids, len(xb))
     new = ~np.isin(ids, indexed_ids(index))
     if new.any():
-        index.index.add_with_ids(np.ascontiguousarray(xb[new]), ids[new])
+        _add_by_cell(index.index, xb[new], ids[new])
     return int(new.sum())
 
 

@@ -97,6 +97,22 @@ def test_recall_at_k_counts_intersections() -> None:
         recall_at_k(I_approx[:, :2], I_exact)
 
 
+def stored_cells(index) -> np.ndarray:
+    """The IVF cell of each stored vector, in storage (position) order."""
+    xb, _ = stored_vectors(index)
+    _, cell = faiss.extract_index_ivf(index.index).quantizer.search(xb, 1)
+    return cell[:, 0]
+
+
+def test_vectors_are_stored_grouped_by_cell(data, built) -> None:
+    xb, ids, _ = data
+    cells = stored_cells(built)
+    assert (np.diff(cells) >= 0).all() and len(np.unique(cells)) > 1
+    stored, stored_ids = stored_vectors(built)
+    by_id = dict(zip(ids.tolist(), range(NB), strict=True))
+    np.testing.assert_array_equal(stored, xb[[by_id[i] for i in stored_ids.tolist()]])
+
+
 def test_incremental_add_of_a_new_partition(data) -> None:
     xb, ids, xq = data
     half = NB // 2
@@ -109,6 +125,8 @@ def test_incremental_add_of_a_new_partition(data) -> None:
     _, I = search(index, xq, K, nprobe=8, k_factor=8)
     assert recall_at_k(I, I_exact) >= RECALL_BAR
     assert np.isin(I, ids[half:]).any()  # the new partition is searchable
+    cells = stored_cells(index)
+    assert (np.diff(cells[:half]) >= 0).all() and (np.diff(cells[half:]) >= 0).all()
     with pytest.raises(ValueError, match="duplicates"):
         add_to_index(index, xb[:2], np.array([5, 5]))
     with pytest.raises(ValueError, match="shape"):
