@@ -219,13 +219,15 @@ def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[s
     copy = [f"{relpaths[r]}#{i}" for i, r in enumerate(rows.tolist())]
     snapshot = SampleSnapshot.from_table(samples_table(
         [datasets[r] for r in rows], [classes[r] for r in rows], copy))
+    at_position = rows[vectors.ids]  # the index stores vectors by IVF cell, ids = sample rows
     ctx = QueryContext(snapshot, graph, load_graph_settings(REPO / "conf").association, vectors,
-                       prototypes(graph, vectors.xb, [datasets[r] for r in rows],
-                                  [classes[r] for r in rows]))
+                       prototypes(graph, vectors.xb, [datasets[r] for r in at_position],
+                                  [classes[r] for r in at_position]))
     config = load_config().retrieval
     specs = [QuerySpec(labels=(label,), k=K, exact_limit=K) for label in COMMON_LABELS]
     faiss.omp_set_num_threads(os.cpu_count() or 1)
-    _, I_exact = vectors.flat.search(xq, K)  # exact: the index's own flat vectors, no copy
+    _, exact_positions = vectors.flat.search(xq, K)  # exact: the index's own vectors, no copy
+    I_exact = vectors.ids[exact_positions]
     exact_ms = latencies(lambda i: vectors.flat.search(xq[i % len(xq) : i % len(xq) + 1], K),
                          min(n_requests, 50), 1)
     _, I = search(index, xq, K, nprobe, k_factor)
