@@ -24,7 +24,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -174,19 +174,23 @@ def exact_hits(
     ctx: QueryContext, match: LabelMatch, reason: str, path: tuple[str, ...], rows: np.ndarray
 ) -> list[Hit]:
     """Hits of kind ``exact`` (score 1) for catalog ``rows``."""
+    return [
+        Hit(**fields, kind="exact", score=1.0, query_label=match.query, reason=reason,
+            path=list(path))
+        for fields in catalog_fields(ctx, rows)
+    ]
+
+
+def catalog_fields(ctx: QueryContext, rows: np.ndarray) -> list[dict[str, Any]]:
+    """What a :class:`Hit` says about each catalog row: sample id, dataset, path, labels."""
     snap = ctx.snapshot
     return [
-        Hit(
-            sample_id=int(snap.sample_id[r]),
-            dataset=snap.datasets[snap.dataset[r]],
-            relpath=str(snap.relpath[r]),
-            labels=labels,
-            kind="exact",
-            score=1.0,
-            query_label=match.query,
-            reason=reason,
-            path=list(path),
-        )
+        {
+            "sample_id": int(snap.sample_id[r]),
+            "dataset": snap.datasets[snap.dataset[r]],
+            "relpath": str(snap.relpath[r]),
+            "labels": labels,
+        }
         for r, labels in zip(rows.tolist(), snap.labels_of(rows), strict=True)
     ]
 
@@ -317,17 +321,12 @@ def _best_matches(
     _, first = np.unique(found[order], return_index=True)  # each sample's best match
     best = order[np.sort(first)][: spec.k]
     hits = []
-    snap = ctx.snapshot
-    rows = found[best]
-    for b, row, labels in zip(best.tolist(), rows.tolist(), snap.labels_of(rows), strict=True):
+    for b, fields in zip(best.tolist(), catalog_fields(ctx, found[best]), strict=True):
         target = targets[owner[query_row[b]]]
         prototype = int(proto_ids[query_row[b]])
         hits.append(
             Hit(
-                sample_id=int(snap.sample_id[row]),
-                dataset=snap.datasets[snap.dataset[row]],
-                relpath=str(snap.relpath[row]),
-                labels=labels,
+                **fields,
                 kind="supplementary",
                 score=float(score[b]),
                 query_label=match.query,
@@ -407,20 +406,16 @@ def query_by_image(
         sims = similarity(D, ctx.vectors)[0][found]
         rows = ctx.position_row[I[0][found]]
         result_plan = {"search": plan.as_dict(), "model_version": ctx.model_version}
-    snap = ctx.snapshot
     source = f"sample {sample_id}" if sample_id is not None else "the query image"
     hits = [
         Hit(
-            sample_id=int(snap.sample_id[row]),
-            dataset=snap.datasets[snap.dataset[row]],
-            relpath=str(snap.relpath[row]),
-            labels=labels,
+            **fields,
             kind="similar",
             score=float(score),
             query_label="",
             reason=f"visually similar to {source} (similarity {score:.3f})",
         )
-        for row, score, labels in zip(rows.tolist(), sims, snap.labels_of(rows), strict=True)
+        for fields, score in zip(catalog_fields(ctx, rows), sims, strict=True)
     ]
     spec = QuerySpec(labels=(), k=k, include_supplementary=False, index=index)
     return QueryResult(spec, hits, result_plan, {"total": _ms(start, time.perf_counter())})
