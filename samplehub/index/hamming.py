@@ -22,9 +22,7 @@ Storage contract:
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -43,6 +41,7 @@ from samplehub.config import SampleHubConfig
 from samplehub.errors import IndexNotTrainedError
 from samplehub.features import load_features
 from samplehub.hash_models import HashModel, load_hash_model
+from samplehub.index.files import write_files_atomically
 from samplehub.repository import Repository
 
 INDEX_FILE = "index.faissbin"
@@ -262,14 +261,7 @@ def save_hash_index(index: HammingIndex, path: Path, model: str) -> Path:
         ARRAYS_FILE: lambda p: _save_npz(p, ids=index.ids, packed=index.packed, values=values),
         META_FILE: lambda p: Path(p).write_text(json.dumps(asdict(meta), indent=2)),
     }
-    for name, write in writers.items():
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{name}.")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, path / name)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+    write_files_atomically(path, writers)
     return path
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +28,7 @@ import faiss
 import numpy as np
 
 from samplehub.errors import IndexNotTrainedError
+from samplehub.index.files import write_files_atomically
 
 Metric = Literal["ip", "l2"]
 INDEX_FILE = "index.faiss"
@@ -460,17 +459,10 @@ def save_index(index: IvfpqIndex, path: str | Path) -> Path:
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"params": asdict(index.params), "ntotal_at_train": index.ntotal_at_train}
-    for name, write in (
-        (INDEX_FILE, lambda p: faiss.write_index(index.index, p)),
-        (META_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2))),
-    ):
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, folder / name)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+    write_files_atomically(folder, {
+        INDEX_FILE: lambda p: faiss.write_index(index.index, p),
+        META_FILE: lambda p: Path(p).write_text(json.dumps(meta, indent=2)),
+    })
     return folder
 
 
