@@ -1,6 +1,24 @@
-"""Reading what an in-process Dagster run materialized, shared by the asset tests."""
+"""Shared by the asset tests: the two-dataset fixture repository, and reading what an
+in-process Dagster run materialized."""
 
-from dagster import AssetKey, ExecuteInProcessResult
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
+
+from assets.partitions import dataset_partitions
+from assets.resources import SampleHubResource
+from samplehub.sources import SourceSpec
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data"
+DATASETS = ("tree", "ben")
+
+
+def ingest_fixture_datasets(resource: SampleHubResource, instance: DagsterInstance) -> None:
+    """Ingest the folder-tree and BigEarthNet fixtures and register their partitions."""
+    repo = resource.repository()
+    repo.ingest(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
+    repo.ingest(SourceSpec(name="ben", uri=str(FIXTURES / "bigearthnet")))
+    instance.add_dynamic_partitions(dataset_partitions.name, list(DATASETS))
 
 
 def metadata(result: ExecuteInProcessResult, asset: str) -> dict[str, object]:

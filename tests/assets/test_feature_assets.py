@@ -3,7 +3,7 @@ time, the index grown by the second partition, prototypes, and both checks passi
 
 from pathlib import Path
 
-from asset_results import metadata
+from asset_results import ingest_fixture_datasets, metadata
 from dagster import instance_for_test, materialize
 
 from assets.features import (
@@ -13,22 +13,16 @@ from assets.features import (
     label_prototypes,
     recall_at_k_above_bar,
 )
-from assets.partitions import dataset_partitions
 from assets.resources import SampleHubResource
-from samplehub.sources import SourceSpec
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data"
 OVERRIDES = ["model.resolution=64", "model.dim=64", "retrieval.pq_m=8"]
 
 
 def test_features_index_and_prototypes_materialize_with_passing_checks(home: Path) -> None:
     resource = SampleHubResource(overrides=OVERRIDES)
-    repo = resource.repository()
-    repo.ingest(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
-    repo.ingest(SourceSpec(name="ben", uri=str(FIXTURES / "bigearthnet")))
     resources = {"samplehub": resource}
     with instance_for_test() as instance:
-        instance.add_dynamic_partitions(dataset_partitions.name, ["tree", "ben"])
+        ingest_fixture_datasets(resource, instance)
         first = materialize([image_features, features_are_finite], partition_key="tree",
                             resources=resources, instance=instance)
         assert first.success

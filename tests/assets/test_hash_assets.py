@@ -4,7 +4,7 @@ the Hamming index over all partitions with its passing check."""
 
 from pathlib import Path
 
-from asset_results import metadata
+from asset_results import DATASETS, ingest_fixture_datasets, metadata
 from dagster import instance_for_test, materialize
 
 from assets.features import image_features
@@ -15,24 +15,18 @@ from assets.hashing import (
     hash_index,
     hash_index_holds_every_code,
 )
-from assets.partitions import dataset_partitions
 from assets.resources import SampleHubResource
-from samplehub.sources import SourceSpec
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data"
 OVERRIDES = ["model.resolution=64", "model.dim=64", "hashing.bits=16", "hashing.epochs=3",
              "hashing.dmch_dataset=tree", "hashing.duwh_dataset=tree"]
 
 
 def test_models_codes_and_index_materialize(home: Path) -> None:
     resource = SampleHubResource(overrides=OVERRIDES)
-    repo = resource.repository()
-    repo.ingest(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
-    repo.ingest(SourceSpec(name="ben", uri=str(FIXTURES / "bigearthnet")))
     resources = {"samplehub": resource}
     with instance_for_test() as instance:
-        instance.add_dynamic_partitions(dataset_partitions.name, ["tree", "ben"])
-        for key in ("tree", "ben"):
+        ingest_fixture_datasets(resource, instance)
+        for key in DATASETS:
             assert materialize([image_features], partition_key=key, resources=resources,
                                instance=instance).success
         models = materialize([dmch_model, duwh_model], resources=resources, instance=instance)
