@@ -29,7 +29,7 @@ from typing import Any
 import faiss
 import numpy as np
 from common import machine, require_data, write_json
-from query import MAX_TRAIN, index_params, perturbed, real_features
+from query import index_params, perturbed, real_features
 
 from ml.hashing.serving import HammingIndex
 from ml.hashing.train import encode_dmch, train_dmch
@@ -98,18 +98,19 @@ def main() -> None:
         "recall@10_vs_float_exact": recall(ivf.search_rerank(codes_q, values_q, K, TOP_M)[1],
                                            I_exact),
     }
-    nlist, m, nprobe, k_factor = index_params(args.n)
+    nlist, m, nprobe, k_factor, max_codes = index_params(args.n)
     start = time.perf_counter()
-    index = build_ivfpq_index(xb, np.arange(args.n), nlist, m, 8, refine=True,
-                              max_train=MAX_TRAIN)
+    index = build_ivfpq_index(xb, np.arange(args.n), nlist, m, 8, refine=True)
     build_s = time.perf_counter() - start
     out["ivfpq_refine"] = {
-        **p99(lambda i: search(index, xq[i : i + 1], K, nprobe, k_factor), nq),
+        **p99(lambda i: search(index, xq[i : i + 1], K, nprobe, k_factor, max_codes), nq),
         "bytes_per_sample": m + 8 + 4 * xb.shape[1],
         "bytes_per_sample_without_refine": m + 8,
-        "nlist": nlist, "pq_m": m, "nprobe": nprobe, "k_factor": k_factor,
+        "nlist": nlist, "coarse": index.params.coarse, "pq_m": m, "nprobe": nprobe,
+        "max_codes": max_codes, "k_factor": k_factor,
         "build_s": round(build_s, 1),
-        "recall@10_vs_float_exact": recall(search(index, xq, K, nprobe, k_factor)[1], I_exact),
+        "recall@10_vs_float_exact": recall(search(index, xq, K, nprobe, k_factor, max_codes)[1],
+                                           I_exact),
     }
     out["machine_after"] = machine()
     out["load_avg"] = list(os.getloadavg())

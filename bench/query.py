@@ -57,21 +57,18 @@ COMMON_LABELS = ("river", "forest", "highway_area", "residential_land", "industr
                  "agricultural", "beach", "sea_lake", "pasture", "building")
 GRAPH_DATASETS = ["uc_merced_21", "eurosat_10", "uc_merced_multilabel_17"]
 SIZES = (10_000, 100_000, 1_000_000)
-# Build-time cap on training vectors: the shipped default (200k) trains 4096 cells in
-# minutes on 2 cores; 65,536 keeps the 1M build near one minute (faiss warns that it wants
-# 39 points per cell; measured recall@100 at 1M stays 0.97).
-MAX_TRAIN = 65_536
 
 
-def index_params(n: int) -> tuple[int, int, int, int]:
-    """(nlist, pq m, nprobe, refine k_factor) the product uses for ``n`` vectors.
+def index_params(n: int) -> tuple[int, int, int, int, int]:
+    """(nlist, pq m, nprobe, refine k_factor, max_codes) the product uses for ``n`` vectors.
 
     ``samplehub.index.lifecycle.index_shape`` with the shipped ``conf/retrieval`` settings:
-    nlist ~ 4 sqrt(n) (256 at 10k, 1024 at 100k, 4096 at 1M), PQ64x8, nprobe 32, k_factor 16.
+    cells of ~100 vectors (nlist 100 at 10k, 1,000 at 100k, 10,000 at 1M) under an HNSW
+    coarse quantizer, PQ64x8, nprobe 96 capped at 8,000 scanned codes, k_factor 8.
     """
     retrieval = load_config().retrieval
     nlist, m, _ = index_shape(n, D, retrieval)
-    return nlist, m, retrieval.nprobe, retrieval.refine_factor
+    return nlist, m, retrieval.nprobe, retrieval.refine_factor, retrieval.max_codes
 
 
 def real_features() -> tuple[np.ndarray, list[str], list[str], list[str]]:
@@ -210,9 +207,9 @@ def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[s
     extra, source = perturbed(x_real, n - len(base), seed=n)
     xb = np.concatenate([x_real[base], extra])
     rows = np.concatenate([base, source])
-    nlist, m, nprobe, k_factor = index_params(n)
+    nlist, m, nprobe, k_factor, max_codes = index_params(n)
     start = time.perf_counter()
-    index = build_ivfpq_index(xb, np.arange(n), nlist, m, 8, refine=True, max_train=MAX_TRAIN)
+    index = build_ivfpq_index(xb, np.arange(n), nlist, m, 8, refine=True)
     build_s = time.perf_counter() - start
     del xb
     vectors = IndexedVectors.of(index)
@@ -230,13 +227,13 @@ def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[s
     I_exact = vectors.ids[exact_positions]
     exact_ms = latencies(lambda i: vectors.flat.search(xq[i % len(xq) : i % len(xq) + 1], K),
                          min(n_requests, 50), 1)
-    _, I = search(index, xq, K, nprobe, k_factor)
+    _, I = search(index, xq, K, nprobe, k_factor, max_codes)
     recall = recall_at_k(I, I_exact, K)
     out = []
     for clients in (1, 8, 32):
         faiss.omp_set_num_threads(1 if clients > 1 else os.cpu_count() or 1)
         ann = latencies(lambda i: search(index, xq[i % len(xq) : i % len(xq) + 1], K, nprobe,
-                                         k_factor), n_requests, clients)
+                                         k_factor, max_codes), n_requests, clients)
         full = latencies(lambda i: query_context(ctx, specs[i % len(specs)], config),
                          n_requests, clients)
         out.append({
@@ -246,7 +243,8 @@ def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[s
             "exact_p99_ms": pct(exact_ms, 99), "recall_at_100": round(recall, 4),
             "cores": machine()["cores"], "l3_cache_mb": machine()["l3_cache_mb"],
             "refine_store_mb": round(n * D * 4 / 2**20),  # float32 vectors the re-rank reads
-            "nlist": nlist, "pq_m": m, "nprobe": nprobe,
+            "nlist": nlist, "coarse": index.params.coarse, "pq_m": m, "nprobe": nprobe,
+            "max_codes": max_codes,
             "k_factor": k_factor, "max_prototype_labels": config.max_prototype_labels,
             "build_s": round(build_s, 1),
             "load_avg": [round(v, 2) for v in os.getloadavg()],  # 1/5/15 min, after the row

@@ -70,11 +70,13 @@ class ModelConfig:
 class RetrievalConfig:
     """Index and query settings."""
 
-    nlist: int = 4096
+    cell_size: int = 100
+    nlist: int = 65536
     pq_m: int = 64
     pq_nbits: int = 8
-    nprobe: int = 32
-    refine_factor: int = 16
+    nprobe: int = 96
+    max_codes: int = 8000
+    refine_factor: int = 8
     retrain_growth: float = 2.0
     exact_below: int = 20000
     prototypes_per_label: int = 4

@@ -6,6 +6,15 @@ paper attributes its flat query time from 10k to 1M samples to this. SampleHub a
 exact re-rank (faiss ``IndexRefineFlat``): the IVF-PQ search returns ``k * k_factor``
 candidates, re-scored with the stored full vectors, so recall@k is measured, not assumed.
 
+Flat query time needs a per-query cost that does not grow with the repository. Two choices
+give it (the paper does not say how it sizes the index): cells of a constant size
+(:func:`suggest_nlist`: ``nlist ~ nb / cell_size``), so ``nprobe`` cells hold about the same
+number of codes at 100k and at 1M; and an HNSW graph over the cell centroids as the coarse
+quantizer, so finding the ``nprobe`` nearest of ``nlist`` centroids costs about ``log nlist``
+instead of ``nlist`` distance computations. The centroids are trained by two-level K-means
+(faiss ``two_level_clustering``) above :data:`TWO_LEVEL_ABOVE` cells, which keeps training
+10k cells on 2 cores in seconds.
+
 Structure: ``IndexIDMap2(IndexRefineFlat(IndexIVFPQ))``; ids are the catalog's 63-bit
 ``sample_id`` values (non-negative int64). Features are L2-normalised, so the default
 metric is inner product (= cosine). Vocabulary follows faiss: database ``xb`` (nb, d),
@@ -26,15 +35,20 @@ from typing import Any, Literal
 
 import faiss
 import numpy as np
+from faiss.contrib.clustering import two_level_clustering
 
 from samplehub.errors import IndexNotTrainedError
 from samplehub.index.files import write_files_atomically
 
 Metric = Literal["ip", "l2"]
+Coarse = Literal["hnsw", "flat"]
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
 MIN_POINTS_PER_CENTROID = 39  # faiss warns below this many training points per centroid
 DEFAULT_GROWTH_FACTOR = 2.0
+DEFAULT_CELL_SIZE = 100  # vectors per IVF cell that suggest_nlist aims at
+HNSW_M = 32  # graph degree of the HNSW coarse quantizer
+TWO_LEVEL_ABOVE = 1024  # train more cells than this by two-level K-means
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
 
@@ -49,6 +63,8 @@ class IvfpqParams:
         nbits: bits per sub-quantiser code (2**nbits centroids each).
         refine: keep full vectors and re-rank candidates exactly.
         metric: ``"ip"`` (inner product, cosine for unit vectors) or ``"l2"``.
+        coarse: coarse quantizer over the cell centroids: ``"hnsw"`` (graph search) or
+            ``"flat"`` (exhaustive; indexes saved before the HNSW quantizer say so).
     """
 
     d: int
@@ -57,6 +73,7 @@ class IvfpqParams:
     nbits: int = 8
     refine: bool = True
     metric: Metric = "ip"
+    coarse: Coarse = "hnsw"
 
 
 @dataclass
@@ -79,19 +96,22 @@ class IvfpqIndex:
         return int(self.index.ntotal)
 
 
-def suggest_nlist(nb: int) -> int:
-    """A power-of-two ``nlist`` near ``4 * sqrt(nb)`` with >= 39 training points per cell.
+def suggest_nlist(nb: int, cell_size: int = DEFAULT_CELL_SIZE) -> int:
+    """``nlist`` giving cells of about ``cell_size`` vectors, each trained on >= 39 points.
+
+    A constant cell size keeps the codes one query scans (``nprobe`` cells) constant as the
+    repository grows (module docstring).
 
     Args:
         nb: number of database (training) vectors.
+        cell_size: vectors per cell aimed at (>= 1).
 
     Returns:
         nlist >= 1.
     """
-    nlist = 1 << max(0, round(math.log2(4.0 * math.sqrt(max(nb, 1)))))
-    while nlist > 1 and nlist * MIN_POINTS_PER_CENTROID > nb:
-        nlist //= 2
-    return nlist
+    if cell_size < 1:
+        raise ValueError(f"cell_size must be >= 1; got {cell_size}")
+    return max(1, min(round(nb / cell_size), nb // MIN_POINTS_PER_CENTROID))
 
 
 def _as_vectors(x: np.ndarray, name: str, d: int | None = None) -> np.ndarray:
@@ -118,21 +138,65 @@ def _as_ids(ids: np.ndarray, n: int) -> np.ndarray:
     return ids
 
 
-def _new_index(params: IvfpqParams, seed: int) -> faiss.Index:
-    """An untrained ``IndexIDMap2(IndexRefineFlat(IndexIVFPQ))`` (refine optional), seeded.
+def _new_index(params: IvfpqParams) -> faiss.Index:
+    """An untrained ``IndexIDMap2(IndexRefineFlat(IndexIVFPQ))`` (refine optional).
 
     faiss' Python constructors keep references to the wrapped indexes, so the inner
     objects live as long as the outer one.
     """
     metric = _METRICS[params.metric]
-    quantizer = faiss.IndexFlat(params.d, metric)
+    if params.coarse == "hnsw":
+        quantizer: faiss.Index = faiss.IndexHNSWFlat(params.d, HNSW_M, metric)
+    else:
+        quantizer = faiss.IndexFlat(params.d, metric)
     ivf = faiss.IndexIVFPQ(quantizer, params.d, params.nlist, params.m, params.nbits, metric)
-    ivf.cp.seed = seed
-    ivf.pq.cp.seed = seed
     inner: faiss.Index = ivf
     if params.refine:
         inner = faiss.IndexRefineFlat(inner)
     return faiss.IndexIDMap2(inner)
+
+
+def coarse_centroids(xt: np.ndarray, nlist: int, metric: Metric, seed: int) -> np.ndarray:
+    """K-means centres of ``xt`` for the IVF cells, (nlist, d) float32.
+
+    Up to :data:`TWO_LEVEL_ABOVE` cells: plain K-means. Above: faiss' two-level K-means,
+    ``sqrt(nlist)`` coarse clusters each split in proportion to its size, which costs
+    ``O(n sqrt(nlist) d)`` per iteration instead of ``O(n nlist d)``. Inner product uses
+    spherical K-means (unit centres), as faiss' own IVF training does.
+    """
+    spherical = metric == "ip"
+    if nlist <= TWO_LEVEL_ABOVE:
+        kmeans = faiss.Kmeans(xt.shape[1], nlist, seed=seed, spherical=spherical)
+        kmeans.train(xt)
+        return kmeans.centroids
+    centroids, _ = two_level_clustering(
+        xt, round(math.sqrt(nlist)), nlist, seed=seed, spherical=spherical,
+        min_points_per_centroid=1,  # sub-clusters are sized to their share; no warning each
+    )
+    return np.ascontiguousarray(centroids, dtype=np.float32)
+
+
+def ivf_search_parameters(index: faiss.Index, nprobe: int, max_codes: int = 0) -> Any:
+    """faiss ``SearchParametersIVF`` scanning ``nprobe`` cells of ``index``'s IVF.
+
+    ``max_codes`` > 0 stops a query's scan once it has visited that many codes (faiss
+    finishes the cell it is in): cells in dense regions hold more than ``cell_size``
+    vectors, so the cap, not ``nprobe`` alone, bounds the work of one query at any
+    repository size. An HNSW coarse quantizer searches with ``efSearch = max(2 nprobe, 64)``, so the
+    ``nprobe`` cells it returns are the nearest ones, not a graph-search approximation.
+    The caller keeps the returned object alive while it searches (faiss holds raw
+    pointers to the nested parameters).
+    """
+    params = faiss.SearchParametersIVF()
+    params.nprobe = nprobe
+    params.max_codes = max_codes
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+    if isinstance(quantizer, faiss.IndexHNSW):
+        hnsw = faiss.SearchParametersHNSW()
+        hnsw.efSearch = max(2 * nprobe, 64)
+        params.quantizer_params = hnsw
+        params.referenced_hnsw = hnsw  # keeps the nested object alive with params
+    return params
 
 
 def build_ivfpq_index(
@@ -144,6 +208,7 @@ def build_ivfpq_index(
     refine: bool = True,
     *,
     metric: Metric = "ip",
+    coarse: Coarse = "hnsw",
     xt: np.ndarray | None = None,
     max_train: int = 200_000,
     seed: int = 0,
@@ -158,8 +223,10 @@ def build_ivfpq_index(
         nbits: bits per PQ code.
         refine: re-rank candidates with the exact vectors (stores them: 4*d bytes/vector).
         metric: ``"ip"`` or ``"l2"``.
+        coarse: ``"hnsw"`` or ``"flat"`` coarse quantizer (:class:`IvfpqParams`).
         xt: training vectors; None trains on a seeded sample of ``xb``.
-        max_train: cap on the training sample drawn from ``xb``.
+        max_train: cap on the training sample drawn from ``xb``, raised to 39 points per
+            cell when ``nlist`` needs more.
         seed: seed of that sample and of K-means.
 
     Returns:
@@ -174,11 +241,14 @@ def build_ivfpq_index(
     ids = _as_ids(ids, nb)
     if metric not in _METRICS:
         raise ValueError(f"metric must be 'ip' or 'l2'; got {metric!r}")
+    if coarse not in ("hnsw", "flat"):
+        raise ValueError(f"coarse must be 'hnsw' or 'flat'; got {coarse!r}")
     if m < 1 or d % m:
         raise ValueError(f"m={m} must divide the dimension d={d}")
     if xt is None:
         rng = np.random.default_rng(seed)
-        xt = xb if nb <= max_train else xb[rng.choice(nb, max_train, replace=False)]
+        n_train = max(max_train, MIN_POINTS_PER_CENTROID * nlist)
+        xt = xb if nb <= n_train else xb[np.sort(rng.choice(nb, n_train, replace=False))]
     xt = _as_vectors(xt, "xt", d)
     need = max(nlist, 1 << nbits)
     if nlist < 1 or len(xt) < need:
@@ -187,9 +257,13 @@ def build_ivfpq_index(
             f"centroids (need >= {need}); lower nlist (suggest_nlist({len(xt)}) = "
             f"{suggest_nlist(len(xt))}) or nbits, or pass more xt"
         )
-    params = IvfpqParams(d=d, nlist=nlist, m=m, nbits=nbits, refine=refine, metric=metric)
-    index = _new_index(params, seed)
-    index.train(xt)
+    params = IvfpqParams(d=d, nlist=nlist, m=m, nbits=nbits, refine=refine, metric=metric,
+                         coarse=coarse)
+    index = _new_index(params)
+    ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))
+    ivf.quantizer.add(coarse_centroids(xt, nlist, metric, seed))
+    ivf.pq.cp.seed = seed
+    index.train(xt)  # the quantizer holds nlist centroids: this trains the PQ codebooks
     _add_by_cell(index, xb, ids)
     return IvfpqIndex(index=index, params=params, ntotal_at_train=nb)
 
@@ -307,7 +381,8 @@ def retrain_index(
         raise ValueError("pass ids together with xb")
     p = index.params
     return build_ivfpq_index(
-        xb, ids, nlist or p.nlist, p.m, p.nbits, p.refine, metric=p.metric, seed=seed
+        xb, ids, nlist or p.nlist, p.m, p.nbits, p.refine, metric=p.metric, coarse=p.coarse,
+        seed=seed,
     )
 
 
@@ -317,6 +392,7 @@ def search(
     k: int,
     nprobe: int = 16,
     k_factor: int = 4,
+    max_codes: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours of each query: IVF-PQ candidates, exactly re-ranked.
 
@@ -330,6 +406,8 @@ def search(
         k: neighbours per query.
         nprobe: IVF cells scanned per query.
         k_factor: candidates re-ranked = ``k * k_factor`` (refined indexes only).
+        max_codes: codes scanned per query at most (:func:`ivf_search_parameters`); 0: all
+            of the ``nprobe`` cells.
 
     Returns:
         ``D`` (nq, k) similarities (ip) or squared distances (l2), best first, and ``I``
@@ -349,8 +427,7 @@ def search(
     xq = _as_vectors(xq, "xq", raw.d)
     params: Any = None
     if faiss.try_extract_index_ivf(raw) is not None:
-        params = faiss.SearchParametersIVF()
-        params.nprobe = nprobe
+        params = ivf_search_parameters(raw, nprobe, max_codes)
         inner: Any = raw
         if isinstance(raw, faiss.IndexIDMap):
             inner = faiss.downcast_index(inner.index)
@@ -421,7 +498,12 @@ def recall_at_k(I_approx: np.ndarray, I_exact: np.ndarray, k: int | None = None)
 
 
 def measure_recall(
-    index: IvfpqIndex, xq: np.ndarray, k: int = 100, nprobe: int = 16, k_factor: int = 4
+    index: IvfpqIndex,
+    xq: np.ndarray,
+    k: int = 100,
+    nprobe: int = 16,
+    k_factor: int = 4,
+    max_codes: int = 0,
 ) -> float:
     """recall@k of :func:`search` against exact search over the index's own vectors.
 
@@ -433,13 +515,14 @@ def measure_recall(
         k: cut-off.
         nprobe: IVF cells scanned.
         k_factor: re-rank depth factor.
+        max_codes: scan cap per query (0: none).
 
     Returns:
         recall@k in [0, 1].
     """
     xb, ids = stored_vectors(index)
     _, I_exact = exact_search(xb, xq, k, index.params.metric, ids)
-    _, I = search(index, xq, k, nprobe, k_factor)
+    _, I = search(index, xq, k, nprobe, k_factor, max_codes)
     return recall_at_k(I, I_exact, k)
 
 
@@ -487,6 +570,6 @@ def load_index(path: str | Path) -> IvfpqIndex:
     meta = json.loads((folder / META_FILE).read_text())
     return IvfpqIndex(
         index=faiss.read_index(str(folder / INDEX_FILE)),
-        params=IvfpqParams(**meta["params"]),
+        params=IvfpqParams(**{"coarse": "flat", **meta["params"]}),  # older files: flat
         ntotal_at_train=int(meta["ntotal_at_train"]),
     )

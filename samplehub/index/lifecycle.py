@@ -10,7 +10,8 @@ index per feature model version under ``<home>/index/ivfpq/<model_version>/``
 * once the index has grown by ``config.retrieval.retrain_growth`` since its quantisers
   were trained, it is rebuilt on everything (new IVF cells and PQ codebooks).
 
-Index shape: ``nlist = min(config nlist, suggest_nlist(nb))`` and ``nbits = min(config
+Index shape: ``nlist = min(config nlist, suggest_nlist(nb, config cell_size))`` (cells of
+about ``cell_size`` vectors, an HNSW coarse quantizer over them) and ``nbits = min(config
 pq_nbits, floor(log2 nb))`` so a small repository (a test fixture, a first dataset) can
 still train; the next retrain restores the configured shape as the repository grows.
 :func:`index_recall` measures recall@k of the index against exact search on a probe set.
@@ -80,7 +81,9 @@ def index_shape(nb: int, d: int, retrieval: RetrievalConfig) -> tuple[int, int, 
         )
     if retrieval.pq_m < 1 or d % retrieval.pq_m:
         raise ConfigError(f"retrieval.pq_m={retrieval.pq_m} must divide the feature dimension {d}")
-    nlist = min(retrieval.nlist, suggest_nlist(nb))
+    if retrieval.cell_size < 1:
+        raise ConfigError(f"retrieval.cell_size={retrieval.cell_size} must be >= 1")
+    nlist = min(retrieval.nlist, suggest_nlist(nb, retrieval.cell_size))
     nbits = min(retrieval.pq_nbits, int(math.log2(nb)))
     return nlist, retrieval.pq_m, nbits
 
@@ -213,7 +216,8 @@ def index_recall(
     nq = min(probe or retrieval.recall_probe, index.ntotal)
     rows = np.random.default_rng(seed).choice(index.ntotal, nq, replace=False)
     _, I_exact = exact_search(xb, xb[rows], k + 1, index.params.metric, ids)
-    _, I = search(index, xb[rows], k + 1, retrieval.nprobe, retrieval.refine_factor)
+    _, I = search(index, xb[rows], k + 1, retrieval.nprobe, retrieval.refine_factor,
+                  retrieval.max_codes)
     own = ids[rows][:, None]
     recall = recall_at_k(drop_own(I, own, k), drop_own(I_exact, own, k), k)
     return RecallReport(recall, k, nq, retrieval.nprobe, index.ntotal)

@@ -14,18 +14,25 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from samplehub.errors import IndexNotTrainedError
 from samplehub.index.ivfpq import IvfpqIndex
-from samplehub.labels.association import Association, AssociationWeights, associated_labels
+from samplehub.labels.association import AssociationWeights, associated_labels
 from samplehub.labels.graph import LabelGraph
 from samplehub.repository import Repository
+from samplehub.retrieval.expansion import (
+    ExactGroup,
+    LabelMatch,
+    PrototypeTarget,
+    exact_groups,
+    prototype_targets,
+)
 from samplehub.retrieval.planner import AllowedPositions, IndexedVectors
 from samplehub.retrieval.snapshot import COLUMNS, SampleSnapshot
 
@@ -35,7 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CACHED_LABELS = 256
-"""Unfiltered allowed-position sets kept per context (ntotal / 8 bytes each)."""
+"""Query labels whose exact matches, targets and unfiltered allowed-position set (ntotal / 8
+bytes) a context keeps."""
+T = TypeVar("T")
 
 Prototypes = dict[str, tuple[np.ndarray, np.ndarray]]
 """label key -> (prototype ids (P,) int64, prototype vectors (P, d) float32); keys as in
@@ -69,10 +78,11 @@ class QueryContext:
     row_position: np.ndarray = field(init=False)
     position_row: np.ndarray = field(init=False)
     extras: dict[str, object] = field(init=False, default_factory=dict)
-    _associations: dict[tuple[str, float], list[Association]] = field(
+    _allowed: dict[Hashable, AllowedPositions] = field(init=False, default_factory=dict)
+    _exact: dict[Hashable, tuple[list[ExactGroup], np.ndarray]] = field(
         init=False, default_factory=dict
     )
-    _allowed: dict[Hashable, AllowedPositions] = field(init=False, default_factory=dict)
+    _targets: dict[Hashable, list[PrototypeTarget]] = field(init=False, default_factory=dict)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -107,15 +117,9 @@ class QueryContext:
             The packed positions and their count.
         """
         if rows is None and key is not None:
-            with self._lock:
-                cached = self._allowed.get(key)
-            if cached is None:
-                cached = self.allowed_positions(None, excluded)
-                with self._lock:
-                    if len(self._allowed) >= MAX_CACHED_LABELS:
-                        self._allowed.pop(next(iter(self._allowed)))
-                    self._allowed[key] = cached
-            return cached
+            return self._memoised(
+                self._allowed, key, lambda: self.allowed_positions(None, excluded)
+            )
         catalogued = self.position_row >= 0
         allowed = catalogued if rows is None else rows[np.maximum(self.position_row, 0)]
         allowed &= catalogued
@@ -123,15 +127,51 @@ class QueryContext:
         allowed[positions[positions >= 0]] = False
         return AllowedPositions.of(allowed)
 
-    def associations(self, label: str, max_distance: float) -> list[Association]:
-        """Associated labels of ``label`` (Eq. 1), memoised per (label, distance)."""
-        key = (label, float(max_distance))
+    def exact_matches(self, match: LabelMatch) -> tuple[list[ExactGroup], np.ndarray]:
+        """Step 2's exact matches of ``match`` over the whole snapshot, memoised.
+
+        They are fixed for this snapshot; a query filters them with its own mask. Building
+        them touches every matching row (a tenth of a million-sample repository for a
+        common label), which a repeated query label then does not pay again.
+
+        Returns:
+            :func:`~samplehub.retrieval.expansion.exact_groups` and all their rows.
+        """
+
+        def build() -> tuple[list[ExactGroup], np.ndarray]:
+            groups = exact_groups(self.graph, match, self.snapshot)
+            rows = np.concatenate([g.rows for g in groups]) if groups else np.zeros(0, np.int64)
+            return groups, rows
+
+        return self._memoised(self._exact, match, build)
+
+    def prototype_targets(self, match: LabelMatch, max_distance: float) -> list[PrototypeTarget]:
+        """Step 3's targets: labels associated with ``match`` by Eq. 1, memoised.
+
+        :func:`~samplehub.retrieval.expansion.prototype_targets` of
+        :func:`~samplehub.labels.association.associated_labels` within ``max_distance``.
+        """
+        return self._memoised(
+            self._targets,
+            (match, float(max_distance)),
+            lambda: prototype_targets(
+                self.graph,
+                match,
+                associated_labels(self.graph, match.unified, max_distance, self.weights),
+            ),
+        )
+
+    def _memoised(self, cache: dict[Hashable, T], key: Hashable, build: Callable[[], T]) -> T:
+        """``cache[key]``, built on first use; at most ``MAX_CACHED_LABELS`` entries."""
         with self._lock:
-            if key not in self._associations:
-                self._associations[key] = associated_labels(
-                    self.graph, label, max_distance, self.weights
-                )
-            return self._associations[key]
+            if key in cache:
+                return cache[key]
+        value = build()  # outside the lock: concurrent queries of other labels go on
+        with self._lock:
+            if len(cache) >= MAX_CACHED_LABELS:
+                cache.pop(next(iter(cache)))
+            cache[key] = value
+        return value
 
 
 def prototype_arrays(stored: dict[str, LabelPrototypes]) -> Prototypes:

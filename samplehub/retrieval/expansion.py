@@ -119,7 +119,10 @@ def match_label(graph: LabelGraph, text: str) -> LabelMatch:
 def exact_groups(
     graph: LabelGraph, match: LabelMatch, snapshot: SampleSnapshot
 ) -> list[ExactGroup]:
-    """Rows whose original or unified labels match ``match`` exactly, grouped by reason."""
+    """Rows whose original or unified labels match ``match`` exactly, grouped by reason.
+
+    A row matched for several reasons appears once, in the first group that names it.
+    """
     unified_name = graph.g.nodes[match.unified]["name"]
     groups = []
     for dataset_label in match.equivalents:
@@ -142,7 +145,13 @@ def exact_groups(
     for (dataset, name), rows in snapshot.label_rows.items():
         if name in spellings and f"{dataset}/{name}" not in graph.g:
             groups.append(ExactGroup(rows, f"labelled {name!r} in {dataset}", (match.unified,)))
-    return groups
+    seen = np.zeros(len(snapshot), dtype=bool)
+    unique = []
+    for group in groups:
+        rows = group.rows[~seen[group.rows]]
+        seen[rows] = True
+        unique.append(ExactGroup(rows, group.reason, group.path))
+    return unique
 
 
 def prototype_targets(

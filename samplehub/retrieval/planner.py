@@ -25,7 +25,7 @@ import faiss
 import numpy as np
 
 from samplehub.errors import QueryError
-from samplehub.index.ivfpq import IvfpqIndex, Metric
+from samplehub.index.ivfpq import IvfpqIndex, Metric, ivf_search_parameters
 from samplehub.retrieval.types import IndexChoice
 
 Method = Literal["exact", "ivfpq", "hash"]
@@ -43,6 +43,7 @@ class SearchPlan:
         reason: why this method was chosen, in words.
         nprobe: IVF cells scanned (``ivfpq`` and an IVF ``hash`` index).
         k_factor: re-ranked candidates per result (``ivfpq`` and ``hash``).
+        max_codes: codes one query scans at most (``ivfpq``; 0: no cap).
     """
 
     method: Method
@@ -51,6 +52,7 @@ class SearchPlan:
     reason: str
     nprobe: int = 0
     k_factor: int = 0
+    max_codes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready values (for ``QueryResult.plan``)."""
@@ -124,6 +126,7 @@ def plan_search(
     exact_below: int,
     nprobe: int,
     k_factor: int,
+    max_codes: int = 0,
 ) -> SearchPlan:
     """Pick exact or IVF-PQ search for ``n_candidates`` allowed vectors.
 
@@ -135,6 +138,7 @@ def plan_search(
             (``RetrievalConfig.exact_below``).
         nprobe: IVF cells to scan on the IVF-PQ path.
         k_factor: re-rank depth factor on the IVF-PQ path.
+        max_codes: scan cap per query on the IVF-PQ path (0: none).
 
     Returns:
         The plan.
@@ -155,7 +159,7 @@ def plan_search(
         )
     if choice == "exact":
         return SearchPlan("exact", n_candidates, filtered, "exact search was asked for")
-    ivf = SearchPlan("ivfpq", n_candidates, filtered, "", nprobe, k_factor)
+    ivf = SearchPlan("ivfpq", n_candidates, filtered, "", nprobe, k_factor, max_codes)
     if choice == "ivfpq":
         return _with_reason(ivf, "IVF-PQ search was asked for")
     if vectors.flat is None:
@@ -260,8 +264,7 @@ def _ivfpq(
     """IVF-PQ (+ exact re-rank) search under the id map, restricted by ``selector``."""
     idmap: Any = vectors.index.index
     inner: Any = faiss.downcast_index(idmap.index)
-    ivf_params = faiss.SearchParametersIVF()
-    ivf_params.nprobe = plan.nprobe
+    ivf_params = ivf_search_parameters(inner, plan.nprobe, plan.max_codes)
     if selector is not None:
         ivf_params.sel = selector
     params: Any = ivf_params

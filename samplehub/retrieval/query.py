@@ -35,10 +35,8 @@ from samplehub.retrieval.context import QueryContext, open_context
 from samplehub.retrieval.expansion import (
     LabelMatch,
     PrototypeTarget,
-    exact_groups,
     match_label,
     nearest_targets,
-    prototype_targets,
 )
 from samplehub.retrieval.filters import describe_filter, filter_rows, validate_spec
 from samplehub.retrieval.hashed import attach_hashed, hashed_of, search_hashed
@@ -140,15 +138,11 @@ def subquery(
 ) -> Subquery:
     """Steps 2 and 3 for one query label over the filtered rows ``mask`` (None: all)."""
     t0 = time.perf_counter()
-    exact_mask = np.zeros(len(ctx.snapshot), dtype=bool)
-    exact_rows: list[np.ndarray] = []
+    groups, excluded = ctx.exact_matches(match)
     hits: list[Hit] = []
     exact_total = 0
-    for group in exact_groups(ctx.graph, match, ctx.snapshot):
+    for group in groups:
         rows = group.rows if mask is None else group.rows[mask[group.rows]]
-        rows = rows[~exact_mask[rows]]
-        exact_mask[rows] = True
-        exact_rows.append(rows)
         exact_total += len(rows)
         room = len(rows) if spec.exact_limit is None else max(spec.exact_limit - len(hits), 0)
         hits += exact_hits(ctx, match, group.reason, group.path, rows[:room])
@@ -161,7 +155,6 @@ def subquery(
     t1 = time.perf_counter()
     timings = {"exact": _ms(t0, t1)}
     if spec.include_supplementary:
-        excluded = np.concatenate(exact_rows) if exact_rows else np.zeros(0, np.int64)
         supplementary, search_plan = supplementary_hits(ctx, spec, config, match, mask,
                                                         excluded)
         hits += supplementary
@@ -220,9 +213,7 @@ def supplementary_hits(
     """
     max_distance = _default(spec.max_label_distance, config.max_label_distance)
     threshold = _default(spec.similarity_threshold, config.similarity_threshold)
-    targets = prototype_targets(
-        ctx.graph, match, ctx.associations(match.unified, max_distance)
-    )
+    targets = ctx.prototype_targets(match, max_distance)
     plan: dict[str, object] = {
         "associated": [
             {"label": t.label, "distance": round(t.distance, 4), "path": list(t.path)}
@@ -250,7 +241,7 @@ def supplementary_hits(
     allowed = ctx.allowed_positions(mask, excluded, key=(match.query, match.unified))
     search_plan = plan_search(
         spec.index, allowed.count, ctx.vectors, config.exact_below, config.nprobe,
-        config.refine_factor,
+        config.refine_factor, config.max_codes,
     )
     plan["search"] = search_plan.as_dict()
     if not targets:
@@ -400,7 +391,7 @@ def query_by_image(
         allowed = ctx.allowed_positions(None, excluded)
         config = repo.config.retrieval
         plan = plan_search(index, allowed.count, ctx.vectors, config.exact_below,
-                           config.nprobe, config.refine_factor)
+                           config.nprobe, config.refine_factor, config.max_codes)
         D, I = search_positions(plan, ctx.vectors, xq, k, allowed)
         found = I[0] >= 0
         sims = similarity(D, ctx.vectors)[0][found]

@@ -14,6 +14,7 @@ from samplehub.index.ivfpq import (
     build_ivfpq_index,
     exact_search,
     indexed_ids,
+    ivf_search_parameters,
     load_index,
     measure_recall,
     needs_retrain,
@@ -196,8 +197,70 @@ def test_untrained_index_raises() -> None:
         search(faiss.IndexIVFFlat(faiss.IndexFlatIP(8), 8, 4), np.zeros((1, 8), "float32"), 1)
 
 
-def test_suggest_nlist_keeps_enough_training_points() -> None:
-    assert suggest_nlist(1_000_000) == 4096
+def test_suggest_nlist_keeps_cells_of_a_constant_size() -> None:
+    assert suggest_nlist(1_000_000) == 10_000
+    assert suggest_nlist(100_000) == 1_000
+    assert suggest_nlist(100_000, cell_size=50) == 2_000
     assert suggest_nlist(10) == 1
     for nb in (100, 2_000, 5_000, 50_000):
-        assert nb / suggest_nlist(nb) >= 39
+        assert nb / suggest_nlist(nb, cell_size=10) >= 39  # never under-trained cells
+    with pytest.raises(ValueError, match="cell_size"):
+        suggest_nlist(1000, cell_size=0)
+
+
+@pytest.fixture(scope="module")
+def many_cells() -> tuple[np.ndarray, np.ndarray, object]:
+    """1,100 cells (two-level K-means) over 44k vectors, HNSW and flat coarse quantizers."""
+    xb = clustered(44_000, seed=3, n_clusters=400)
+    ids = np.arange(len(xb))
+    hnsw = build_ivfpq_index(xb, ids, nlist=1100, m=M, nbits=NBITS)
+    return xb, ids, hnsw
+
+
+def test_hnsw_coarse_quantizer_finds_the_nearest_cells(many_cells) -> None:
+    _, _, index = many_cells
+    ivf = faiss.extract_index_ivf(index.index)
+    quantizer = faiss.downcast_index(ivf.quantizer)
+    assert isinstance(quantizer, faiss.IndexHNSWFlat) and quantizer.ntotal == 1100
+    assert index.params.coarse == "hnsw"
+    xq = clustered(200, seed=4, n_clusters=400)
+    nprobe = 16
+    params = ivf_search_parameters(index.index, nprobe)
+    _, cells = quantizer.search(xq, nprobe, params=params.quantizer_params)
+    centroids = quantizer.reconstruct_n(0, quantizer.ntotal)
+    _, exact_cells = exact_search(centroids, xq, nprobe)
+    assert recall_at_k(cells, exact_cells) >= 0.99
+
+
+def test_scan_cap_bounds_the_codes_one_query_visits(many_cells) -> None:
+    xb, ids, index = many_cells
+    xq = clustered(50, seed=5, n_clusters=400)
+    stats = faiss.cvar.indexIVF_stats
+    stats.reset()
+    search(index, xq, K, nprobe=64, k_factor=4)
+    uncapped = stats.ndis / len(xq)
+    stats.reset()
+    _, I = search(index, xq, K, nprobe=64, k_factor=4, max_codes=1000)
+    capped = stats.ndis / len(xq)
+    lists = faiss.extract_index_ivf(index.index).invlists
+    biggest_cell = max(lists.list_size(c) for c in range(lists.nlist))
+    assert uncapped > 1500
+    assert capped <= 1000 + biggest_cell  # faiss finishes the cell it is in
+    _, I_exact = exact_search(xb, xq, K, ids=ids)
+    assert recall_at_k(I, I_exact) >= 0.85  # the nearest cells are scanned first
+
+
+def test_an_index_saved_with_a_flat_coarse_quantizer_still_loads(tmp_path, data) -> None:
+    xb, ids, xq = data
+    old = build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, coarse="flat")
+    save_index(old, tmp_path / "ivf")
+    meta_file = tmp_path / "ivf" / "index.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["params"]["coarse"]  # written before the HNSW quantizer existed
+    meta_file.write_text(json.dumps(meta))
+    loaded = load_index(tmp_path / "ivf")
+    assert loaded.params.coarse == "flat"
+    _, I_exact = exact_search(xb, xq, K, ids=ids)
+    assert recall_at_k(search(loaded, xq, K, nprobe=8, k_factor=8)[1], I_exact) >= RECALL_BAR
+
+
