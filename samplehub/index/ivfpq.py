@@ -168,7 +168,7 @@ def coarse_centroids(xt: np.ndarray, nlist: int, metric: Metric, seed: int) -> n
     if nlist <= TWO_LEVEL_ABOVE:
         kmeans = faiss.Kmeans(xt.shape[1], nlist, seed=seed, spherical=spherical)
         kmeans.train(xt)
-        return kmeans.centroids
+        return np.asarray(kmeans.centroids, dtype=np.float32)
     centroids, _ = two_level_clustering(
         xt, round(math.sqrt(nlist)), nlist, seed=seed, spherical=spherical,
         min_points_per_centroid=1,  # sub-clusters are sized to their share; no warning each
@@ -182,17 +182,17 @@ def ivf_search_parameters(index: faiss.Index, nprobe: int, max_codes: int = 0) -
     ``max_codes`` > 0 stops a query's scan once it has visited that many codes (faiss
     finishes the cell it is in): cells in dense regions hold more than ``cell_size``
     vectors, so the cap, not ``nprobe`` alone, bounds the work of one query at any
-    repository size. An HNSW coarse quantizer searches with ``efSearch = max(2 nprobe, 64)``, so the
-    ``nprobe`` cells it returns are the nearest ones, not a graph-search approximation.
-    The caller keeps the returned object alive while it searches (faiss holds raw
-    pointers to the nested parameters).
+    repository size. An HNSW coarse quantizer searches with ``efSearch = max(2 nprobe,
+    64)``, wide enough that the ``nprobe`` cells it returns are the nearest ones for
+    >= 99 % of queries (``tests/samplehub/index``). The caller keeps the returned object
+    alive while it searches (faiss holds raw pointers to the nested parameters).
     """
-    params = faiss.SearchParametersIVF()
+    params: Any = faiss.SearchParametersIVF()
     params.nprobe = nprobe
     params.max_codes = max_codes
     quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
     if isinstance(quantizer, faiss.IndexHNSW):
-        hnsw = faiss.SearchParametersHNSW()
+        hnsw = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # not in the stubs
         hnsw.efSearch = max(2 * nprobe, 64)
         params.quantizer_params = hnsw
         params.referenced_hnsw = hnsw  # keeps the nested object alive with params

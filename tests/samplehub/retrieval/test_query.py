@@ -19,6 +19,7 @@ from samplehub.errors import (
 )
 from samplehub.repository import Repository
 from samplehub.retrieval.context import open_context
+from samplehub.retrieval.expansion import match_label
 from samplehub.retrieval.query import query_by_image, query_context, run_query
 from samplehub.retrieval.types import QuerySpec
 
@@ -139,6 +140,22 @@ def test_allowed_positions_are_filtered_catalogued_and_not_excluded(built: Fixtu
     cached = ctx.allowed_positions(None, excluded, key="river")
     assert ctx.allowed_positions(None, excluded, key="river") is cached
     assert cached.count == ntotal - len(excluded)
+
+
+def test_memoised_exact_matches_serve_filtered_and_unfiltered_queries(built: Fixture) -> None:
+    ctx = open_context(built.repo)
+    match = match_label(ctx.graph, "river")
+    groups, rows = ctx.exact_matches(match)
+    assert ctx.exact_matches(match)[1] is rows  # built once per snapshot
+    assert len(rows) == len(np.unique(rows)) == 70  # each matching row once
+    assert sum(len(g.rows) for g in groups) == 70
+    f = built.frame
+    unfiltered = run_query(built.repo, RIVER)
+    alpha = run_query(built.repo, dataclasses.replace(RIVER, datasets=("alpha",)))
+    rivers = np.isin(f["label"], ["River", "Rivers"])
+    assert ids_of(unfiltered.exact) == expected(built, rivers)
+    assert ids_of(alpha.exact) == expected(built, rivers & (f["dataset"] == "alpha"))
+    assert alpha.plan["labels"]["river"]["exact_total"] == len(ids_of(alpha.exact)) < 70
 
 
 def test_polygon_filter(built: Fixture) -> None:
