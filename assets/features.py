@@ -84,6 +84,7 @@ def ivfpq_index(samplehub: SampleHubResource) -> MaterializeResult:
             "added": update.added,
             "ntotal": update.ntotal,
             "nlist": update.nlist,
+            "coarse_quantizer": update.coarse,
             "nbits": update.nbits,
             "seconds": MetadataValue.float(round(update.seconds, 2)),
             "path": MetadataValue.path(str(update.path)),
@@ -119,7 +120,8 @@ def recall_at_k_above_bar(samplehub: SampleHubResource) -> AssetCheckResult:
     return AssetCheckResult(
         passed=report.recall >= bar,
         metadata={"recall": MetadataValue.float(round(report.recall, 4)), "bar": bar,
-                  "k": report.k, "probes": report.nq, "nprobe": report.nprobe},
+                  "k": report.k, "probes": report.nq, "nprobe": report.nprobe,
+                  "max_codes": report.max_codes},
     )
 
 

@@ -106,6 +106,7 @@ class IndexUpdate:
         added: vectors new to the index in this update.
         ntotal: vectors in the index afterwards.
         nlist: IVF cells.
+        coarse: the coarse quantizer over their centroids (``hnsw`` or ``flat``).
         nbits: bits per PQ code.
         seconds: wall time.
         path: the index folder.
@@ -116,6 +117,7 @@ class IndexUpdate:
     added: int
     ntotal: int
     nlist: int
+    coarse: str
     nbits: int
     seconds: float
     path: Path
@@ -157,6 +159,7 @@ def update_ivfpq_index(repo: Repository, model_version: str | None = None) -> In
         added,
         index.ntotal,
         index.params.nlist,
+        index.params.coarse,
         index.params.nbits,
         time.perf_counter() - start,
         path,
@@ -172,6 +175,7 @@ class RecallReport:
         k: the cut-off (at most ntotal - 1).
         nq: probe queries.
         nprobe: IVF cells scanned per query.
+        max_codes: codes scanned per query at most (0: no cap).
         ntotal: indexed vectors.
     """
 
@@ -179,6 +183,7 @@ class RecallReport:
     k: int
     nq: int
     nprobe: int
+    max_codes: int
     ntotal: int
 
 
@@ -220,7 +225,7 @@ def index_recall(
                   retrieval.max_codes)
     own = ids[rows][:, None]
     recall = recall_at_k(drop_own(I, own, k), drop_own(I_exact, own, k), k)
-    return RecallReport(recall, k, nq, retrieval.nprobe, index.ntotal)
+    return RecallReport(recall, k, nq, retrieval.nprobe, retrieval.max_codes, index.ntotal)
 
 
 def drop_own(I: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:

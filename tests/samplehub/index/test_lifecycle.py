@@ -48,7 +48,7 @@ def test_build_then_incremental_add_when_a_dataset_lands(repo: Repository) -> No
     first = land(repo, "a", 1, 1500)
     built = update_ivfpq_index(repo, VERSION)
     assert (built.action, built.added, built.ntotal) == ("built", 1500, 1500)
-    assert (built.nlist, built.nbits) == (suggest_nlist(1500), 8)  # below config's 1024
+    assert (built.nlist, built.coarse, built.nbits) == (15, "hnsw", 8)  # cells of ~100 vectors
     assert built.path == index_path(repo.config, VERSION) and (built.path / "index.faiss").is_file()
     assert update_ivfpq_index(repo, VERSION).action == "unchanged"
 
