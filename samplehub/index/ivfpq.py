@@ -425,18 +425,34 @@ def search(
     if k < 1:
         raise ValueError(f"k must be >= 1; got {k}")
     xq = _as_vectors(xq, "xq", raw.d)
-    params: Any = None
+    params = None
     if faiss.try_extract_index_ivf(raw) is not None:
-        params = ivf_search_parameters(raw, nprobe, max_codes)
-        inner: Any = raw
-        if isinstance(raw, faiss.IndexIDMap):
-            inner = faiss.downcast_index(inner.index)
-        if isinstance(inner, faiss.IndexRefine):
-            ivf_params = params
-            params = faiss.IndexRefineSearchParameters()
-            params.k_factor = k_factor
-            params.base_index_params = ivf_params
+        params = search_parameters(raw, nprobe, k_factor, max_codes)
     return raw.search(xq, k, params=params)
+
+
+def search_parameters(
+    index: faiss.Index, nprobe: int, k_factor: int, max_codes: int = 0, selector: Any = None
+) -> Any:
+    """faiss search parameters for an IVF-PQ index, with or without exact re-ranking.
+
+    The IVF settings of :func:`ivf_search_parameters` (plus ``selector``, if any), wrapped
+    in ``IndexRefineSearchParameters`` with ``k_factor`` when ``index`` (or the index under
+    its id map) re-ranks. The returned object keeps the nested ones alive.
+    """
+    inner: Any = index
+    if isinstance(index, faiss.IndexIDMap):
+        inner = faiss.downcast_index(index.index)
+    ivf = ivf_search_parameters(inner, nprobe, max_codes)
+    if selector is not None:
+        ivf.sel = selector
+    if not isinstance(inner, faiss.IndexRefine):
+        return ivf
+    params: Any = faiss.IndexRefineSearchParameters()
+    params.k_factor = k_factor
+    params.base_index_params = ivf
+    params.referenced_ivf = ivf
+    return params
 
 
 def exact_search(

@@ -25,7 +25,7 @@ import faiss
 import numpy as np
 
 from samplehub.errors import QueryError
-from samplehub.index.ivfpq import IvfpqIndex, Metric, ivf_search_parameters
+from samplehub.index.ivfpq import IvfpqIndex, Metric, search_parameters
 from samplehub.retrieval.types import IndexChoice
 
 Method = Literal["exact", "ivfpq", "hash"]
@@ -264,12 +264,5 @@ def _ivfpq(
     """IVF-PQ (+ exact re-rank) search under the id map, restricted by ``selector``."""
     idmap: Any = vectors.index.index
     inner: Any = faiss.downcast_index(idmap.index)
-    ivf_params = ivf_search_parameters(inner, plan.nprobe, plan.max_codes)
-    if selector is not None:
-        ivf_params.sel = selector
-    params: Any = ivf_params
-    if isinstance(inner, faiss.IndexRefine):
-        params = faiss.IndexRefineSearchParameters()
-        params.k_factor = plan.k_factor
-        params.base_index_params = ivf_params
+    params = search_parameters(inner, plan.nprobe, plan.k_factor, plan.max_codes, selector)
     return inner.search(xq, k, params=params)
