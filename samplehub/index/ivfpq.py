@@ -6,14 +6,16 @@ paper attributes its flat query time from 10k to 1M samples to this. SampleHub a
 exact re-rank (faiss ``IndexRefineFlat``): the IVF-PQ search returns ``k * k_factor``
 candidates, re-scored with the stored full vectors, so recall@k is measured, not assumed.
 
-Flat query time needs a per-query cost that does not grow with the repository. Two choices
-give it (the paper does not say how it sizes the index): cells of a constant size
+Flat query time needs a per-query cost that does not grow with the repository. Three
+choices give it (the paper does not say how it sizes the index): cells of a constant size
 (:func:`suggest_nlist`: ``nlist ~ nb / cell_size``), so ``nprobe`` cells hold about the same
-number of codes at 100k and at 1M; and an HNSW graph over the cell centroids as the coarse
+number of codes at 100k and at 1M; an HNSW graph over the cell centroids as the coarse
 quantizer, so finding the ``nprobe`` nearest of ``nlist`` centroids costs about ``log nlist``
-instead of ``nlist`` distance computations. The centroids are trained by two-level K-means
-(faiss ``two_level_clustering``) above :data:`TWO_LEVEL_ABOVE` cells, which keeps training
-10k cells on 2 cores in seconds.
+instead of ``nlist`` distance computations; and a cap on the codes one query scans
+(``max_codes``, :func:`ivf_search_parameters`), since cells in dense regions, and cells
+grown since the last retrain, hold more than ``cell_size``. The centroids are trained by
+two-level K-means (faiss ``two_level_clustering``) above :data:`TWO_LEVEL_ABOVE` cells,
+which trains 10k cells on 2 cores in seconds.
 
 Structure: ``IndexIDMap2(IndexRefineFlat(IndexIVFPQ))``; ids are the catalog's 63-bit
 ``sample_id`` values (non-negative int64). Features are L2-normalised, so the default
