@@ -111,7 +111,8 @@ class QueryContext:
         Args:
             rows: (n,) bool mask of catalog rows that passed the filter; None for all.
             excluded: catalog row numbers to leave out (the exact matches).
-            key: memoise the result under this key (only when ``rows`` is None).
+            key: memoise the result under this key, the query's :class:`LabelMatch` as for
+                :meth:`exact_matches` (only when ``rows`` is None).
 
         Returns:
             The packed positions and their count.

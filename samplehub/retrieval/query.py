@@ -238,7 +238,7 @@ def supplementary_hits(
             )
         plan["search"] = {"method": "none", "reason": "no IVF-PQ index yet (ivfpq_index asset)"}
         return [], plan
-    allowed = ctx.allowed_positions(mask, excluded, key=(match.query, match.unified))
+    allowed = ctx.allowed_positions(mask, excluded, key=match)
     search_plan = plan_search(
         spec.index, allowed.count, ctx.vectors, config.exact_below, config.nprobe,
         config.refine_factor, config.max_codes,
