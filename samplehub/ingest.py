@@ -25,7 +25,7 @@ from samplehub.config import ExecutorConfig
 from samplehub.errors import SampleHubError
 from samplehub.executors import map_batch
 from samplehub.progress import progress_bar
-from samplehub.records import FileEntry, Quarantined, SampleRecord
+from samplehub.records import FileEntry, Quarantined, SampleRecord, content_hash
 from samplehub.sources import Source
 from samplehub.spatial import hilbert_key
 from samplehub.store import SampleStore
@@ -47,6 +47,8 @@ class IngestReport:
     seconds: float = 0.0
     total: int = 0
     labels: int = 0
+    hashed: int = 0
+    """Rows catalogued before content hashes existed whose hash this run filled in."""
 
     @property
     def samples_per_s(self) -> float:
@@ -55,13 +57,20 @@ class IngestReport:
 
 
 def read_entry(source: Source, entry: FileEntry) -> SampleRecord | Quarantined:
-    """Read one entry; a bad sample becomes a :class:`Quarantined` with the reason."""
+    """Read one entry and hash its decoded pixels (:func:`~samplehub.records.content_hash`).
+
+    This is the function the executor maps, so the hash is computed where the pixels were
+    decoded (a thread here, a Spark executor at scale). A bad sample becomes a
+    :class:`Quarantined` with the reason.
+    """
     try:
-        return source.read(entry)
+        record = source.read(entry)
     except SampleHubError as exc:
         return Quarantined(entry, str(exc), type(exc).__name__)
     except (OSError, ValueError) as exc:
         return Quarantined(entry, f"{entry.uri}: {exc}", type(exc).__name__)
+    record.content_hash = content_hash(record.image)
+    return record
 
 
 def read_entries(
@@ -117,6 +126,7 @@ def records_to_table(
                 "hilbert": int(keys[i]) if georeferenced[i] else None,
                 "time": record.geo.time,
                 "checksum": record.checksum,
+                "content_hash": record.content_hash or content_hash(record.image),
                 "zarr_array": key,
                 "zarr_index": index,
                 "ingested_at": now,
@@ -181,6 +191,7 @@ def ingest_dataset(
             bar.update(len(batch))
     for q in report.quarantined:
         log.warning("quarantined %s: %s", q.entry.relpath, q.reason)
+    report.hashed = fill_content_hashes(catalog, store, dataset, executor.batch_size)
     catalog.replace_partition("quarantine", dataset, quarantine_table(report.quarantined))
     report.empty_label_folders = empty_folders(source)
     report.total = len(known) + report.added
@@ -206,6 +217,44 @@ def ingest_dataset(
     )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def fill_content_hashes(
+    catalog: Catalog, store: SampleStore, dataset: str, batch_size: int = 2048
+) -> int:
+    """Hash the stored pixels of ``dataset``'s rows that have no ``content_hash``.
+
+    Rows catalogued before the column existed hold null there. The Zarr store keeps the
+    decoded pixels at native dtype and shape, so hashing them gives the hash ingest
+    computes at decode time, without reading the source again. The partition is rewritten
+    in one atomic commit; when every row has its hash nothing is written, so a re-ingest
+    of an unchanged dataset stays a no-op.
+
+    Returns:
+        The number of rows whose hash was filled in.
+    """
+    hashes = catalog.read("samples", dataset, columns=["content_hash"]).column("content_hash")
+    if hashes.null_count == 0:
+        return 0
+    rows = catalog.read("samples", dataset)
+    filled = rows.column("content_hash").to_pylist()
+    missing = [i for i, h in enumerate(filled) if h is None]
+    keys = rows.column("zarr_array").to_pylist()
+    index = rows.column("zarr_index").to_numpy()
+    target = store.dataset(dataset)
+    by_array: dict[str, list[int]] = {}
+    for i in missing:
+        by_array.setdefault(keys[i], []).append(i)
+    for key, members in by_array.items():
+        for start in range(0, len(members), batch_size):
+            chunk = members[start : start + batch_size]
+            for i, image in zip(chunk, target.images(key, index[chunk]), strict=True):
+                filled[i] = content_hash(image)
+    column = rows.schema.get_field_index("content_hash")
+    rows = rows.set_column(column, "content_hash", pa.array(filled, pa.string()))
+    catalog.replace_partition("samples", dataset, rows)
+    log.info("%s: filled in the content hash of %d catalogued samples", dataset, len(missing))
+    return len(missing)
 
 
 def registry_version(catalog: Catalog, dataset: str) -> int:

@@ -25,6 +25,21 @@ def sample_id_for(dataset: str, relpath: str) -> int:
     return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
+def content_hash(image: np.ndarray) -> str:
+    """Hash of decoded pixels: BLAKE2b-128 (hex) of dtype, shape and array bytes.
+
+    Unlike the file ``checksum``, it ignores the encoding: the same pixels saved as JPEG
+    in one dataset and re-encoded losslessly (PNG, TIFF) in another hash alike, so the
+    catalog can tell that two datasets ship one image (DESIGN section 5). Bytes are read
+    little-endian and C-ordered, so the hash does not depend on the decoder's layout.
+    """
+    pixels = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<"))
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{pixels.dtype.str}|{'x'.join(map(str, pixels.shape))}|".encode())
+    digest.update(memoryview(pixels).cast("B"))
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class FileEntry:
     """One sample found by discovery.
@@ -73,7 +88,12 @@ class GeoInfo:
 
 @dataclass
 class SampleRecord:
-    """A read sample: pixels ``image`` of shape (C, H, W) at native dtype, and metadata."""
+    """A read sample: pixels ``image`` of shape (C, H, W) at native dtype, and metadata.
+
+    ``checksum`` hashes the file bytes as read; ``content_hash`` the decoded pixels
+    (:func:`content_hash`), set by :func:`samplehub.ingest.read_entry` on the executor
+    that decoded them.
+    """
 
     entry: FileEntry
     image: np.ndarray
@@ -81,6 +101,7 @@ class SampleRecord:
     sensor: str | None = None
     geo: GeoInfo = field(default_factory=GeoInfo)
     checksum: str = ""
+    content_hash: str = ""
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -59,6 +59,10 @@ class HitOut(BaseModel):
     path: list[str] = []
     prototype: int | None = None
     thumbnail: str
+    copies: list[dict[str, Any]] = Field(
+        default=[], description="other datasets' copies of this image: sample_id, dataset, "
+        "relpath, labels (``labels`` above already holds theirs)"
+    )
 
     @classmethod
     def of(cls, hit: Hit) -> HitOut:
@@ -68,6 +72,8 @@ class HitOut(BaseModel):
             relpath=hit.relpath, labels=list(hit.labels), kind=hit.kind, score=hit.score,
             query_label=hit.query_label, reason=hit.reason, path=list(hit.path),
             prototype=hit.prototype, thumbnail=f"/samples/{hit.sample_id}/thumbnail.png",
+            copies=[{"sample_id": c.sample_id, "id": str(c.sample_id), "dataset": c.dataset,
+                     "relpath": c.relpath, "labels": list(c.labels)} for c in hit.copies],
         )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable, Field, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from samplehub.catalog import schema
@@ -80,23 +80,57 @@ class Catalog:
         filter_expression: pc.Expression | None = None,
     ) -> pa.Table:
         """Read a table (optionally one dataset partition and some columns) as Arrow."""
+        declared: pa.Schema = getattr(schema, name.upper())
         table = self.table(name)
         if table is None:
-            return (
-                getattr(schema, name.upper())
-                .empty_table()
-                .select(list(columns) if columns else getattr(schema, name.upper()).names)
-            )
+            return declared.empty_table().select(list(columns) if columns else declared.names)
         expression = filter_expression
         if dataset is not None:
             by_dataset = pc.field("dataset") == dataset
             expression = by_dataset if expression is None else expression & by_dataset
-        return table.to_pyarrow_dataset().to_table(columns=columns, filter=expression)
+        data = table.to_pyarrow_dataset()
+        wanted = list(columns) if columns else [*data.schema.names]
+        if not columns:
+            wanted += [n for n in declared.names if n not in wanted]
+        absent = [c for c in wanted if c not in data.schema.names and c in declared.names]
+        present = [c for c in wanted if c not in absent]
+        out = data.to_table(columns=present, filter=expression)
+        # Columns added to the schema after this table was written read as null
+        # (see add_missing_columns); the next write adds them to the table.
+        for column in absent:
+            field = declared.field(column)
+            out = out.append_column(field, pa.nulls(out.num_rows, field.type))
+        return out.select(wanted) if absent else out
+
+    def missing_columns(self, name: str) -> list[str]:
+        """Columns of the declared schema that the stored table lacks (written before them)."""
+        table = self.table(name)
+        if table is None:
+            return []
+        stored = set(table.schema().to_arrow().names)
+        return [n for n in getattr(schema, name.upper()).names if n not in stored]
+
+    def add_missing_columns(self, name: str) -> list[str]:
+        """Add the declared columns a table written by an older SampleHub lacks.
+
+        They are nullable and were appended at the end of the declared schema, so the
+        evolved table has the declared column order; old rows hold null in them.
+
+        Returns:
+            The names of the columns added (empty when the table is current or absent).
+        """
+        missing = self.missing_columns(name)
+        table = self.table(name)
+        if missing and table is not None:
+            declared = getattr(schema, name.upper())
+            table.alter.add_columns([Field.from_arrow(declared.field(n)) for n in missing])
+        return missing
 
     def append(self, name: str, data: pa.Table) -> None:
         """Append rows in one atomic commit."""
         if data.num_rows == 0:
             return
+        self.add_missing_columns(name)
         write_deltalake(
             self.uri(name),
             data.cast(getattr(schema, name.upper())),
@@ -120,6 +154,7 @@ class Catalog:
                 storage_options=self.storage_options or None,
             )
             return
+        self.add_missing_columns(name)
         write_deltalake(
             self.uri(name),
             data.cast(table_schema),

@@ -36,8 +36,15 @@ SAMPLES = pa.schema(
         pa.field("zarr_array", pa.string()),
         pa.field("zarr_index", pa.int64()),
         pa.field("ingested_at", TIMESTAMP),
+        pa.field("content_hash", pa.string()),
     ]
 )
+"""``checksum`` hashes the file bytes; ``content_hash`` the decoded pixels
+(:func:`samplehub.records.content_hash`), so one image shipped by two datasets, even
+encoded differently, has one ``content_hash`` (DESIGN sections 4-5). ``content_hash`` is
+last because catalogs written before it gain it as an appended column
+(:meth:`samplehub.catalog.Catalog.add_missing_columns`); their rows hold null until the
+dataset is ingested again."""
 
 QUARANTINE = pa.schema(
     [

@@ -94,6 +94,8 @@ def ingest(
         f"{report.total} samples in {report.labels} labels "
         f"({report.seconds:.1f} s, {report.samples_per_s:.0f} samples/s)"
     )
+    if report.hashed:
+        console.print(f"  content hash filled in for {report.hashed} catalogued samples")
     for item in report.quarantined[:20]:
         console.print(f"  [yellow]quarantined[/] {item.entry.relpath}: {item.reason}")
     for folder in report.empty_label_folders:
@@ -211,6 +213,43 @@ def quarantine(
     for row in frame.itertuples():
         table.add_row(row.dataset, row.relpath, row.error_type, row.reason)
     console.print(table)
+
+
+@app.command()
+def duplicates(
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option("--dataset", help="only images with a copy in this dataset (repeatable)"),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="list at most this many images")] = 10,
+    overrides: Overrides = None,
+) -> None:
+    """List images that several catalog samples hold (same decoded pixels), with all labels."""
+    from samplehub.catalog import find_duplicates
+
+    report = find_duplicates(repository(overrides).catalog, dataset)
+    console.print(
+        f"{len(report.images):,} images held by more than one sample "
+        f"({report.copies:,} of {report.samples:,} samples)"
+    )
+    if report.images:
+        shared = Table("datasets", "images", title="copies by dataset")
+        for names, count in report.by_datasets().items():
+            shared.add_row(", ".join(names), f"{count:,}")
+        console.print(shared)
+        table = Table("content hash", "copies", "labels", title=f"first {limit} images")
+        for image in report.images[:limit]:
+            table.add_row(
+                image.content_hash[:12],
+                "\n".join(f"{c.dataset}/{c.relpath}" for c in image.copies),
+                ", ".join(image.labels),
+            )
+        console.print(table)
+    for name, count in sorted(report.unhashed.items()):
+        console.print(
+            f"[yellow]{name}: {count:,} samples have no content hash[/] (catalogued before "
+            f"hashes were recorded); compute them with `samplehub ingest {name}`"
+        )
 
 
 def parse_options(pairs: list[str]) -> dict[str, str]:

@@ -5,8 +5,14 @@ supplementary samples (:func:`samplehub.retrieval.query.run_query`). The builder
 samples rejected earlier for the same query, gives each sample one label (its first
 exact label in spec order, else its best supplementary match), fills each label's quota
 with exact samples first (in a seeded random order) and supplementary ones by score, and
-assigns splits per label with the spec's ratios and seed. The result is a list of
+assigns splits with the spec's ratios and seed. The result is a list of
 members, not a copy of pixels: it is reviewed, then exported.
+
+An image that several datasets hold (one content hash, DESIGN section 5) becomes one
+member, and the split never separates an image from its immediate neighbours: members
+whose bbox centres share a small Hilbert cell (``split.hilbert_level``) form one group with
+the copies of their images, and a whole group goes to one split
+(:func:`assign_splits`), so no image or neighbour sits in both train and test.
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+import pyarrow.compute as pc
 
+from samplehub.catalog import Catalog
 from samplehub.export.feedback import rejected_ids
 from samplehub.export.spec import DatasetSpec
 from samplehub.repository import Repository
 from samplehub.retrieval.types import Hit, HitKind, QueryResult, QuerySpec
+from samplehub.spatial import HILBERT_ORDER
 
 QueryFunction = Callable[[Repository, QuerySpec], QueryResult]
 
@@ -94,26 +103,78 @@ def build_dataset(
     result = query(repo, spec.query_spec())
     spec_id = spec.spec_id
     rejected = rejected_ids(repo.catalog, spec_id)
-    members = select_members(spec, [h for h in result.hits if h.sample_id not in rejected])
-    assign_splits(members, spec)
+    hits = [h for h in result.hits if h.sample_id not in rejected]
+    placement = placement_of(repo.catalog, [h.sample_id for h in hits])
+    members = select_members(spec, hits, placement)
+    groups = assign_splits(members, spec, placement)
+    plan = dict(result.plan)
+    plan["split"] = {
+        "hilbert_level": spec.split.hilbert_level,
+        "groups": len(groups),
+        "grouped_members": sum(len(g) for g in groups if len(g) > 1),
+    }
     return LogicalDataset(
         build_id=build_id_for(spec, members),
         spec=spec,
         spec_id=spec_id,
         members=members,
-        plan=dict(result.plan),
+        plan=plan,
     )
 
 
-def select_members(spec: DatasetSpec, hits: list[Hit]) -> list[Member]:
-    """One member per sample, quotas applied; exact before supplementary in each label."""
+@dataclass(frozen=True)
+class Placement:
+    """What ties samples to one side of a split.
+
+    Attributes:
+        image: sample id -> content hash of its decoded pixels (copies of one image share it).
+        hilbert: sample id -> Hilbert key (level ``HILBERT_ORDER``) of its bbox centre, for
+            georeferenced samples.
+    """
+
+    image: dict[int, str] = field(default_factory=dict)
+    hilbert: dict[int, int] = field(default_factory=dict)
+
+    def image_key(self, sample_id: int) -> str:
+        """The sample's image: its content hash, or its id where the hash is unknown."""
+        return self.image.get(sample_id) or f"sample:{sample_id}"
+
+
+def placement_of(catalog: Catalog, ids: list[int]) -> Placement:
+    """The content hash and Hilbert key of each of ``ids`` from the catalog."""
+    if not ids:
+        return Placement()
+    rows = catalog.read(
+        "samples",
+        columns=["sample_id", "content_hash", "hilbert", "georeferenced"],
+        filter_expression=pc.field("sample_id").isin(sorted(set(ids))),
+    ).to_pylist()
+    return Placement(
+        image={r["sample_id"]: r["content_hash"] for r in rows if r["content_hash"]},
+        hilbert={
+            r["sample_id"]: r["hilbert"]
+            for r in rows
+            if r["georeferenced"] and r["hilbert"] is not None
+        },
+    )
+
+
+def select_members(
+    spec: DatasetSpec, hits: list[Hit], placement: Placement | None = None
+) -> list[Member]:
+    """One member per image, quotas applied; exact before supplementary in each label.
+
+    Hits of copies of one image (``placement``; each sample its own image without it),
+    whichever query label returned them, become one member.
+    """
+    placement = placement or Placement()
     order = {label: i for i, label in enumerate(spec.labels)}
-    by_sample: dict[int, list[Hit]] = {}
+    by_image: dict[str, list[Hit]] = {}
     for hit in hits:
         if hit.query_label in order and (hit.kind == "exact" or spec.include_supplementary):
-            by_sample.setdefault(hit.sample_id, []).append(hit)
+            by_image.setdefault(placement.image_key(hit.sample_id), []).append(hit)
     per_label: dict[str, list[Member]] = {label: [] for label in spec.labels}
-    for sample_hits in by_sample.values():
+    for sample_hits in by_image.values():
         best = min(
             sample_hits,
             key=lambda h: (h.kind != "exact", order[h.query_label] if h.kind == "exact" else 0,
@@ -147,22 +208,67 @@ def select_members(spec: DatasetSpec, hits: list[Hit]) -> list[Member]:
     return chosen
 
 
-def assign_splits(members: list[Member], spec: DatasetSpec) -> None:
-    """Set ``split`` per label: a seeded shuffle cut by the ratios (largest remainder)."""
+def assign_splits(
+    members: list[Member], spec: DatasetSpec, placement: Placement | None = None
+) -> list[list[Member]]:
+    """Set ``split`` group by group, each label's split sizes following the ratios.
+
+    Groups (:func:`split_groups`) are visited largest first, in a seeded random order
+    among equal sizes; each goes whole to the split that its members' labels lack most
+    (target ``ratio * label size`` minus members already there). With singleton groups
+    every split of a label ends within one member of its target; a larger group is never
+    cut, so it can push a split past its target by up to its size.
+
+    Returns:
+        The groups, as assigned.
+    """
     names = list(spec.split.ratios)
     ratios = np.array([spec.split.ratios[n] for n in names])
+    sizes = {label: sum(m.label == label for m in members) for label in spec.labels}
+    lacking = {label: ratios * sizes[label] for label in spec.labels}
+    groups = split_groups(members, placement or Placement(), spec.split.hilbert_level)
     rng = np.random.default_rng(spec.split.seed + 1)
-    for label in spec.labels:
-        group = sorted((m for m in members if m.label == label), key=lambda m: m.sample_id)
-        exact = ratios * len(group)
-        counts = np.floor(exact).astype(int)
-        leftover = len(group) - counts.sum()
-        counts[np.argsort(-(exact - counts), kind="stable")[:leftover]] += 1
-        splits = np.repeat(np.arange(len(names)), counts)
-        for member, index in zip(
-            (group[i] for i in rng.permutation(len(group))), splits, strict=True
-        ):
+    shuffled = [groups[i] for i in rng.permutation(len(groups))]
+    for group in sorted(shuffled, key=len, reverse=True):
+        index = int(np.argmax(sum(lacking[m.label] for m in group)))
+        for member in group:
             member.split = names[index]
+            lacking[member.label][index] -= 1
+    return groups
+
+
+def split_groups(
+    members: list[Member], placement: Placement, hilbert_level: int | None
+) -> list[list[Member]]:
+    """Members that must share a split: copies of one image, samples of one Hilbert cell.
+
+    Connected components (union-find) over two relations: same image (content hash) and,
+    for georeferenced samples, same cell of the ``2**hilbert_level`` grid (the Hilbert key
+    shifted right by ``2 * (HILBERT_ORDER - hilbert_level)``). Groups come in the order
+    of their smallest sample id, members by sample id.
+    """
+    ordered = sorted(members, key=lambda m: m.sample_id)
+    parent = list(range(len(ordered)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, object], int] = {}
+    shift = None if hilbert_level is None else 2 * (HILBERT_ORDER - hilbert_level)
+    for i, member in enumerate(ordered):
+        keys: list[tuple[str, object]] = [("image", placement.image_key(member.sample_id))]
+        key = placement.hilbert.get(member.sample_id)
+        if key is not None and shift is not None:
+            keys.append(("cell", key >> shift))
+        for k in keys:
+            parent[root(i)] = root(first.setdefault(k, i))
+    groups: dict[int, list[Member]] = {}
+    for i, member in enumerate(ordered):
+        groups.setdefault(root(i), []).append(member)
+    return list(groups.values())
 
 
 def build_id_for(spec: DatasetSpec, members: list[Member]) -> str:

@@ -17,7 +17,7 @@ Example::
     quotas: {river: 500, bridge: 200}    # or one number for every label
     include_supplementary: true
     supplementary_per_label: 100
-    split: {ratios: {train: 0.8, val: 0.1, test: 0.1}, seed: 42}
+    split: {ratios: {train: 0.8, val: 0.1, test: 0.1}, seed: 42, hilbert_level: 14}
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from samplehub.errors import ConfigError
 from samplehub.retrieval.types import IndexChoice, QuerySpec
+from samplehub.spatial import HILBERT_ORDER
 
 SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -100,6 +101,14 @@ class SplitSpec(BaseModel):
         default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1}
     )
     seed: int = 0
+    hilbert_level: int | None = Field(
+        default=14,
+        ge=0,
+        le=HILBERT_ORDER,
+        description="samples whose bbox centres share a Hilbert cell of this quadtree level "
+        "(2**level cells per axis over lon/lat; 14: about 2.4 km x 1.2 km at the equator) "
+        "go to one split, as copies of one image always do; null: only copies",
+    )
 
     @field_validator("ratios")
     @classmethod

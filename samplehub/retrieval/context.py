@@ -136,13 +136,14 @@ class QueryContext:
         common label), which a repeated query label then does not pay again.
 
         Returns:
-            :func:`~samplehub.retrieval.expansion.exact_groups` and all their rows.
+            :func:`~samplehub.retrieval.expansion.exact_groups` and all their rows, plus
+            the other copies of their images (step 3 leaves them all out).
         """
 
         def build() -> tuple[list[ExactGroup], np.ndarray]:
             groups = exact_groups(self.graph, match, self.snapshot)
             rows = np.concatenate([g.rows for g in groups]) if groups else np.zeros(0, np.int64)
-            return groups, rows
+            return groups, self.snapshot.with_copies(rows)
 
         return self._memoised(self._exact, match, build)
 

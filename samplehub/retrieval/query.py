@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from samplehub.catalog.duplicates import Copy
 from samplehub.config import RetrievalConfig
 from samplehub.errors import IndexNotTrainedError, QueryError, SampleNotFoundError
 from samplehub.repository import Repository
@@ -141,8 +142,10 @@ def subquery(
     groups, excluded = ctx.exact_matches(match)
     hits: list[Hit] = []
     exact_total = 0
+    seen: set[int] = set()  # images already reported, whichever dataset's copy matched
     for group in groups:
         rows = group.rows if mask is None else group.rows[mask[group.rows]]
+        rows = ctx.snapshot.first_copies(rows, seen)
         exact_total += len(rows)
         room = len(rows) if spec.exact_limit is None else max(spec.exact_limit - len(hits), 0)
         hits += exact_hits(ctx, match, group.reason, group.path, rows[:room])
@@ -175,17 +178,32 @@ def exact_hits(
 
 
 def catalog_fields(ctx: QueryContext, rows: np.ndarray) -> list[dict[str, Any]]:
-    """What a :class:`Hit` says about each catalog row: sample id, dataset, path, labels."""
+    """What a :class:`Hit` says about each catalog row: sample id, dataset, path, labels.
+
+    A row whose image other datasets also hold (one content hash) carries every copy's
+    labels and lists the other copies.
+    """
     snap = ctx.snapshot
-    return [
-        {
+    out = []
+    for r, labels in zip(rows.tolist(), snap.labels_of(rows), strict=True):
+        fields: dict[str, Any] = {
             "sample_id": int(snap.sample_id[r]),
             "dataset": snap.datasets[snap.dataset[r]],
             "relpath": str(snap.relpath[r]),
             "labels": labels,
         }
-        for r, labels in zip(rows.tolist(), snap.labels_of(rows), strict=True)
-    ]
+        others = snap.copies_of(r)
+        others = others[others != r]
+        if len(others):
+            their_labels = snap.labels_of(others)
+            fields["labels"] = list(dict.fromkeys(labels + [x for ls in their_labels for x in ls]))
+            fields["copies"] = [
+                Copy(int(snap.sample_id[c]), snap.datasets[snap.dataset[c]],
+                     str(snap.relpath[c]), tuple(ls))
+                for c, ls in zip(others.tolist(), their_labels, strict=True)
+            ]
+        out.append(fields)
+    return out
 
 
 def supplementary_hits(
@@ -309,7 +327,8 @@ def _best_matches(
     query_row, col = np.nonzero((found_rows >= 0) & (sims >= threshold))
     score, found = sims[query_row, col], found_rows[query_row, col]
     order = np.argsort(-score, kind="stable")
-    _, first = np.unique(found[order], return_index=True)  # each sample's best match
+    # each image's best match (copies of one image in several datasets are one image)
+    _, first = np.unique(ctx.snapshot.image[found[order]], return_index=True)
     best = order[np.sort(first)][: spec.k]
     hits = []
     for b, fields in zip(best.tolist(), catalog_fields(ctx, found[best]), strict=True):
@@ -385,7 +404,7 @@ def query_by_image(
         excluded = np.zeros(0, np.int64)
         if sample_id is not None:
             xq, row = _indexed_vector(ctx, sample_id)
-            excluded = np.array([row], np.int64)
+            excluded = ctx.snapshot.copies_of(row)  # the image itself, in every dataset
         else:
             xq = _encode(repo, ctx, image)  # type: ignore[arg-type] # image is set on this branch
         allowed = ctx.allowed_positions(None, excluded)
@@ -397,6 +416,8 @@ def query_by_image(
         sims = similarity(D, ctx.vectors)[0][found]
         rows = ctx.position_row[I[0][found]]
         result_plan = {"search": plan.as_dict(), "model_version": ctx.model_version}
+    first = np.isin(rows, ctx.snapshot.first_copies(rows, set()))
+    sims, rows = sims[first], rows[first]
     source = f"sample {sample_id}" if sample_id is not None else "the query image"
     hits = [
         Hit(
@@ -430,7 +451,7 @@ def _similar_by_hash(
                 f"{hashed.model.model_version}; materialize hash_codes and hash_index"
             )
         codes, values = hashed.stored(int(hashed.row_position[rows[0]]))
-        allowed[rows[0]] = False
+        allowed[ctx.snapshot.copies_of(int(rows[0]))] = False
     else:
         xq = _encode(repo, ctx, image)  # type: ignore[arg-type] # image is set on this branch
         codes, values = hashed.model.encode(xq)

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 COLUMNS = (
     "sample_id", "dataset", "relpath", "labels", "unified_labels", "sensor", "time",
-    "minx", "miny", "maxx", "maxy", "hilbert", "footprint", "georeferenced",
+    "minx", "miny", "maxx", "maxy", "hilbert", "footprint", "georeferenced", "content_hash",
 )  # fmt: skip
 GEO_COLUMNS = ("minx", "miny", "maxx", "maxy", "hilbert", "footprint")
 
@@ -39,6 +39,9 @@ class SampleSnapshot:
             columns that :mod:`samplehub.index.spatial` filters.
         label_rows: (dataset, original label) -> sorted rows carrying it.
         unified_rows: unified label id -> sorted rows whose ``unified_labels`` hold it.
+        image: (n,) int64 image id: rows with one ``content_hash`` (copies of one image,
+            DESIGN section 5) share it; a row without a hash is an image of its own.
+        copies: image id -> its sorted rows, for images catalogued more than once.
     """
 
     sample_id: np.ndarray
@@ -52,6 +55,8 @@ class SampleSnapshot:
     geo: pa.Table
     label_rows: dict[tuple[str, str], np.ndarray]
     unified_rows: dict[str, np.ndarray]
+    image: np.ndarray
+    copies: dict[int, np.ndarray]
 
     def __len__(self) -> int:
         return len(self.sample_id)
@@ -61,8 +66,11 @@ class SampleSnapshot:
         """Build from the samples table (at least the :data:`COLUMNS`).
 
         Args:
-            table: rows of the ``samples`` Delta table.
+            table: rows of the ``samples`` Delta table; without a ``content_hash`` column
+                every row is an image of its own.
         """
+        if "content_hash" not in table.column_names:
+            table = table.append_column("content_hash", pa.nulls(table.num_rows, pa.string()))
         table = table.select(list(COLUMNS)).combine_chunks()
         dataset, datasets = _codes(table.column("dataset"))
         sensor, sensors = _codes(table.column("sensor"))
@@ -70,6 +78,7 @@ class SampleSnapshot:
         geo = table.select(list(GEO_COLUMNS)).append_column("row", rows)
         geo = geo.filter(pc.fill_null(table.column("georeferenced"), False))
         labels = _list_array(table.column("labels"))
+        image, copies = _images(table.column("content_hash"))
         return cls(
             sample_id=table.column("sample_id").to_numpy(),
             dataset=dataset,
@@ -89,11 +98,40 @@ class SampleSnapshot:
                     ("",),
                 ).items()
             },
+            image=image,
+            copies=copies,
         )
 
     def labels_of(self, rows: np.ndarray) -> list[list[str]]:
         """Original labels of ``rows``."""
         return self.labels.take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+
+    def copies_of(self, row: int) -> np.ndarray:
+        """Every row holding the image of ``row`` (``row`` itself included), sorted."""
+        rows = self.copies.get(int(self.image[row]))
+        return np.array([row], np.int64) if rows is None else rows
+
+    def with_copies(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` plus every other copy of their images, sorted and unique."""
+        if not self.copies or not len(rows):
+            return rows
+        extra = [self.copies[i] for i in np.unique(self.image[rows]).tolist() if i in self.copies]
+        return np.unique(np.concatenate([rows, *extra])) if extra else rows
+
+    def first_copies(self, rows: np.ndarray, seen: set[int]) -> np.ndarray:
+        """``rows`` without those whose image an earlier row, or ``seen``, stands for.
+
+        Order is kept; the images of the rows kept are added to ``seen``. A query reports
+        an image once however many datasets hold it.
+        """
+        if not self.copies or not len(rows):
+            return rows
+        keep = np.ones(len(rows), dtype=bool)
+        for i, image in enumerate(self.image[rows].tolist()):
+            if image in self.copies:
+                keep[i] = image not in seen
+                seen.add(image)
+        return rows[keep] if not keep.all() else rows
 
 
 def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -101,6 +139,27 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
     encoded = pc.dictionary_encode(column).combine_chunks()
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
     return codes, tuple(encoded.dictionary.to_pylist())
+
+
+def _images(hashes: pa.ChunkedArray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Image id of each row (shared by rows with one content hash) and the copies map."""
+    encoded = pc.dictionary_encode(hashes).combine_chunks()
+    n, known = len(encoded), len(encoded.dictionary)
+    image = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    unhashed = image < 0
+    image[unhashed] = known + np.flatnonzero(unhashed)  # an image of its own
+    if n == 0 or known == n - int(unhashed.sum()):
+        return image, {}
+    counts = np.bincount(image[~unhashed], minlength=known)
+    rows = np.flatnonzero(~unhashed & (counts[np.minimum(image, known - 1)] > 1))
+    if not len(rows):
+        return image, {}
+    order = np.argsort(image[rows], kind="stable")
+    rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, image[rows][1:] != image[rows][:-1]])
+    return image, {
+        int(image[group[0]]): group for group in np.split(rows, starts[1:])
+    }
 
 
 def _list_array(column: pa.ChunkedArray) -> pa.ListArray:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from samplehub.catalog.duplicates import Copy
+
 IndexChoice = Literal["auto", "ivfpq", "hash", "exact"]
 HitKind = Literal["exact", "supplementary", "similar"]
 
@@ -51,6 +53,8 @@ class Hit:
     ``supplementary`` for visually matched samples of associated labels, ``similar`` for
     query-by-image results; ``reason`` is a
     human sentence, ``path`` the label-graph path, ``prototype`` the matching prototype id.
+    An image catalogued by several datasets (one content hash, DESIGN section 5) is one
+    hit: ``labels`` holds every copy's labels and ``copies`` the other copies.
     """
 
     sample_id: int
@@ -63,6 +67,12 @@ class Hit:
     reason: str
     path: list[str] = field(default_factory=list)
     prototype: int | None = None
+    copies: list[Copy] = field(default_factory=list)
+
+    @property
+    def datasets(self) -> list[str]:
+        """The datasets holding this hit's image, its own first."""
+        return list(dict.fromkeys([self.dataset, *(c.dataset for c in self.copies)]))
 
 
 @dataclass

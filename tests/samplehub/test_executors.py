@@ -45,7 +45,7 @@ def test_spark_ingest_matches_thread_ingest(home: Path) -> None:
     )
     report = spark.ingest(spec)
     assert report.added == report.found == 12
-    columns = ["sample_id", "relpath", "checksum", "width", "height", "labels"]
+    columns = ["sample_id", "relpath", "checksum", "content_hash", "width", "height", "labels"]
     ours = spark.catalog.samples("tree", columns=columns).sort_values("sample_id")
     theirs = threads.catalog.samples("tree", columns=columns).sort_values("sample_id")
     assert ours.astype(str).values.tolist() == theirs.astype(str).values.tolist()
