@@ -4,8 +4,10 @@ Per dataset: ingest, then image features (a progress bar per dataset; EuroSAT's 
 samples take about five minutes on two cores); then the label graph, the IVF-PQ index
 and the label prototypes.
 
-Runs against a real Dagster instance in ``<SAMPLEHUB_HOME>/dagster`` (SQLite), so the runs
-show up afterwards in ``dagster dev``'s UI with the same ``DAGSTER_HOME``.
+Runs against a real Dagster instance in ``<SAMPLEHUB_HOME>/dagster`` whose ``dagster.yaml``
+is written for the configured ``instance`` (SQLite, or ``instance=postgres``;
+:mod:`samplehub.instance`), so the runs show up afterwards in ``dg dev``'s UI with the same
+``DAGSTER_HOME``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from jobs.features import features_job, index_job
 from jobs.ingest import ingest_job
 from jobs.labels import label_graph_job
 from orchestration.definitions import defs
+from samplehub.instance import write_instance_yaml
 from samplehub.repository import Repository
 from samplehub.retrieval.query import run_query
 from samplehub.retrieval.types import QuerySpec
@@ -30,7 +33,6 @@ from samplehub.sources import SourceSpec
 from samplehub.sources.filesystem import is_remote
 
 console = Console()
-INFRA = Path(__file__).resolve().parents[1] / "infra"
 
 
 def available_sources(repo: Repository) -> dict[str, SourceSpec]:
@@ -70,11 +72,7 @@ def main() -> int:
             "or ingest your own folder with: .venv/bin/samplehub ingest PATH --name NAME"
         )
         return 1
-    dagster_home = repo.config.home_path / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    instance_yaml = dagster_home / "dagster.yaml"
-    if not instance_yaml.exists():
-        instance_yaml.write_text((INFRA / "dagster.yaml").read_text())
+    dagster_home = write_instance_yaml(repo.config).parent
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(dataset_partitions.name, sorted(sources))

@@ -1,7 +1,7 @@
 """Configuration: Hydra's ``conf/`` tree validated against structured dataclasses.
 
 ``conf/config.yaml`` picks one option per group (storage, graph, executor, instance,
-model, retrieval, hashing); ``conf/sources/*.yaml`` describe dataset sources, one per
+mlflow, model, retrieval, hashing); ``conf/sources/*.yaml`` describe dataset sources, one per
 file. This module is the only place that reads environment variables. A wrong key or a
 value of the wrong type fails with :class:`~samplehub.errors.ConfigError` naming the key.
 """
@@ -9,6 +9,7 @@ value of the wrong type fails with :class:`~samplehub.errors.ConfigError` naming
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -49,6 +50,19 @@ class InstanceConfig:
 
     kind: str = "sqlite"
     postgres_url: str | None = None
+
+
+@dataclass
+class MlflowConfig:
+    """Model tracking (DESIGN.md section 3): MLflow's tracking URI and artifact folder.
+
+    ``tracking_uri`` null is the embedded default, ``sqlite:///<home>/mlflow.db`` with
+    artifacts under ``<home>/mlartifacts``; a server URI (``http://host:5000``) leaves the
+    artifacts to the server unless ``artifact_location`` names a local folder.
+    """
+
+    tracking_uri: str | None = None
+    artifact_location: str | None = None
 
 
 @dataclass
@@ -127,6 +141,7 @@ class SampleHubConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     instance: InstanceConfig = field(default_factory=InstanceConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     hashing: HashingConfig = field(default_factory=HashingConfig)
@@ -180,8 +195,9 @@ def load_config(
     """Compose ``conf/config.yaml`` with Hydra, apply overrides and validate.
 
     Environment: ``SAMPLEHUB_HOME`` sets ``home``, ``SAMPLEHUB_DATA`` sets ``data_root``,
-    ``SAMPLEHUB_CONF`` points at another ``conf/`` folder. Overrides use Hydra syntax
-    (``executor.workers=2``, ``graph=neo4j``).
+    ``SAMPLEHUB_CONF`` points at another ``conf/`` folder, ``SAMPLEHUB_OVERRIDES`` holds
+    space-separated overrides for every process (``make demo``, ``dg dev``) that
+    ``overrides`` extend. Overrides use Hydra syntax (``executor.workers=2``, ``graph=neo4j``).
     """
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
@@ -194,6 +210,7 @@ def load_config(
         env_overrides.append(f"home={os.environ['SAMPLEHUB_HOME']}")
     if "SAMPLEHUB_DATA" in os.environ:
         env_overrides.append(f"data_root={os.environ['SAMPLEHUB_DATA']}")
+    env_overrides += shlex.split(os.environ.get("SAMPLEHUB_OVERRIDES", ""))
     try:
         with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
             raw = compose(config_name="config", overrides=[*env_overrides, *(overrides or [])])

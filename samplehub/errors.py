@@ -87,3 +87,7 @@ class UnknownLabelError(SampleHubError, KeyError):
 
 class QueryError(SampleHubError, ValueError):
     """A query is malformed or asks for something the repository cannot answer yet."""
+
+
+class ModelRegistryError(SampleHubError, RuntimeError):
+    """The MLflow registry failed to answer (database or server error), not "no such model"."""

@@ -13,14 +13,17 @@ Issue 5 builds on the ``features`` table (:mod:`samplehub.features`):
   (EuroSAT by default), labelled or not; labels only score the validation protocol
   (100 queries per class, the rest as database).
 
-Every run is logged to the home's MLflow store (``sqlite:///<home>/mlflow.db``, artifacts
-under ``<home>/mlartifacts``, experiment ``hashing``) by :func:`ml.hashing.train.track_run`:
+Every run is logged to the configured MLflow store (:func:`samplehub.models.tracking_uri`:
+``sqlite:///<home>/mlflow.db`` with artifacts under ``<home>/mlartifacts`` by default, or
+``mlflow.tracking_uri``; experiment ``hashing``) by :func:`ml.hashing.train.track_run`:
 params, per-epoch losses and mAP, the model and ``retrieval_metrics.json``; the run also
 carries the tags ``feature_version``, ``dataset`` and ``catalog_samples`` (the catalog size
 at training, read by the retraining sensor). The model is registered as
 ``<method>-<bits>`` (e.g. ``dmch-64``) and the alias ``config.hashing.alias`` moves to it
 only when its validation mAP beats the current champion's
-(:func:`ml.hashing.train.promote_if_better`).
+(:func:`ml.hashing.train.promote_if_better`). A registry that fails while the champion is
+read stops the promotion (:class:`~samplehub.errors.ModelRegistryError`): an unreadable
+champion is not an absent one.
 
 The served model's version string is ``<method>-<bits>-v<registered version>``; it keys the
 ``hash_codes`` table and the Hamming index folder (:mod:`samplehub.index.hamming`).
@@ -38,6 +41,7 @@ from torch import nn
 from ml.hashing.dmch import hamming_distances
 from ml.hashing.train import (
     EvalSet,
+    RegistryError,
     encode_dmch,
     encode_duwh,
     promote_if_better,
@@ -47,9 +51,14 @@ from ml.hashing.train import (
 )
 from ml.metrics import mean_average_precision, precision_at_n
 from samplehub.config import SampleHubConfig
-from samplehub.errors import ConfigError, IndexNotTrainedError, SampleHubError
+from samplehub.errors import (
+    ConfigError,
+    IndexNotTrainedError,
+    ModelRegistryError,
+    SampleHubError,
+)
 from samplehub.features import load_features
-from samplehub.models import MLFLOW_DB, artifact_location, model_version, tracking_uri
+from samplehub.models import artifact_location, has_tracking_store, model_version, tracking_uri
 from samplehub.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -198,6 +207,8 @@ def train_hash_model(repo: Repository, method: str, dataset: str | None = None) 
         ConfigError: an unknown method.
         SampleHubError: fewer than two labelled classes to validate on.
         IndexNotTrainedError: the dataset has no features yet.
+        ModelRegistryError: the registry failed while reading the current champion; nothing
+            was registered or promoted.
     """
     h = repo.config.hashing
     check_method(method)
@@ -240,7 +251,16 @@ def train_hash_model(repo: Repository, method: str, dataset: str | None = None) 
     _tag_run(uri, run_id, {FEATURE_TAG: feature_version, DATASET_TAG: name,
                            SAMPLES_TAG: str(catalog_size(repo))})
     model_name = registered_name(repo.config, method)
-    promotion = promote_if_better(run_id, tracking_uri=uri, model_name=model_name, alias=h.alias)
+    try:
+        promotion = promote_if_better(
+            run_id, tracking_uri=uri, model_name=model_name, alias=h.alias
+        )
+    except RegistryError as exc:
+        raise ModelRegistryError(
+            f"{model_name}@{h.alias} could not be read from the MLflow registry at {uri}, so "
+            f"run {run_id} was neither registered nor promoted: {exc}. Repair the store (or "
+            f"set mlflow.tracking_uri to a working one) and train again"
+        ) from exc
     log.info("%s run %s: mAP %.4f, promoted=%s", model_name, run_id, promotion.new_map,
              promotion.promoted)
     return HashTraining(
@@ -272,12 +292,14 @@ def retrieval_metrics(
 
 
 def _ensure_experiment(config: SampleHubConfig) -> None:
-    """Create the ``hashing`` experiment with its artifacts under ``<home>/mlartifacts``."""
+    """Create the ``hashing`` experiment at :func:`~samplehub.models.artifact_location`."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri(config))
     if client.get_experiment_by_name(EXPERIMENT) is None:
-        client.create_experiment(EXPERIMENT, artifact_location=artifact_location(config).as_uri())
+        location = artifact_location(config)
+        uri = location.as_uri() if location is not None else None
+        client.create_experiment(EXPERIMENT, artifact_location=uri)
 
 
 def _tag_run(uri: str, run_id: str, tags: dict[str, str]) -> None:
@@ -348,9 +370,9 @@ class Champion:
 def champion(config: SampleHubConfig, method: str | None = None) -> Champion | None:
     """The champion of ``<method>-<bits>`` under ``hashing.alias``, or None (cheap, no weights).
 
-    No MLflow store under the home also gives None, without creating one.
+    No MLflow store (the default SQLite file absent) also gives None, without creating one.
     """
-    if not (config.home_path / MLFLOW_DB).is_file():
+    if not has_tracking_store(config):
         return None
     import mlflow
     from mlflow.exceptions import MlflowException

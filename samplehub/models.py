@@ -5,8 +5,9 @@ section 3.4.2 and Fig. 6: image features come from a multi-label scene classific
 model whose convolutional stages are fused; it is fine-tuned with BCE plus a
 label-similarity-weighted pair term on multi-label data (UC Merced multi-label here).
 
-The feature model is resolved from MLflow (tracking URI ``sqlite:///<home>/mlflow.db``,
-artifacts under ``<home>/mlartifacts``):
+The feature model is resolved from MLflow (:func:`tracking_uri`: ``mlflow.tracking_uri`` of
+the config, by default ``sqlite:///<home>/mlflow.db`` with artifacts under
+``<home>/mlartifacts``; DESIGN.md section 3, "model tracking"):
 
 * if the registered model ``config.model.registered_model`` has the alias
   ``config.model.alias``, its fusion head is put on the ImageNet backbone and the model
@@ -48,22 +49,60 @@ MLFLOW_ARTIFACTS = "mlartifacts"
 
 
 def tracking_uri(config: SampleHubConfig) -> str:
-    """The MLflow tracking URI of a home: ``sqlite:///<home>/mlflow.db``."""
-    return f"sqlite:///{config.home_path / MLFLOW_DB}"
+    """The MLflow tracking URI: ``mlflow.tracking_uri``, else ``sqlite:///<home>/mlflow.db``."""
+    return config.mlflow.tracking_uri or f"sqlite:///{config.home_path / MLFLOW_DB}"
 
 
-def artifact_location(config: SampleHubConfig) -> Path:
-    """Where MLflow stores model artifacts: ``<home>/mlartifacts``."""
+def artifact_location(config: SampleHubConfig) -> Path | None:
+    """Where new experiments store artifacts; None leaves it to the tracking server.
+
+    ``mlflow.artifact_location`` when set; else ``<home>/mlartifacts`` for the default
+    SQLite store, and None (the server's ``--artifacts-destination``) for a configured URI.
+    """
+    if config.mlflow.artifact_location:
+        return Path(config.mlflow.artifact_location).expanduser().resolve()
+    if config.mlflow.tracking_uri:
+        return None
     return config.home_path / MLFLOW_ARTIFACTS
+
+
+def local_store(config: SampleHubConfig) -> Path | None:
+    """The SQLite file behind a ``sqlite:///`` tracking URI, None for a server."""
+    uri = tracking_uri(config)
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def has_tracking_store(config: SampleHubConfig) -> bool:
+    """Whether the tracking store can hold a model: a server, or an existing SQLite file.
+
+    Lets the readers below answer "nothing registered" without creating an empty store.
+    """
+    store = local_store(config)
+    return store is None or store.is_file()
+
+
+def registry_stamp(config: SampleHubConfig) -> int | str | None:
+    """A value that changes when the registry may have changed (for caches of its answers).
+
+    The SQLite file's modification time, or for a server the registered scene-model version
+    (one request).
+    """
+    store = local_store(config)
+    if store is None:
+        return registered_version(config)
+    try:
+        return store.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
 def registered_version(config: SampleHubConfig) -> str | None:
     """The registered scene-model version the configured alias names, or None.
 
-    No MLflow store under the home (nothing was ever trained) also gives None, without
-    creating one.
+    No MLflow store (nothing was ever trained under the default SQLite URI) also gives
+    None, without creating one.
     """
-    if not (config.home_path / MLFLOW_DB).is_file():
+    if not has_tracking_store(config):
         return None
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loopback import Postgres, postgres_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -31,3 +33,10 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA} (a fresh clone has no ../shared)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL on 127.0.0.1 shared by the session (``tests/loopback.py``)."""
+    with postgres_server() as server:
+        yield server

@@ -18,9 +18,12 @@ TINY = ["hashing.bits=16", "hashing.epochs=3", "hashing.dmch_dataset=tree",
         "hashing.duwh_dataset=tree", "hashing.retrain_min_new_samples=10"]
 
 
-def tiny_hash_repository() -> Repository:
-    """Ingest ``tree`` under the current SAMPLEHUB_HOME and store features for it."""
-    repo = Repository(load_config(TINY))
+def tiny_hash_repository(overrides: list[str] | None = None) -> Repository:
+    """Ingest ``tree`` under the current SAMPLEHUB_HOME and store features for it.
+
+    ``overrides`` extend :data:`TINY` (e.g. ``mlflow.tracking_uri=...``).
+    """
+    repo = Repository(load_config([*TINY, *(overrides or [])]))
     repo.ingest(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
     rows = repo.catalog.samples("tree", columns=["sample_id", "labels"])
     rng = np.random.default_rng(0)

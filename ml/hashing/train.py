@@ -5,7 +5,8 @@ with one history row per epoch (mean loss terms and, when an :class:`EvalSet` is
 the validation mAP of Hamming ranking). :func:`track_run` logs a result to MLflow (params,
 per-epoch metrics, the model, a retrieval-metrics JSON) and registers the model;
 :func:`promote_if_better` moves the ``champion`` alias only when the new version beats the
-current champion on validation mAP.
+current champion on validation mAP, and raises :class:`RegistryError` rather than promote
+when the champion cannot be read.
 
 Papers: ``../shared/papers/dmch-deep-metric-category-hashing.txt`` (Sec. 4.2 settings) and
 ``../shared/papers/duwh-deep-unsupervised-weighted-hashing.txt`` ("Datasets and Settings").
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 VAL_METRIC = "val_map"
 MODEL_URI_TAG = "model_uri"
+
+
+class RegistryError(RuntimeError):
+    """The MLflow registry failed while the champion was read, so promotion stopped."""
 
 
 @dataclass
@@ -427,6 +432,9 @@ def promote_if_better(
 
     Returns:
         The registered version and the decision.
+
+    Raises:
+        RegistryError: the current champion could not be read; nothing was registered.
     """
     import mlflow
 
@@ -443,13 +451,36 @@ def promote_if_better(
 
 
 def _champion_map(client: Any, model_name: str, alias: str) -> float | None:
-    """``val_map`` of the run behind ``model_name@alias``; None when there is no champion."""
+    """``val_map`` of the run behind ``model_name@alias``; None when there is no champion.
+
+    Only the registry's "does not exist" answer (``RESOURCE_DOES_NOT_EXIST``: no such model
+    or alias) means no champion. Any other failure raises, since treating it as "no
+    champion" would promote the new run over a real champion.
+
+    Raises:
+        RegistryError: the registry failed, or the champion's run has no ``val_map``.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         champion = client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise RegistryError(
+            f"reading {model_name}@{alias} failed ({exc.error_code}): {exc}"
+        ) from exc
     if champion.run_id is None:
         return None
-    return float(client.get_run(champion.run_id).data.metrics[VAL_METRIC])
+    try:
+        metrics = client.get_run(champion.run_id).data.metrics
+    except MlflowException as exc:
+        raise RegistryError(
+            f"reading run {champion.run_id} of {model_name}@{alias} failed "
+            f"({exc.error_code}): {exc}"
+        ) from exc
+    if VAL_METRIC not in metrics:
+        raise RegistryError(
+            f"run {champion.run_id} of {model_name}@{alias} has no {VAL_METRIC} metric to compare"
+        )
+    return float(metrics[VAL_METRIC])

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from samplehub.cli.build import build
+from samplehub.cli.instance import instance_app
 from samplehub.cli.labels import labels_app
 from samplehub.cli.query import query
 from samplehub.cli.serve import serve
@@ -31,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(labels_app, name="labels")
+app.add_typer(instance_app, name="instance")
 app.command()(query)
 app.command("build")(build)
 app.command("serve")(serve)

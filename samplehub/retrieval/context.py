@@ -236,6 +236,8 @@ def open_context(repo: Repository) -> QueryContext:
 
 def repository_stamp(repo: Repository) -> Hashable:
     """A value that changes whenever anything :func:`load_context` reads changes."""
+    from samplehub.models import registry_stamp
+
     home = repo.config.home_path
     index_root = home / "index" / "ivfpq"
     index_files = sorted(index_root.glob("*/index.faiss")) if index_root.is_dir() else []
@@ -244,7 +246,7 @@ def repository_stamp(repo: Repository) -> Hashable:
         _delta_stamp(repo, repo.catalog.uri("prototypes")),
         _path_stamp(home / "label_graph" / "graph" / "_delta_log"),
         tuple((str(p), _path_stamp(p)) for p in index_files),
-        _path_stamp(home / "mlflow.db"),
+        registry_stamp(repo.config),
     )
 
 

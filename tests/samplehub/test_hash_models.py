@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hash_fixture import tiny_hash_repository
 
-from samplehub.errors import IndexNotTrainedError
+from samplehub.errors import IndexNotTrainedError, ModelRegistryError
 from samplehub.hash_models import (
     champion,
     load_hash_model,
@@ -89,3 +89,18 @@ def test_validation_split_is_per_class_and_capped() -> None:
     q, b = validation_split(y, 0.4, 3)
     assert np.bincount(y[q], minlength=3).tolist() == [3, 2, 0]
     assert not set(q) & set(b) and len(q) + len(b) == 16
+
+
+def test_a_broken_registry_stops_the_promotion(repo: Repository) -> None:
+    import sqlite3
+
+    first = train_hash_model(repo, "dmch")
+    db = repo.config.home_path / "mlflow.db"
+    with sqlite3.connect(db) as connection:  # the registry fails to answer, the runs are fine
+        connection.execute("drop table registered_model_aliases")
+    with pytest.raises(ModelRegistryError, match="neither registered nor promoted") as error:
+        train_hash_model(repo, "dmch")
+    assert isinstance(error.value, RuntimeError) and "dmch-16@champion" in str(error.value)
+    with sqlite3.connect(db) as connection:
+        versions = connection.execute("select version from model_versions").fetchall()
+    assert versions == [(int(first.version),)]

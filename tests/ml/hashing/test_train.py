@@ -63,3 +63,28 @@ def test_champion_promotion_only_on_improvement(tmp_path, clusters) -> None:  # 
     run = client.get_run(champion.run_id)
     assert run.data.metrics["val_map"] == pytest.approx(0.6)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
+
+
+def test_a_broken_registry_stops_the_promotion(tmp_path, clusters) -> None:  # type: ignore[no-untyped-def]
+    """Only "does not exist" means no champion: a registry that fails to answer must not let
+    a new run take the alias from the real champion."""
+    import sqlite3
+
+    pytest.importorskip("mlflow")
+    x, y = clusters
+    ev = train.EvalSet(x[::2], y[::2], x, y)
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    result = train.train_dmch(x, y, 8, eval_set=ev, epochs=1, p=3, k=8, lr=1e-3)
+
+    def tracked() -> str:
+        return train.track_run(result, tracking_uri=uri, experiment="t", retrieval_metrics={})
+
+    assert train.promote_if_better(tracked(), tracking_uri=uri, model_name="dmch-test").promoted
+    run_id = tracked()
+    with sqlite3.connect(db) as connection:
+        connection.execute("drop table registered_model_aliases")
+    with pytest.raises(train.RegistryError, match="dmch-test@champion"):
+        train.promote_if_better(run_id, tracking_uri=uri, model_name="dmch-test")
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("select count(*) from model_versions").fetchone() == (1,)

@@ -1,0 +1,139 @@
+"""Real servers on loopback for the integration tests: PostgreSQL and an MLflow tracking server.
+
+PostgreSQL: CI installs Debian's ``postgresql`` package (``.ci/run``); the server binaries
+run directly (as the ``postgres`` user when run as root, since PostgreSQL refuses to run as
+root). MLflow: ``mlflow server`` from this venv with a PostgreSQL backend store. Each server
+listens on 127.0.0.1 on a free port and is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def postgres_bin() -> Path:
+    """The newest installed PostgreSQL server's bin folder; skips when there is none."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    return Path(found[-1]).parent
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """A running throwaway PostgreSQL cluster (user ``dagster``, trust auth, loopback)."""
+
+    bindir: Path
+    port: int
+    prefix: tuple[str, ...]
+    host: str = "127.0.0.1"
+    user: str = "dagster"
+
+    def url(self, db: str = "dagster") -> str:
+        """``postgresql://`` URL of database ``db``."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{db}"
+
+    def create_database(self, db: str) -> str:
+        """Create database ``db`` and return its URL."""
+        _run(self.prefix, str(self.bindir / "createdb"), "-h", self.host, "-p", str(self.port),
+             "-U", self.user, db)
+        return self.url(db)
+
+
+def _run(prefix: tuple[str, ...], *args: str) -> None:
+    subprocess.run([*prefix, *args], check=True, capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[Postgres]:
+    """A PostgreSQL cluster on 127.0.0.1 with database ``dagster``, stopped and deleted after."""
+    bindir = postgres_bin()
+    base = Path(tempfile.mkdtemp(prefix="samplehub-pg-", dir="/tmp"))
+    base.chmod(0o755)
+    prefix: tuple[str, ...] = ()
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+        prefix = ("runuser", "-u", "postgres", "--")
+    port = free_port()
+    data = base / "data"
+    _run(prefix, str(bindir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust",
+         "-E", "UTF8")
+    _run(prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
+         f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start")
+    try:
+        server = Postgres(bindir, port, prefix)
+        server.create_database("dagster")
+        yield server
+    finally:
+        _run(prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mlflow_server(
+    backend_store_uri: str, artifacts: Path, timeout: float = 180.0
+) -> Iterator[str]:
+    """``mlflow server`` on 127.0.0.1 (one worker, artifacts proxied); yields its URL.
+
+    Waits at most ``timeout`` seconds for ``/health`` (the first start migrates the
+    backend store's schema), then stops the server's process group by its pid.
+    """
+    port = free_port()
+    log = artifacts.parent / "mlflow-server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+             str(port), "--workers", "1", "--backend-store-uri", backend_store_uri,
+             "--artifacts-destination", str(artifacts)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited ({process.returncode}):\n"
+                                   f"{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server not up after {timeout} s:\n"
+                                   f"{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        with contextlib.suppress(ProcessLookupError):  # a worker that outlived the server
+            os.killpg(process.pid, signal.SIGKILL)
