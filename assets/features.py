@@ -6,15 +6,17 @@ from dagster import (
     AssetCheckResult,
     AssetDep,
     AssetExecutionContext,
+    DataVersion,
     MaterializeResult,
     MetadataValue,
     asset,
     asset_check,
 )
 
+from assets.automation import across_datasets, per_dataset
 from assets.ingest import samples
 from assets.label_graph import label_graph
-from assets.partitions import dataset_partitions
+from assets.partitions import HEAVY_POOL, dataset_partitions
 from assets.resources import SampleHubResource
 from samplehub.features import (
     compute_features,
@@ -30,6 +32,7 @@ from samplehub.retrieval.prototypes import compute_prototypes
     deps=[AssetDep(samples, partition_mapping=AllPartitionMapping())],
     group_name="features",
     kinds={"pytorch", "mlflow"},
+    pool=HEAVY_POOL,
 )
 def scene_model(samplehub: SampleHubResource) -> MaterializeResult:
     """The multi-label scene model (BCE + pair term), registered in MLflow under the alias."""
@@ -50,6 +53,8 @@ def scene_model(samplehub: SampleHubResource) -> MaterializeResult:
     deps=[samples, scene_model],
     group_name="features",
     kinds={"pytorch", "delta"},
+    pool=HEAVY_POOL,
+    automation_condition=per_dataset(optional=("scene_model",)),
 )
 def image_features(
     context: AssetExecutionContext, samplehub: SampleHubResource
@@ -58,6 +63,9 @@ def image_features(
     report = compute_features(samplehub.repository(), context.partition_key, progress=True)
     context.log.info(f"{report.computed} computed, {report.cached} cached ({report.model_version})")
     return MaterializeResult(
+        # Features are only ever added for a model version: a re-run that computes nothing
+        # (a backfill, a rescan without new files) keeps the version, so nothing re-indexes.
+        data_version=DataVersion(f"{report.model_version}:{report.total}"),
         metadata={
             "model_version": report.model_version,
             "samples": report.total,
@@ -73,6 +81,8 @@ def image_features(
     deps=[AssetDep(image_features, partition_mapping=AllPartitionMapping())],
     group_name="features",
     kinds={"faiss"},
+    pool=HEAVY_POOL,
+    automation_condition=across_datasets(),
 )
 def ivfpq_index(samplehub: SampleHubResource) -> MaterializeResult:
     """IVF-PQ index of every feature: built once, grown per dataset, retrained on growth."""
@@ -96,6 +106,7 @@ def ivfpq_index(samplehub: SampleHubResource) -> MaterializeResult:
     deps=[AssetDep(image_features, partition_mapping=AllPartitionMapping()), label_graph],
     group_name="features",
     kinds={"faiss", "delta"},
+    automation_condition=across_datasets(),
 )
 def label_prototypes(samplehub: SampleHubResource) -> MaterializeResult:
     """K-means prototypes of each original and unified label's features."""

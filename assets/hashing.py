@@ -6,14 +6,16 @@ from dagster import (
     AssetCheckResult,
     AssetDep,
     AssetExecutionContext,
+    DataVersion,
     MaterializeResult,
     MetadataValue,
     asset,
     asset_check,
 )
 
+from assets.automation import across_datasets, per_dataset
 from assets.features import image_features
-from assets.partitions import dataset_partitions
+from assets.partitions import HEAVY_POOL, dataset_partitions
 from assets.resources import SampleHubResource
 from samplehub.hash_models import HashTraining, load_hash_model, train_hash_model
 from samplehub.index.hamming import (
@@ -45,13 +47,13 @@ def training_metadata(run: HashTraining) -> MaterializeResult:
     )
 
 
-@asset(deps=[ALL_FEATURES], group_name="hashing", kinds={"pytorch", "mlflow"})
+@asset(deps=[ALL_FEATURES], group_name="hashing", kinds={"pytorch", "mlflow"}, pool=HEAVY_POOL)
 def dmch_model(samplehub: SampleHubResource) -> MaterializeResult:
     """DMCH (supervised, DMCH Eq. 1-7) on ``hashing.dmch_dataset``; champion only if better."""
     return training_metadata(train_hash_model(samplehub.repository(), "dmch"))
 
 
-@asset(deps=[ALL_FEATURES], group_name="hashing", kinds={"pytorch", "mlflow"})
+@asset(deps=[ALL_FEATURES], group_name="hashing", kinds={"pytorch", "mlflow"}, pool=HEAVY_POOL)
 def duwh_model(samplehub: SampleHubResource) -> MaterializeResult:
     """DUWH (unsupervised, DUWH Eq. 1-18) on ``hashing.duwh_dataset``; champion only if better."""
     return training_metadata(train_hash_model(samplehub.repository(), "duwh"))
@@ -62,12 +64,14 @@ def duwh_model(samplehub: SampleHubResource) -> MaterializeResult:
     deps=[image_features, dmch_model, duwh_model],
     group_name="hashing",
     kinds={"delta"},
+    automation_condition=per_dataset(need_one_of=("dmch_model", "duwh_model")),
 )
 def hash_codes(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
     """Champion codes of one dataset's features (packed bits + pre-quantization values)."""
     report = compute_hash_codes(samplehub.repository(), context.partition_key)
     context.log.info(f"{report.computed} computed, {report.cached} cached ({report.model})")
     return MaterializeResult(
+        data_version=DataVersion(f"{report.model}:{report.total}"),
         metadata={
             "model": report.model,
             "samples": report.total,
@@ -82,6 +86,7 @@ def hash_codes(context: AssetExecutionContext, samplehub: SampleHubResource) -> 
     deps=[AssetDep(hash_codes, partition_mapping=AllPartitionMapping())],
     group_name="hashing",
     kinds={"faiss"},
+    automation_condition=across_datasets(),
 )
 def hash_index(samplehub: SampleHubResource) -> MaterializeResult:
     """Hamming index (flat or IVF) over every dataset's codes, for ``--index hash``."""

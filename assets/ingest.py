@@ -3,19 +3,26 @@
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
+    DataVersion,
     MaterializeResult,
     MetadataValue,
     asset,
     asset_check,
 )
 
-from assets.partitions import dataset_partitions
+from assets.automation import json_digest, per_dataset
+from assets.partitions import HEAVY_POOL, dataset_partitions
 from assets.resources import SampleHubResource
 from samplehub.catalog import Catalog
 from samplehub.checks import CheckOutcome, row_count_matches_source, sample_ids_unique
 
 
-@asset(partitions_def=dataset_partitions, group_name="ingest", kinds={"delta", "zarr"})
+@asset(
+    partitions_def=dataset_partitions,
+    group_name="ingest",
+    kinds={"delta", "zarr"},
+    pool=HEAVY_POOL,
+)
 def samples(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
     """Catalog rows (Delta) and images (Zarr) of one dataset; re-runs add only new files."""
     repo = samplehub.repository()
@@ -23,6 +30,9 @@ def samples(context: AssetExecutionContext, samplehub: SampleHubResource) -> Mat
     for item in report.quarantined:
         context.log.warning(f"quarantined {item.entry.relpath}: {item.reason}")
     return MaterializeResult(
+        # Ingest only appends (ids are stable), so the row count versions the data: a
+        # rescan that adds nothing leaves the version, and everything downstream, alone.
+        data_version=DataVersion(str(report.total)),
         metadata={
             "found": report.found,
             "added": report.added,
@@ -37,7 +47,13 @@ def samples(context: AssetExecutionContext, samplehub: SampleHubResource) -> Mat
     )
 
 
-@asset(partitions_def=dataset_partitions, deps=[samples], group_name="ingest", kinds={"json"})
+@asset(
+    partitions_def=dataset_partitions,
+    deps=[samples],
+    group_name="ingest",
+    kinds={"json"},
+    automation_condition=per_dataset(),
+)
 def label_tree(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
     """The dataset's own labels with sample counts (breadth-first over its layout)."""
     nodes = samplehub.repository().catalog.label_tree_json(context.partition_key)["nodes"]
@@ -45,7 +61,11 @@ def label_tree(context: AssetExecutionContext, samplehub: SampleHubResource) -> 
         ["| label | parent | samples |", "|---|---|---|"]
         + [f"| {n['name']} | {n['parent'] or ''} | {n['count']} |" for n in nodes]
     )
-    return MaterializeResult(metadata={"labels": len(nodes), "tree": MetadataValue.md(table)})
+    return MaterializeResult(
+        # Counts change with every new file; the graph reads only the names and parents.
+        data_version=DataVersion(json_digest([(n["name"], n["parent"]) for n in nodes])),
+        metadata={"labels": len(nodes), "tree": MetadataValue.md(table)},
+    )
 
 
 @asset_check(asset=samples, blocking=True)

@@ -1,4 +1,4 @@
-"""The one Dagster ``Definitions`` of SampleHub (``dagster dev -m orchestration.definitions``)."""
+"""The one Dagster ``Definitions`` of SampleHub (``dg dev -m orchestration.definitions``)."""
 
 import os
 
@@ -16,11 +16,7 @@ from jobs.ingest import ingest_job
 from jobs.labels import label_graph_job
 from orchestration.resources import RESOURCES
 from orchestration.schedules import hash_retraining_schedule, rescan_schedule
-from orchestration.sensors import (
-    hash_champion_sensor,
-    hash_retraining_sensor,
-    new_dataset_sensor,
-)
+from orchestration.sensors import automation_sensor, hash_retraining_sensor, new_dataset_sensor
 
 ASSET_MODULES = [assets.ingest, assets.label_graph, assets.features, assets.hashing]
 
@@ -37,7 +33,7 @@ defs = Definitions(
         hash_codes_job,
         hash_index_job,
     ],
-    sensors=[new_dataset_sensor, hash_retraining_sensor, hash_champion_sensor],
+    sensors=[new_dataset_sensor, hash_retraining_sensor, automation_sensor],
     schedules=[rescan_schedule, hash_retraining_schedule],
     resources=RESOURCES,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from dagster import RunRequest, ScheduleEvaluationContext, schedule
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from assets.partitions import dataset_partitions
 from jobs.hashing import hash_training_job
@@ -13,9 +13,17 @@ from jobs.ingest import ingest_job
 from samplehub.config import load_config
 
 
-@schedule(job=ingest_job, cron_schedule=load_config().rescan_cron)
+@schedule(
+    job=ingest_job,
+    cron_schedule=load_config().rescan_cron,
+    default_status=DefaultScheduleStatus.RUNNING,
+)
 def rescan_schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:
-    """One ingestion run per registered dataset; unchanged datasets add zero rows."""
+    """One ingestion run per registered dataset; unchanged datasets add zero rows.
+
+    New files in a dataset are catalogued; the automation then encodes and indexes just
+    those samples (``samples`` reports a new data version only when rows were added).
+    """
     for name in context.instance.get_dynamic_partitions(dataset_partitions.name):
         yield RunRequest(
             partition_key=name,
@@ -23,7 +31,11 @@ def rescan_schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:
         )
 
 
-@schedule(job=hash_training_job, cron_schedule=load_config().hashing.retrain_cron)
+@schedule(
+    job=hash_training_job,
+    cron_schedule=load_config().hashing.retrain_cron,
+    default_status=DefaultScheduleStatus.RUNNING,
+)
 def hash_retraining_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     """Retrain DMCH and DUWH on the current features (``hashing.retrain_cron``)."""
     return RunRequest(run_key=f"hash-retrain-{context.scheduled_execution_time:%Y%m%d%H%M}")

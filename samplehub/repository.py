@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
@@ -16,7 +17,18 @@ from samplehub.config import SampleHubConfig, load_config, load_sources
 from samplehub.errors import DatasetNotFoundError
 from samplehub.ingest import IngestReport, ingest_dataset
 from samplehub.sources import Source, SourceSpec, open_source
+from samplehub.sources.filesystem import is_remote
 from samplehub.store import SampleStore
+
+
+def watched_folders(config: SampleHubConfig) -> dict[str, Path]:
+    """``{name: folder}`` for every visible sub-folder of ``config.watch_root``."""
+    if not config.watch_root:
+        return {}
+    root = Path(config.watch_root).expanduser().resolve()
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
 
 
 @dataclass
@@ -45,11 +57,27 @@ class Repository:
         )
 
     def sources(self) -> dict[str, SourceSpec]:
-        """Sources configured in ``conf/sources``."""
-        return load_sources(self.config)
+        """Sources configured in ``conf/sources``, then one per sub-folder of ``watch_root``.
+
+        A watched folder is a source like a configured one: its kind is detected from the
+        layout at ingest and its options take their defaults. A source file of the same
+        name wins over a folder.
+        """
+        specs = load_sources(self.config)
+        for name, folder in watched_folders(self.config).items():
+            specs.setdefault(name, SourceSpec(name=name, uri=str(folder), platform="watched"))
+        return specs
+
+    def available_sources(self) -> dict[str, SourceSpec]:
+        """The sources whose data is present: remote ones, and local paths that exist."""
+        return {
+            name: spec
+            for name, spec in self.sources().items()
+            if is_remote(spec.uri) or Path(spec.uri).exists()
+        }
 
     def source_spec(self, name: str) -> SourceSpec:
-        """A configured source, or the registry's record of an ad-hoc ingested one."""
+        """A configured or watched source, or the registry's record of an ad-hoc ingested one."""
         specs = self.sources()
         if name in specs:
             return specs[name]
@@ -57,8 +85,9 @@ class Repository:
             info = self.catalog.dataset(name)
         except DatasetNotFoundError as exc:
             raise DatasetNotFoundError(
-                f"no source named {name!r} in {self.config.sources_dir} and no such dataset "
-                f"in the catalog; add conf/sources/{name}.yaml or run `samplehub ingest PATH "
+                f"no source named {name!r} in {self.config.sources_dir}, no folder {name!r} "
+                f"under watch_root ({self.config.watch_root}) and no such dataset in the "
+                f"catalog; add conf/sources/{name}.yaml or run `samplehub ingest PATH "
                 f"--name {name}`"
             ) from exc
         return SourceSpec(

@@ -1,11 +1,12 @@
-"""The hash-retraining sensor (cursor = catalog size at the last request), the champion
-sensor (new champion -> re-code every partition -> re-index) and the schedule."""
+"""The hash-retraining sensor (cursor = catalog size at the last request), the schedule, and
+the automation that codes every partition with a new champion and then re-indexes once."""
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from automation_loop import AutomationLoop
 from dagster import (
+    AssetSelection,
     SkipReason,
     build_schedule_context,
     build_sensor_context,
@@ -14,12 +15,12 @@ from dagster import (
 )
 from hash_fixture import TINY, tiny_hash_repository
 
-from assets.hashing import hash_codes
+from assets.features import image_features
+from assets.hashing import dmch_model
 from assets.resources import SampleHubResource
 from orchestration.definitions import defs
 from orchestration.schedules import hash_retraining_schedule
-from orchestration.sensors import hash_champion_sensor, hash_retraining_sensor
-from samplehub.hash_models import train_hash_model
+from orchestration.sensors import hash_retraining_sensor
 from samplehub.sources import SourceSpec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data"
@@ -55,28 +56,27 @@ def test_retraining_schedule_and_jobs_are_registered() -> None:
     assert defs.resolve_sensor_def("hash_retraining_sensor").job_name == "train_hash_models"
 
 
-def test_new_champion_recodes_every_partition_then_reindexes_once(home: Path) -> None:
-    repo = tiny_hash_repository()
-    resources = {"samplehub": SampleHubResource(overrides=TINY)}
+def test_a_champion_codes_every_partition_then_indexes_once(home: Path) -> None:
+    """The automation conditions of ``hash_codes`` / ``hash_index``: nothing before a
+    champion; a champion codes each partition, then one Hamming index; a retrained model
+    that does not beat the champion changes no code, so nothing is re-indexed."""
+    tiny_hash_repository()
+    resource = SampleHubResource(overrides=TINY)
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("dataset", ["tree"])
-
-        def tick(cursor: str | None):
-            return hash_champion_sensor(build_sensor_context(
-                instance=instance, resources=resources, cursor=cursor))
-
-        none_yet = tick(None)
-        assert not none_yet.run_requests and "no hash champion" in str(none_yet.skip_reason)
-        train_hash_model(repo, "dmch")
-        recode = tick(None)
-        assert [(r.job_name, r.partition_key) for r in recode.run_requests] == [
-            ("compute_hash_codes", "tree")]
-        assert json.loads(recode.cursor) == {"champion": "dmch-16-v1", "indexed": False}
-        waiting = tick(recode.cursor)
-        assert not waiting.run_requests and "waiting for hash_codes" in str(waiting.skip_reason)
-        assert materialize([hash_codes], partition_key="tree", instance=instance,
-                           resources=resources).success
-        index = tick(waiting.cursor)
-        assert [(r.job_name, r.run_key) for r in index.run_requests] == [
-            ("index_hash_codes", "hash-index-dmch-16-v1")]
-        assert not tick(index.cursor).run_requests
+        loop = AutomationLoop(instance, resource, AssetSelection.groups("hashing"))
+        assert not loop.tick()
+        run = materialize([image_features], partition_key="tree", instance=instance,
+                          resources=loop.resources)
+        assert run.success
+        assert not loop.tick(), "no champion yet: no codes"
+        assert materialize([dmch_model], instance=instance, resources=loop.resources).success
+        assert loop.tick() == [("hash_codes", "tree")]
+        assert loop.tick() == [("hash_index", None)]
+        assert not loop.tick()
+        retrained = materialize([dmch_model], instance=instance, resources=loop.resources)
+        assert retrained.asset_materializations_for_node("dmch_model")[0].metadata[
+            "promoted"].value == "no"
+        assert loop.tick() == [("hash_codes", "tree")]
+        assert not loop.tick(), "same champion, same codes: the index stays"
+        assert not loop.failed
