@@ -239,7 +239,9 @@ def duplicates(
         for names, count in report.by_datasets().items():
             shared.add_row(", ".join(names), f"{count:,}")
         console.print(shared)
-        table = Table("content hash", "copies", "labels", title=f"first {limit} images")
+        shown = min(limit, len(report.images))
+        table = Table("content hash", "copies", "labels",
+                      title=f"first {shown} of {len(report.images):,} images")
         for image in report.images[:limit]:
             table.add_row(
                 image.content_hash[:12],
