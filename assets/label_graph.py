@@ -13,8 +13,9 @@ from dagster import (
 )
 
 from assets.resources import SampleHubResource
+from samplehub.labels.cooccurrence import catalog_multilabel_samples
 from samplehub.labels.settings import GraphSettings, graph_settings_from_config
-from samplehub.labels.workflow import commit_label_trees, open_store
+from samplehub.labels.workflow import catalog_label_trees, commit_label_trees, open_store
 
 
 def _settings(samplehub: SampleHubResource) -> tuple[GraphSettings, str]:
@@ -28,26 +29,25 @@ def _settings(samplehub: SampleHubResource) -> tuple[GraphSettings, str]:
     kinds={"delta", "networkx"},
 )
 def label_graph(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
-    """Every dataset's label tree merged by Algorithm 1 into the graph; one new version."""
+    """Every dataset's label tree merged by Algorithm 1, with ``CO_OCCURS`` counts from the
+    multi-label samples in the catalog; one new version."""
     settings, home = _settings(samplehub)
     catalog = samplehub.repository().catalog
-    trees = {
-        d: [(n["name"], n["parent"]) for n in catalog.label_tree_json(d)["nodes"]]
-        for d in context.instance.get_dynamic_partitions("dataset")
-    }
-    unlabelled = sorted(d for d, nodes in trees.items() if not nodes)
-    graph, rows = commit_label_trees(
-        settings, home, {d: nodes for d, nodes in trees.items() if nodes}
-    )
-    grown = sum(r.new for rs in rows.values() for r in rs)
+    found = catalog_label_trees(catalog, context.instance.get_dynamic_partitions("dataset"))
+    multilabel = catalog_multilabel_samples(catalog, found.trees)
+    update = commit_label_trees(settings, home, found.trees, multilabel)
     return MaterializeResult(
         metadata={
-            "version": graph.version,
-            "labels": graph.g.number_of_nodes(),
-            "edges": graph.g.number_of_edges(),
-            "datasets": MetadataValue.json(sorted(rows)),
-            "unlabelled_datasets_skipped": MetadataValue.json(unlabelled),
-            "new_unified_labels": grown,
+            "version": update.graph.version,
+            "labels": update.graph.g.number_of_nodes(),
+            "edges": update.graph.g.number_of_edges(),
+            "datasets": MetadataValue.json(sorted(update.rows)),
+            "land_cover_datasets": MetadataValue.json(update.land_cover),
+            "unlabelled_datasets_skipped": MetadataValue.json(found.unlabelled),
+            "datasets_not_in_catalog": MetadataValue.json(found.missing),
+            "new_unified_labels": sum(r.new for rs in update.rows.values() for r in rs),
+            "co_occurs_edges": update.cooccurs,
+            "multi_label_images": multilabel.multi_label_images,
         }
     )
 

@@ -13,9 +13,14 @@ keyed by their ``source``, so re-running a source replaces its edges and other s
 (e.g. content-similarity counts from visual retrieval) add parallel edges that the
 shortest-path search reads as alternatives.
 
-Data: UC Merced multi-label (Chaudhuri et al., 2017), ``LandUse_Multilabeled.txt``: one
-row per UC Merced image; the scene class (image name without digits) is added as a label
-of ``uc_merced_21`` so scene classes and object labels connect.
+Sources: the catalog (:func:`catalog_multilabel_samples`): every image of an ingested
+multi-label dataset (a multi-label manifest, BigEarthNet patches, any dataset with a
+sample of two or more labels) with the labels every dataset holding that image gives it;
+the same image in a scene dataset (``ucmerced`` and ``ucmerced_multilabel`` share their
+2,100 images) adds its scene class, so scene classes and object labels connect. And the
+UC Merced multi-label file itself (Chaudhuri et al., 2017), ``LandUse_Multilabeled.txt``
+(:func:`read_ucmerced_multilabel`): one row per UC Merced image; the scene class (image
+name without digits) is added as a label of ``uc_merced_21``.
 """
 
 from __future__ import annotations
@@ -23,11 +28,90 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
+from typing import Any, Protocol
 
 from samplehub.errors import LabelGraphError, ManifestError
 from samplehub.labels.graph import CO_OCCURS, LabelGraph
+
+CATALOG_SOURCE = "catalog"
+_IMAGE_COLUMNS = ("dataset", "uri", "labels", "content_hash")
+
+
+class SampleTables(Protocol):
+    """What :func:`catalog_multilabel_samples` needs of :class:`samplehub.catalog.Catalog`."""
+
+    def table(self, name: str) -> Any:
+        """The Delta table ``name``, or ``None`` before its first write."""
+
+
+@dataclass(frozen=True)
+class MultiLabelSamples:
+    """Label ids per image of the catalog's multi-label datasets.
+
+    Attributes:
+        samples: one list of label ids (``<dataset>/<label>``) per image holding a sample
+            of a multi-label dataset.
+        land_cover: the multi-label datasets: those with a sample of two or more labels;
+            their labels are land-cover labels (:data:`samplehub.labels.graph.LAND_COVER`).
+    """
+
+    samples: list[list[str]]
+    land_cover: frozenset[str]
+
+    @property
+    def multi_label_images(self) -> int:
+        """Images with two or more labels (the ones that give pairs)."""
+        return sum(len(set(labels)) >= 2 for labels in self.samples)
+
+
+def catalog_multilabel_samples(catalog: SampleTables, datasets: Iterable[str]) -> MultiLabelSamples:
+    """Images of ``datasets``' multi-label samples, with every label the catalog gives them.
+
+    An image is one ``content_hash`` (its decoded pixels), or one ``uri`` for rows without
+    a hash, so copies of an image in several datasets pool their labels: UC Merced
+    multi-label ``trees`` meets the scene class ``forest`` of the same picture in
+    ``ucmerced``.
+
+    Args:
+        catalog: the catalog (its ``samples`` Delta table is read).
+        datasets: the datasets to read (those merged into the label graph).
+    """
+    wanted = set(datasets)
+    table = catalog.table("samples")
+    if table is None or not wanted:
+        return MultiLabelSamples([], frozenset())
+    import pyarrow.compute as pc
+
+    rows = table.to_pyarrow_dataset()
+    columns = [c for c in _IMAGE_COLUMNS if c in rows.schema.names]
+    data = rows.to_table(columns=columns, filter=pc.field("dataset").isin(sorted(wanted)))
+    hashes = (
+        data.column("content_hash").to_pylist()
+        if "content_hash" in columns
+        else [None] * data.num_rows
+    )
+    images: dict[str, set[str]] = {}
+    land_cover: set[str] = set()
+    multi_images: set[str] = set()
+    for dataset, uri, labels, digest in zip(
+        data.column("dataset").to_pylist(),
+        data.column("uri").to_pylist(),
+        data.column("labels").to_pylist(),
+        hashes,
+        strict=True,
+    ):
+        key = f"hash:{digest}" if digest else f"uri:{uri}"
+        images.setdefault(key, set()).update(f"{dataset}/{label}" for label in labels or ())
+        if len(set(labels or ())) >= 2:
+            land_cover.add(dataset)
+    for key, labels in images.items():
+        if any(label.split("/", 1)[0] in land_cover for label in labels):
+            multi_images.add(key)
+    samples = [sorted(images[key]) for key in sorted(multi_images)]
+    return MultiLabelSamples(samples, frozenset(land_cover))
 
 
 def read_ucmerced_multilabel(

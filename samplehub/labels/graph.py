@@ -4,9 +4,12 @@ Main paper, section 3.3.2 and Figure 4: labels and their relations (parent-child
 semantic similarity, spatial adjacency) are stored as a graph. DESIGN.md section 4 fixes
 the model:
 
-* nodes ``Label {id, name, level, origin, dataset, description, embedding}`` where
+* nodes ``Label {id, name, level, origin, dataset, description, embedding, kind}`` where
   ``origin`` is ``base`` (Million-AID), ``dataset`` (a dataset's own label) or
-  ``unified`` (a unified label the system grew because a dataset label matched nothing);
+  ``unified`` (a unified label the system grew because a dataset label matched nothing),
+  and ``kind`` is ``scene`` (a class naming the whole image; the base taxonomy) or
+  ``land_cover`` (an object or land-cover label of a multi-label set, naming what the
+  image contains); nodes without ``kind`` are scene labels;
 * edges ``IS_A`` (child -> parent), ``SIMILAR {score, text_sim, struct_sim}``,
   ``RELATED {score, evidence}`` (structural relatedness of two unified labels in the OSM
   Semantic Network, see :func:`samplehub.labels.merge.relate_unified`),
@@ -38,6 +41,9 @@ MAPS_TO = "MAPS_TO"
 EDGE_TYPES = (IS_A, SIMILAR, RELATED, CO_OCCURS, MAPS_TO)
 ORIGINS = ("base", "dataset", "unified")
 UNIFIED_ORIGINS = ("base", "unified")
+SCENE = "scene"
+LAND_COVER = "land_cover"
+KINDS = (SCENE, LAND_COVER)
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,10 @@ class LabelGraph:
     def resolve(self, label: str) -> str:
         """Id of a label given by id or by name; unified labels win over dataset labels.
 
+        A name shared by several dataset labels that all map to one unified label
+        resolves to that label (``harbor`` of UC Merced and of SIRI-WHU, both mapped to
+        ``port_area``).
+
         Raises:
             LabelGraphError: no label has that id or name, or the name is ambiguous.
         """
@@ -138,6 +148,9 @@ class LabelGraph:
             return unified[0]
         if len(matches) == 1:
             return matches[0]
+        targets = {self.mapped_to(n) for n in matches}
+        if not unified and len(targets) == 1 and None not in targets:
+            return targets.pop()  # type: ignore[return-value]
         if not matches:
             raise LabelGraphError(
                 f"label {label!r} is not in the label graph; "

@@ -11,9 +11,11 @@ dataset label ``l`` (parents first):
 3. score each candidate ``c``: ``score = a * text_sim + b * struct_sim`` (section 3.3.1,
    weighted combination) with ``a + b = 1``; when either label has no OSM match the
    structural term is undefined and ``score = text_sim`` (the "why" column says so);
-4. ``SIMILAR {score, text_sim, struct_sim}`` edges to candidates with ``score >=
-   similar_threshold``; ``MAPS_TO`` to the best candidate when ``score >=
-   map_threshold``; otherwise ``l`` becomes a new ``unified`` label (the system grows)
+4. ``SIMILAR {score, text_sim, struct_sim}`` edges to candidates of the same kind with
+   ``score >= similar_threshold``; ``MAPS_TO`` to the best of them when ``score >=
+   map_threshold``; else ``MAPS_TO`` the unified label that has ``l``'s canonical name,
+   of either kind (a grown label joins its namesake); otherwise ``l`` becomes a new
+   ``unified`` label (the system grows)
    placed under the unified label of its dataset parent, else under the best candidate
    that is *broader* in the SKOS sense (it shares an OSM tag with ``l`` and has no
    qualifier while ``l`` has one: ``sparse residential`` under ``residential_land``),
@@ -24,6 +26,16 @@ dataset label ``l`` (parents first):
    is structurally related to in the OSM Semantic Network (:func:`relate_unified`); the
    base graph gets them between base labels. They do not take part in the mapping; they
    give Eq. 1 paths between labels the wiki cites together (river - bridge).
+
+Kinds (section 3.3.2: parent-child, similarity and spatial adjacency are different
+relations): a scene dataset's class says what a whole image is; the labels of a
+multi-label set (UC Merced multi-label ``trees``, BigEarthNet's CORINE classes) say what
+an image contains. Scores map a label only to unified labels of its own kind, so
+``trees`` grows a land-cover label of its own instead of mapping to the scene ``forest``
+(whose exact matches would otherwise be every residential scene with trees); the two are
+joined by ``RELATED`` and by the ``CO_OCCURS`` counts of the catalog's multi-label samples
+(:mod:`samplehub.labels.cooccurrence`). Names are matched without ordinal prefixes
+(RSSCN7's ``cIndustry``, :func:`samplehub.labels.names.strip_ordinals`).
 
 The graph passed in is never modified: :func:`merge_label_tree` returns a new graph, so a
 failure leaves no half-merged version behind.
@@ -41,8 +53,17 @@ import yaml
 
 from samplehub.errors import LabelGraphError
 from samplehub.labels.embeddings import TextEmbedder
-from samplehub.labels.graph import IS_A, MAPS_TO, RELATED, SIMILAR, UNIFIED_ORIGINS, LabelGraph
-from samplehub.labels.names import canonical_name, display_phrase
+from samplehub.labels.graph import (
+    IS_A,
+    KINDS,
+    MAPS_TO,
+    RELATED,
+    SCENE,
+    SIMILAR,
+    UNIFIED_ORIGINS,
+    LabelGraph,
+)
+from samplehub.labels.names import canonical_name, display_phrase, strip_ordinals
 from samplehub.labels.osm import OsmSemanticNetwork, TagMatch
 from samplehub.labels.taxonomy import BASE_DATASET, BaseLabel
 from samplehub.labels.text import AugmentedLabel, augment_label
@@ -359,10 +380,14 @@ def merge_label_tree(
     semantics: LabelSemantics,
     overrides: Overrides | None = None,
     aliases: dict[str, str] | None = None,
+    kind: str = SCENE,
 ) -> tuple[LabelGraph, list[MappingRow]]:
     """Merge one dataset's label tree into a copy of ``graph`` (Algorithm 1).
 
-    Re-merging a dataset replaces its previous labels (idempotent).
+    Re-merging a dataset replaces its previous labels (idempotent). Names are matched
+    without their ordinal prefixes (:func:`~samplehub.labels.names.strip_ordinals`:
+    RSSCN7's ``cIndustry`` is matched as ``Industry``); the dataset label keeps the name
+    as shipped, so catalog rows still find it.
 
     Args:
         graph: the current graph (left unchanged).
@@ -371,24 +396,35 @@ def merge_label_tree(
         semantics: similarity machinery and settings.
         overrides: human pins and forbids.
         aliases: display names per label, appended to the augmented text.
+        kind: ``"scene"`` (one class per image) or ``"land_cover"`` (the object and
+            land-cover labels of a multi-label set, see :data:`~samplehub.labels.graph.KINDS`).
 
     Returns:
         The new graph and one :class:`MappingRow` per dataset label.
 
     Raises:
-        LabelGraphError: invalid tree (see :func:`validate_label_tree`) or a pin to an
-            unknown unified label.
+        LabelGraphError: invalid tree (see :func:`validate_label_tree`), an unknown
+            ``kind``, or a pin to an unknown unified label.
     """
     validate_label_tree(dataset, nodes, semantics.vocabulary)
-    overrides = overrides or Overrides()
+    if kind not in KINDS:
+        raise LabelGraphError(f"label kind of {dataset!r} must be one of {KINDS}, got {kind!r}")
     aliases = aliases or {}
     new = graph.copy()
     _remove_dataset(new, dataset)
     ordered = _parents_first(nodes)
-    augmented = [semantics.augment(name, aliases.get(name)) for name, _ in ordered]
+    tree = _TreeMerge(
+        dataset=dataset,
+        kind=kind,
+        ids={name: f"{dataset}/{name}" for name, _ in ordered},
+        matched=strip_ordinals([name for name, _ in ordered]),
+        semantics=semantics,
+        overrides=overrides or Overrides(),
+    )
+    augmented = [semantics.augment(tree.matched[name], aliases.get(name)) for name, _ in ordered]
     vectors = semantics.vectors(augmented)
     rows: list[MappingRow] = []
-    ids = {name: f"{dataset}/{name}" for name, _ in ordered}
+    ids = tree.ids
     for (name, parent), aug, vector in zip(ordered, augmented, vectors, strict=True):
         new.add_label(
             ids[name],
@@ -400,6 +436,7 @@ def merge_label_tree(
             osm_tags=list(aug.osm_tags),
             osm_uris=list(aug.osm_uris),
             osm_qualifier=list(aug.osm_qualifier),
+            kind=kind,
         )
         if parent is not None:
             pv = np.asarray(new.g.nodes[ids[parent]]["embedding"], dtype=np.float32)
@@ -407,44 +444,75 @@ def merge_label_tree(
                 float(vector @ pv), aug.tag_match, tag_match(new, ids[parent])
             )
             new.add_edge(ids[name], ids[parent], IS_A, score=max(score.combined, 1e-3))
-        rows.append(_map_one(new, dataset, name, ids, parent, aug, vector, semantics, overrides))
+        rows.append(_map_one(new, tree, name, parent, aug, vector))
     return new, rows
+
+
+@dataclass
+class _TreeMerge:
+    """One dataset's tree while it is merged.
+
+    Attributes:
+        dataset: dataset key.
+        kind: the kind of every label of the tree.
+        ids: label-graph id of each label.
+        matched: each name without its ordinal prefix, the name that is matched.
+        semantics: similarity machinery and settings.
+        overrides: human pins, forbids and placements.
+        grown: unified labels this tree has grown so far; the tree's own classes are
+            distinct by definition, so its labels never map to them (labels it grew in an
+            earlier merge, which other datasets may since have joined, stay candidates).
+    """
+
+    dataset: str
+    kind: str
+    ids: dict[str, str]
+    matched: dict[str, str]
+    semantics: LabelSemantics
+    overrides: Overrides
+    grown: set[str] = field(default_factory=set)
+
+
+def label_kind(graph: LabelGraph, label_id: str) -> str:
+    """Kind of a label; labels stored before kinds existed are scene labels."""
+    return str(graph.g.nodes[label_id].get("kind") or SCENE)
 
 
 def _map_one(
     graph: LabelGraph,
-    dataset: str,
+    tree: _TreeMerge,
     name: str,
-    ids: dict[str, str],
     parent: str | None,
     aug: AugmentedLabel,
     vector: np.ndarray,
-    semantics: LabelSemantics,
-    overrides: Overrides,
 ) -> MappingRow:
+    """``MAPS_TO`` for one dataset label: pinned, mapped by score, joined by name, or grown.
+
+    Scores decide only between labels of the same kind: a land-cover label (``trees``)
+    never maps to a scene label (``forest``) however similar the words, and is linked to
+    it by ``RELATED`` instead (:func:`_grow`). A label that would grow joins an existing
+    unified label of the same canonical name, of either kind (BigEarthNet's ``Pastures``
+    joins the ``pasture`` EuroSAT's ``Pasture`` grew).
+    """
+    semantics, overrides, dataset = tree.semantics, tree.overrides, tree.dataset
     settings = semantics.settings
-    label_id = ids[name]
-    unified = graph.labels(UNIFIED_ORIGINS)
+    label_id = tree.ids[name]
+    unified = [u for u in graph.labels(UNIFIED_ORIGINS) if u not in tree.grown]
     matrix = np.asarray([graph.g.nodes[u]["embedding"] for u in unified], dtype=np.float32)
     text = matrix @ vector
     order = np.argsort(-text)[: settings.k]
-    candidates: list[tuple[str, Score]] = []
-    for i in order:
-        target = unified[int(i)]
-        same_dataset = (
-            graph.g.nodes[target]["origin"] == "unified"
-            and graph.g.nodes[target]["dataset"] == dataset
-        )
-        if same_dataset:
-            continue  # a dataset's own classes are distinct by definition
-        candidates.append(
+    candidates = sorted(
+        (
             (
-                target,
-                semantics.combine(float(text[i]), aug.tag_match, tag_match(graph, target)),
+                unified[int(i)],
+                semantics.combine(float(text[i]), aug.tag_match, tag_match(graph, unified[int(i)])),
             )
-        )
-    candidates.sort(key=lambda pair: -pair[1].combined)
-    scored = [(t, s) for t, s in candidates if not overrides.forbidden(dataset, name, t)]
+            for i in order
+        ),
+        key=lambda pair: -pair[1].combined,
+    )
+    allowed = [(t, s) for t, s in candidates if not overrides.forbidden(dataset, name, t)]
+    scored = [(t, s) for t, s in allowed if label_kind(graph, t) == tree.kind]
     for target, score in scored:
         if score.combined >= settings.similar_threshold:
             graph.add_edge(
@@ -470,6 +538,20 @@ def _map_one(
     best = scored[0] if scored else None
     if best is not None and best[1].combined >= settings.map_threshold:
         return _maps_to(graph, label_id, best[0], best[1], _why(best[1], aug, settings), False)
+    namesake = canonical_name(tree.matched[name], semantics.vocabulary)
+    if (
+        namesake in graph.g
+        and graph.g.nodes[namesake]["origin"] in UNIFIED_ORIGINS
+        and namesake not in tree.grown
+        and not overrides.forbidden(dataset, name, namesake)
+    ):
+        score = semantics.combine(
+            float(np.asarray(graph.g.nodes[namesake]["embedding"]) @ vector),
+            aug.tag_match,
+            tag_match(graph, namesake),
+        )
+        why = f"joins existing unified label {namesake!r} by name ({_why(score, aug, settings)})"
+        return _maps_to(graph, label_id, namesake, score, why, False)
     placed = overrides.placed_under(dataset, name)
     if placed is not None and (
         placed not in graph.g or graph.g.nodes[placed]["origin"] not in UNIFIED_ORIGINS
@@ -477,8 +559,7 @@ def _map_one(
         raise LabelGraphError(
             f"label override places {dataset}/{name} under {placed!r}, which is not a unified label"
         )
-    return _grow(graph, label_id, name, parent, ids, aug, vector, scored, candidates, semantics,
-                 placed)
+    return _grow(graph, tree, name, parent, aug, vector, candidates, placed)
 
 
 def _maps_to(
@@ -508,50 +589,54 @@ def _why(score: Score, aug: AugmentedLabel, settings: MergeSettings) -> str:
 
 def _grow(
     graph: LabelGraph,
-    label_id: str,
+    tree: _TreeMerge,
     name: str,
     parent: str | None,
-    ids: dict[str, str],
     aug: AugmentedLabel,
     vector: np.ndarray,
-    scored: list[tuple[str, Score]],
     candidates: list[tuple[str, Score]],
-    semantics: LabelSemantics,
     placed: str | None = None,
 ) -> MappingRow:
     """A new unified label for a dataset label that matched nothing (the system grows).
 
     Its parent: ``placed`` (the override file's ``place``), else the unified label of its
     dataset parent, else a broader OSM tag's label, else the best similar candidate that
-    has children. Placement may use a candidate the override file forbids as a *mapping*
-    target: a forbidden synonym can still be the right parent (medium residential IS_A
-    residential).
+    has children; candidates of another kind are never parents. Placement may use a
+    candidate the override file forbids as a *mapping* target: a forbidden synonym can
+    still be the right parent (medium residential IS_A residential). Candidates of the
+    other kind scoring at least ``similar_threshold`` get ``RELATED {score, evidence:
+    "label_similarity"}`` (UC Merced multi-label ``trees`` - ``forest``).
     """
-    dataset = graph.g.nodes[label_id]["dataset"]
+    semantics = tree.semantics
     settings = semantics.settings
-    unified_id = canonical_name(name, semantics.vocabulary)
-    suffix = 2
+    label_id = tree.ids[name]
+    own_kind = [(t, s) for t, s in candidates if label_kind(graph, t) == tree.kind]
+    scored = [(t, s) for t, s in own_kind if not tree.overrides.forbidden(tree.dataset, name, t)]
+    base_id = canonical_name(tree.matched[name], semantics.vocabulary)
+    unified_id, suffix = base_id, 2
     while unified_id in graph.g:
-        unified_id = f"{canonical_name(name, semantics.vocabulary)}_{suffix}"
+        unified_id = f"{base_id}_{suffix}"
         suffix += 1
     graph.add_label(
         unified_id,
         unified_id,
         "unified",
-        dataset=dataset,
+        dataset=tree.dataset,
         description=aug.text,
         embedding=vector.tolist(),
         osm_tags=list(aug.osm_tags),
         osm_uris=list(aug.osm_uris),
         osm_qualifier=list(aug.osm_qualifier),
+        kind=tree.kind,
     )
+    tree.grown.add(unified_id)
     home = placed
     if home is None and parent is not None:
-        home = graph.mapped_to(ids[parent])
+        home = graph.mapped_to(tree.ids[parent])
     if home is None and aug.osm_qualifier:
         broader = [
             t
-            for t, _ in candidates
+            for t, _ in own_kind
             if set(aug.osm_uris) & set(graph.g.nodes[t]["osm_uris"])
             and not tag_match(graph, t).qualifier
         ]
@@ -559,7 +644,7 @@ def _grow(
     if home is None:
         inner = [
             (t, s)
-            for t, s in candidates
+            for t, s in own_kind
             if graph.children(t) and s.combined >= settings.similar_threshold
         ]
         home = inner[0][0] if inner else None
@@ -571,6 +656,19 @@ def _grow(
             IS_A,
             score=max(home_score.combined if home_score else settings.similar_threshold, 1e-3),
         )
+    for target, score in candidates:
+        if (
+            label_kind(graph, target) != tree.kind
+            and score.combined >= settings.similar_threshold
+            and not tree.overrides.forbidden(tree.dataset, name, target)
+        ):
+            graph.add_edge(
+                unified_id,
+                target,
+                RELATED,
+                score=round(score.combined, 6),
+                evidence="label_similarity",
+            )
     relate_unified(graph, unified_id, semantics, graph.labels(UNIFIED_ORIGINS))
     best = (
         f"best candidate {scored[0][0]!r} scored {scored[0][1].combined:.2f}"

@@ -6,6 +6,14 @@ Network or embedded (main paper, section 3.3.1, "label text augmentation") its n
 split into lower-case words: CamelCase and ``_``/``-``/space separators are split, glued
 words (UC Merced's ``denseresidential``) are segmented against a vocabulary, American
 spellings are mapped to the British ones the OSM wiki uses, and plurals are reduced.
+
+Folder names as datasets ship them also carry ordinal prefixes that fix the class order
+on disk: RSSCN7's ``aGrass``, ``bField``, ``cIndustry``, or ``01_forest`` and
+``c-industry``. A prefix glued to a capitalised word (``aGrass``) or a number
+(``01_forest``) is dropped from any name (:func:`strip_ordinal`); a lone letter before a
+separator (``c-industry``) only when every class of the dataset has one, each a
+different letter (:func:`strip_ordinals`), since on its own it could be a word
+(``t-junction``).
 """
 
 from __future__ import annotations
@@ -22,14 +30,59 @@ _US_TO_UK = {"harbor": "harbour", "center": "centre", "theater": "theatre", "col
 _NOT_PLURAL_ENDINGS = ("ss", "us", "is", "as", "ous")
 _MIN_PIECE = 3
 _MAX_PIECES = 3
+# ``aGrass`` (a lower-case letter glued to a capitalised word) and ``01_forest`` / ``01forest``.
+_ORDINAL = re.compile(r"^(?:[a-z](?=[A-Z][a-z])|\d{1,3}(?:[\s_\-.]+|(?=[A-Za-z]{3})))")
+# ``c-industry``: one letter and a separator; an ordinal only when the whole dataset has one.
+_LETTER_ORDINAL = re.compile(r"^([A-Za-z])[\s_\-.]+(?=[A-Za-z]{2})")
+
+
+def strip_ordinal(name: str) -> str:
+    """``name`` without an unambiguous ordinal prefix (``aGrass`` -> ``Grass``).
+
+    Drops a lower-case letter glued to a capitalised word (RSSCN7's ``cIndustry``) or a
+    leading number of up to three digits (``01_forest``, ``3-river``). A name that would
+    be left with no letters is returned unchanged.
+    """
+    text = unicodedata.normalize("NFKC", name).strip()
+    stripped = _ORDINAL.sub("", text, count=1)
+    return stripped if any(c.isalpha() for c in stripped) else text
+
+
+def strip_ordinals(names: list[str]) -> dict[str, str]:
+    """Each class name of one dataset without its ordinal prefix.
+
+    A single letter and a separator (``a-grass``, ``c-industry``) is an ordinal only when
+    every name of the dataset (two or more) starts that way with a different letter;
+    otherwise only the prefixes of :func:`strip_ordinal` are dropped.
+
+    Args:
+        names: the dataset's class names as shipped.
+
+    Returns:
+        ``{shipped name: name without the prefix}``.
+    """
+    letters = [_LETTER_ORDINAL.match(unicodedata.normalize("NFKC", n).strip()) for n in names]
+    lettered = (
+        len(names) >= 2
+        and all(letters)
+        and len({m.group(1).lower() for m in letters if m}) == len(names)
+    )
+    if lettered:
+        return {
+            n: _LETTER_ORDINAL.sub("", unicodedata.normalize("NFKC", n).strip(), count=1)
+            for n in names
+        }
+    return {n: strip_ordinal(n) for n in names}
 
 
 def split_words(name: str) -> list[str]:
     """Split a raw label name into lower-case words (no segmentation, no singulars).
 
+    An unambiguous ordinal prefix is dropped first (:func:`strip_ordinal`).
+
     Args:
         name: a class name as a dataset writes it, e.g. ``"SeaLake"``, ``"Sea & Lake"``,
-            ``"bare-soil"``, ``"railwayStation"``.
+            ``"bare-soil"``, ``"railwayStation"``, ``"cIndustry"``.
 
     Returns:
         The words, e.g. ``["sea", "lake"]``.
@@ -37,7 +90,7 @@ def split_words(name: str) -> list[str]:
     Raises:
         LabelGraphError: when ``name`` has no letters or digits at all.
     """
-    text = unicodedata.normalize("NFKC", name).strip()
+    text = strip_ordinal(name)
     words = [w.lower() for part in _SEPARATORS.split(text) for w in _CAMEL.split(part) if w]
     if not words:
         raise LabelGraphError(f"label name {name!r} has no letters or digits; fix the label tree")

@@ -278,9 +278,11 @@ class OsmSemanticNetwork:
         (``parking lot`` -> ``amenity=parking``), skipping sub-phrases that are only a
         generic head word (:data:`GENERIC_WORDS`: ``bare land`` must not match
         ``natural=land``). A phrase names a tag by its value (``river``), by ``key value``
-        (``railway station`` -> ``railway=station``) or, for an ``-al`` adjective, by its
-        noun (``agricultural`` -> ``landuse=agriculture``). Redirects are followed
-        (``landuse=farmland`` -> ``landuse=farm``). Only tags and keys of
+        (``railway station`` -> ``railway=station``), for an ``-al`` adjective by its
+        noun (``agricultural`` -> ``landuse=agriculture``) and for a noun without a tag of
+        its own by its ``-al``/``-ial`` adjective (``industry`` -> ``landuse=industrial``,
+        ``resident`` -> ``landuse=residential``, as RSSCN7 names its folders). Redirects
+        are followed (``landuse=farmland`` -> ``landuse=farm``). Only tags and keys of
         :data:`MAP_FEATURE_KEYS` are considered.
 
         Args:
@@ -308,7 +310,8 @@ class OsmSemanticNetwork:
         return TagMatch()
 
     def _lookup(self, phrase: list[str]) -> list[str]:
-        """Concepts named by one phrase: value (or plural), ``key value``, ``-al`` noun."""
+        """Concepts named by one phrase: value (or plural), ``key value``, ``-al`` noun,
+        ``-al``/``-ial`` adjective of a noun."""
         name = "_".join(phrase)
         found = self._by_name.get(name, []) + self._by_name.get(f"{name}s", [])
         if not found and name in self._by_tag:
@@ -318,6 +321,10 @@ class OsmSemanticNetwork:
             for noun in (f"{stem}e", stem):
                 if len(noun) >= _MIN_NOUN and self._by_name.get(noun):
                     return list(self._by_name[noun])
+        if not found and len(phrase) == 1 and len(name) >= _MIN_NOUN:
+            for adjective in (f"{name}al", f"{name}ial", f"{name[:-1]}al", f"{name[:-1]}ial"):
+                if self._by_name.get(adjective):
+                    return list(self._by_name[adjective])
         return found
 
     def citations(self, uri: str) -> frozenset[str]:

@@ -116,12 +116,16 @@ def dataset_keys(data: dict[str, Any]) -> list[str]:
     ]
 
 
-def dataset_labels(data: dict[str, Any], dataset: str) -> DatasetLabels:
+def dataset_labels(data: dict[str, Any], dataset: str, shipped: bool = False) -> DatasetLabels:
     """Class list of one dataset of the taxonomy file, as ``(name, None)`` nodes.
 
     ``labels`` is preferred (the names the dataset documents); ``labels_folder`` is used
     when there is no ``labels`` list. ``labels_display`` become aliases of the folder
     names, in order. A ``parents`` mapping (RSI-CB128) gives the hierarchy.
+
+    With ``shipped``, the names are the folder names as the dataset ships them
+    (``labels_folder`` when the entry has one: RSSCN7's ``aGrass``, ``cIndustry``) and
+    there are no aliases: what a dropped folder tells the system, and nothing more.
 
     Raises:
         LabelGraphError: the key is unknown or the entry has no flat class list.
@@ -130,13 +134,19 @@ def dataset_labels(data: dict[str, Any], dataset: str) -> DatasetLabels:
     if not isinstance(entry, dict):
         known = ", ".join(dataset_keys(data))
         raise LabelGraphError(f"dataset {dataset!r} is not in the taxonomy file; known: {known}")
-    field = _names_field(entry)
+    field = "labels_folder" if shipped and isinstance(entry.get("labels_folder"), list) else None
+    field = field or _names_field(entry)
     if field is None:
         raise LabelGraphError(f"dataset {dataset!r} has no flat 'labels' list in the taxonomy file")
     names: list[str] = list(entry[field])
     aliases: dict[str, str] = {}
     display = entry.get("labels_display")
-    if field == "labels_folder" and isinstance(display, list) and len(display) == len(names):
+    if (
+        not shipped
+        and field == "labels_folder"
+        and isinstance(display, list)
+        and len(display) == len(names)
+    ):
         aliases = {n: d for n, d in zip(names, display, strict=True) if n != d}
     nodes: list[tuple[str, str | None]] = []
     parents = entry.get("parents")

@@ -6,12 +6,15 @@ start from the base taxonomy, merge label trees and commit one new version per c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from samplehub.errors import LabelGraphError
-from samplehub.labels.cooccurrence import add_cooccurrence
+from samplehub.labels.cooccurrence import CATALOG_SOURCE, MultiLabelSamples, add_cooccurrence
 from samplehub.labels.embeddings import TextEmbedder
-from samplehub.labels.graph import LabelGraph
+from samplehub.labels.graph import LAND_COVER, SCENE, LabelGraph
 from samplehub.labels.merge import (
     LabelSemantics,
     MappingRow,
@@ -66,13 +69,21 @@ def merge_label_trees(
     trees: list[tuple[str, list[tuple[str, str | None]], dict[str, str]]],
     semantics: LabelSemantics,
     settings: GraphSettings,
+    land_cover: frozenset[str] = frozenset(),
 ) -> tuple[LabelGraph, dict[str, list[MappingRow]]]:
-    """Merge several ``(dataset, nodes, aliases)`` trees in order; returns the new graph."""
+    """Merge several ``(dataset, nodes, aliases)`` trees; returns the new graph.
+
+    Scene datasets are merged first, in order, then the ``land_cover`` (multi-label)
+    datasets, in order, so a land-cover label meets every scene label it may be related
+    to or named like.
+    """
     overrides = Overrides.from_yaml(settings.overrides) if settings.overrides else Overrides()
     rows: dict[str, list[MappingRow]] = {}
-    for dataset, nodes, aliases in trees:
+    ordered = sorted(trees, key=lambda tree: tree[0] in land_cover)
+    for dataset, nodes, aliases in ordered:
+        kind = LAND_COVER if dataset in land_cover else SCENE
         graph, rows[dataset] = merge_label_tree(
-            graph, dataset, nodes, semantics, overrides, aliases
+            graph, dataset, nodes, semantics, overrides, aliases, kind=kind
         )
     return graph, rows
 
@@ -95,16 +106,96 @@ def merge_taxonomy_datasets(
     return graph, rows
 
 
+@dataclass(frozen=True)
+class LabelGraphUpdate:
+    """What one :func:`commit_label_trees` committed.
+
+    Attributes:
+        graph: the new version.
+        rows: mapping rows per merged dataset.
+        cooccurs: ``CO_OCCURS`` edges derived from the catalog's multi-label samples.
+        land_cover: datasets merged as land-cover (multi-label) datasets, sorted.
+    """
+
+    graph: LabelGraph
+    rows: dict[str, list[MappingRow]]
+    cooccurs: int
+    land_cover: list[str]
+
+
+class LabelTrees(Protocol):
+    """What :func:`catalog_label_trees` needs of :class:`samplehub.catalog.Catalog`."""
+
+    def datasets(self) -> Any:
+        """The registry, a frame with a ``dataset`` column."""
+
+    def label_tree_json(self, dataset: str) -> dict[str, Any]:
+        """A dataset's label tree ``{"nodes": [{"name", "parent", ...}, ...]}``."""
+
+
+@dataclass(frozen=True)
+class CatalogTrees:
+    """The label trees of some datasets, as the catalog's registry holds them.
+
+    Attributes:
+        trees: ``(name, parent)`` nodes by dataset, for datasets with labels.
+        unlabelled: datasets whose tree is empty (images without labels), sorted.
+        missing: datasets the registry does not hold (not ingested, or failed), sorted.
+    """
+
+    trees: dict[str, list[tuple[str, str | None]]]
+    unlabelled: list[str]
+    missing: list[str]
+
+
+def catalog_label_trees(catalog: LabelTrees, datasets: Iterable[str]) -> CatalogTrees:
+    """Label trees of ``datasets`` from the catalog registry, in the order given."""
+    registered = set(catalog.datasets()["dataset"])
+    trees: dict[str, list[tuple[str, str | None]]] = {}
+    unlabelled: list[str] = []
+    missing: list[str] = []
+    for dataset in datasets:
+        if dataset not in registered:
+            missing.append(dataset)
+            continue
+        nodes = [(n["name"], n["parent"]) for n in catalog.label_tree_json(dataset)["nodes"]]
+        if nodes:
+            trees[dataset] = nodes
+        else:
+            unlabelled.append(dataset)
+    return CatalogTrees(trees, sorted(unlabelled), sorted(missing))
+
+
 def commit_label_trees(
-    settings: GraphSettings, home: str | Path, trees: dict[str, list[tuple[str, str | None]]]
-) -> tuple[LabelGraph, dict[str, list[MappingRow]]]:
-    """Merge ``{dataset: nodes}`` label trees into the latest graph and commit a version.
+    settings: GraphSettings,
+    home: str | Path,
+    trees: dict[str, list[tuple[str, str | None]]],
+    multilabel: MultiLabelSamples | None = None,
+) -> LabelGraphUpdate:
+    """Merge ``{dataset: nodes}`` label trees and the catalog's co-occurrence; one version.
 
     Re-merging a dataset replaces its labels (and the edges touching them), so the
-    ``label_graph`` asset can re-run over every partition.
+    ``label_graph`` asset can re-run over every partition. The multi-label datasets of
+    ``multilabel`` are merged as land-cover labels, and their samples' label pairs become
+    ``CO_OCCURS {count, weight}`` edges (main paper, section 3.3.2, spatial adjacency;
+    :func:`samplehub.labels.cooccurrence.add_cooccurrence`) in the same version, replacing
+    the catalog's edges of the previous one.
+
+    Args:
+        settings: graph settings (``cooccurrence_min_count`` is the edge threshold).
+        home: the SampleHub home (embedding cache, embedded store).
+        trees: label trees by dataset.
+        multilabel: the catalog's multi-label samples
+            (:func:`samplehub.labels.cooccurrence.catalog_multilabel_samples`); ``None``:
+            no co-occurrence, every dataset a scene dataset.
+
+    Raises:
+        LabelGraphError: no trees, or a sample names a label missing from its tree.
     """
     if not trees:
         raise LabelGraphError("no label trees to merge; materialize label_tree for a dataset first")
+    multilabel = multilabel or MultiLabelSamples([], frozenset())
+    land_cover = multilabel.land_cover & set(trees)
     semantics = open_semantics(settings, home)
     store = open_store(settings, home)
     graph, rows = merge_label_trees(
@@ -112,9 +203,15 @@ def commit_label_trees(
         [(dataset, nodes, {}) for dataset, nodes in trees.items()],
         semantics,
         settings,
+        frozenset(land_cover),
     )
-    store.commit(graph, f"merge label trees: {', '.join(trees)}")
-    return graph, rows
+    graph, added = add_cooccurrence(
+        graph, multilabel.samples, CATALOG_SOURCE, settings.cooccurrence_min_count
+    )
+    store.commit(
+        graph, f"merge label trees: {', '.join(trees)}; {added} CO_OCCURS edges from the catalog"
+    )
+    return LabelGraphUpdate(graph, rows, added, sorted(land_cover))
 
 
 def add_cooccurrence_source(

@@ -3,7 +3,15 @@
 import pytest
 
 from samplehub.errors import LabelGraphError
-from samplehub.labels.names import canonical_name, normalize_words, segment, singular, split_words
+from samplehub.labels.names import (
+    canonical_name,
+    normalize_words,
+    segment,
+    singular,
+    split_words,
+    strip_ordinal,
+    strip_ordinals,
+)
 
 VOCAB = frozenset(
     {"dense", "residential", "storage", "tank", "mobile", "home", "park", "golf", "course"}
@@ -42,3 +50,43 @@ def test_name_without_letters_is_rejected() -> None:
 def test_unicode_names_normalise() -> None:
     assert split_words("Ｆｏｒｅｓｔ") == ["forest"]  # full-width letters (NFKC)
     assert split_words("Wald_Fläche") == ["wald", "fläche"]
+
+
+@pytest.mark.parametrize(
+    ("shipped", "words"),
+    [
+        ("aGrass", ["grass"]),
+        ("bField", ["field"]),
+        ("cIndustry", ["industry"]),
+        ("dRiverLake", ["river", "lake"]),
+        ("01_forest", ["forest"]),
+        ("01forest", ["forest"]),
+        ("3-rivers", ["river"]),
+        ("StorageTanks", ["storage", "tank"]),
+        ("parking_lots", ["parking", "lot"]),
+    ],
+)
+def test_ordinal_prefixes_camel_case_separators_and_plurals_normalise(
+    shipped: str, words: list[str]
+) -> None:
+    assert normalize_words(shipped) == words
+
+
+def test_unambiguous_ordinals_are_stripped_from_any_name() -> None:
+    assert strip_ordinal("fResident") == "Resident"
+    assert strip_ordinal("12 Sea Lake") == "Sea Lake"
+    assert strip_ordinal("railwayStation") == "railwayStation"  # a word, not a letter
+    assert strip_ordinal("SeaLake") == "SeaLake"
+    assert strip_ordinal("42") == "42"  # nothing would be left
+
+
+def test_letter_and_separator_is_an_ordinal_only_across_the_whole_dataset() -> None:
+    assert strip_ordinals(["a-grass", "b-field", "c-industry"]) == {
+        "a-grass": "grass",
+        "b-field": "field",
+        "c-industry": "industry",
+    }
+    # one such name is a word (``t-junction``); repeated letters are no ordinals either
+    assert strip_ordinals(["t-junction", "road"]) == {"t-junction": "t-junction", "road": "road"}
+    assert strip_ordinals(["a-b", "a-grass"])["a-grass"] == "a-grass"
+    assert strip_ordinals(["aGrass", "01_forest"]) == {"aGrass": "Grass", "01_forest": "forest"}

@@ -9,7 +9,7 @@ from labels_shared import OSM, TAXONOMY, UCM_MULTILABEL, needs_shared
 from samplehub.labels.association import AssociationWeights, associated_labels
 from samplehub.labels.cooccurrence import add_cooccurrence, read_ucmerced_multilabel
 from samplehub.labels.embeddings import TextEmbedder
-from samplehub.labels.graph import RELATED, LabelGraph
+from samplehub.labels.graph import LAND_COVER, RELATED, LabelGraph
 from samplehub.labels.merge import LabelSemantics, MergeSettings, build_base_graph, merge_label_tree
 from samplehub.labels.osm import OsmSemanticNetwork
 from samplehub.labels.taxonomy import (
@@ -39,12 +39,17 @@ def network() -> OsmSemanticNetwork:
 
 
 @pytest.fixture(scope="module")
-def merged(network: OsmSemanticNetwork, embedder: TextEmbedder) -> LabelGraph:
+def semantics(network: OsmSemanticNetwork, embedder: TextEmbedder) -> LabelSemantics:
     data = load_taxonomy_file(TAXONOMY)
     settings = MergeSettings(text_weight=0.5, map_threshold=0.7, similar_threshold=0.6)
-    semantics = LabelSemantics(
+    return LabelSemantics(
         network, embedder, network.vocabulary() | label_vocabulary(data), settings
     )
+
+
+@pytest.fixture(scope="module")
+def merged(semantics: LabelSemantics) -> LabelGraph:
+    data = load_taxonomy_file(TAXONOMY)
     graph = build_base_graph(base_taxonomy(data), semantics)
     for key in DATASETS:
         entry = dataset_labels(data, key)
@@ -131,3 +136,49 @@ def test_cooccurrence_links_river_to_water(merged: LabelGraph) -> None:
     assert found["lake"].path == ("river", "water_area", "lake")
     again, _ = add_cooccurrence(graph, samples, "ucmerced_multilabel", min_count=5)
     assert again.g.number_of_edges() == graph.g.number_of_edges()  # re-running a source replaces it
+
+
+@pytest.mark.parametrize(
+    ("folder", "unified"),
+    [
+        ("cIndustry", "industrial_land"),
+        ("fResident", "residential_land"),
+        ("gParking", "parking_lot"),
+        ("eForest", "forest"),
+    ],
+)
+def test_rsscn7_folder_names_land_on_the_unified_labels(
+    merged: LabelGraph, semantics: LabelSemantics, folder: str, unified: str
+) -> None:
+    entry = dataset_labels(load_taxonomy_file(TAXONOMY), "rsscn7", shipped=True)
+    assert folder in {name for name, _ in entry.nodes} and not entry.aliases
+    graph, _ = merge_label_tree(merged, "rsscn7_folders", entry.nodes, semantics)
+    assert graph.mapped_to(f"rsscn7_folders/{folder}") == unified
+    assert not {"c_industry", "f_resident", "g_parking"} & set(graph.g)
+
+
+def test_ucmerced_multilabel_trees_is_a_land_cover_label_next_to_forest(
+    merged: LabelGraph, semantics: LabelSemantics
+) -> None:
+    from samplehub.retrieval.expansion import match_label
+
+    entry = dataset_labels(load_taxonomy_file(TAXONOMY), "uc_merced_multilabel_17")
+    graph, _ = merge_label_tree(
+        merged, "uc_merced_multilabel_17", entry.nodes, semantics, kind=LAND_COVER
+    )
+    trees = graph.mapped_to("uc_merced_multilabel_17/trees")
+    assert trees != "forest" and graph.g.nodes[trees]["kind"] == LAND_COVER
+    assert "uc_merced_multilabel_17/trees" not in match_label(graph, "forest").equivalents
+    related = {frozenset((e.source, e.target)) for e in graph.edges(RELATED)}
+    assert frozenset((trees, "forest")) in related
+    with_counts, _ = add_cooccurrence(
+        graph, read_ucmerced_multilabel(UCM_MULTILABEL), "ucmerced_multilabel", min_count=5
+    )
+    found = {a.label for a in associated_labels(with_counts, "forest", 3.0, AssociationWeights())}
+    assert "uc_merced_multilabel_17/trees" in found
+
+
+def test_a_name_every_dataset_maps_alike_resolves(merged: LabelGraph) -> None:
+    harbours = [n for n in merged.labels("dataset") if merged.g.nodes[n]["name"] == "harbor"]
+    assert len(harbours) >= 3
+    assert merged.resolve("harbor") == merged.mapped_to(harbours[0])
