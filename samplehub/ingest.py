@@ -22,7 +22,7 @@ import pyarrow as pa
 from samplehub.catalog import Catalog, DatasetInfo
 from samplehub.catalog import schema as catalog_schema
 from samplehub.config import ExecutorConfig
-from samplehub.errors import SampleHubError
+from samplehub.errors import InvalidSampleError, SampleHubError
 from samplehub.executors import map_batch
 from samplehub.progress import progress_bar
 from samplehub.records import FileEntry, Quarantined, SampleRecord, content_hash
@@ -216,6 +216,15 @@ def ingest_dataset(
         )
     )
     report.seconds = time.perf_counter() - started
+    if report.quarantined and report.total == 0:
+        # Recorded above (quarantine table and registry), so nothing is lost; but a
+        # dataset none of whose files decode is a failed ingest, not an empty success.
+        first = report.quarantined[0]
+        raise InvalidSampleError(
+            f"dataset {dataset!r}: none of the {report.found} files under {source.spec.uri} "
+            f"could be read (first: {first.entry.relpath}: {first.reason}); see "
+            f"`samplehub quarantine {dataset}` and fix or remove the files"
+        )
     return report
 
 

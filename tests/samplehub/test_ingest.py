@@ -70,6 +70,21 @@ def test_corrupt_copies_are_quarantined_and_nothing_else_is_lost(
     assert len(np.unique(ids)) == len(ids)
 
 
+def test_a_dataset_none_of_whose_files_decode_fails_and_keeps_its_quarantine(
+    repo: Repository, tmp_path: Path
+) -> None:
+    from samplehub.errors import InvalidSampleError
+
+    rubble = tmp_path / "rubble" / "debris"
+    rubble.mkdir(parents=True)
+    for i in range(3):
+        (rubble / f"chip{i}.jpg").write_text("not a JPEG")
+    with pytest.raises(InvalidSampleError, match=r"'rubble': none of the 3 files.*chip0.jpg"):
+        repo.ingest(SourceSpec(name="rubble", uri=str(rubble.parent)))
+    assert len(repo.catalog.quarantine("rubble")) == 3
+    assert repo.catalog.dataset("rubble").n_quarantined == 3
+
+
 def test_missing_source_names_the_path(repo: Repository, tmp_path: Path) -> None:
     from samplehub.errors import SourceNotFoundError
 
