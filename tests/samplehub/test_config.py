@@ -36,6 +36,7 @@ def test_bad_key_in_a_config_file_names_it(tmp_path: Path) -> None:
         ("graph", "embedded"),
         ("executor", "threads"),
         ("instance", "sqlite"),
+        ("mlflow", "local"),
         ("model", "efficientnet_lite0"),
         ("retrieval", "ivfpq"),
         ("hashing", "deep"),
