@@ -36,7 +36,7 @@ def content_hash(image: np.ndarray) -> str:
     pixels = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<"))
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{pixels.dtype.str}|{'x'.join(map(str, pixels.shape))}|".encode())
-    digest.update(memoryview(pixels).cast("B"))
+    digest.update(pixels.reshape(-1).view(np.uint8).data)
     return digest.hexdigest()
 
 
