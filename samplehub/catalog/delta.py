@@ -102,9 +102,14 @@ class Catalog:
             out = out.append_column(field, pa.nulls(out.num_rows, field.type))
         return out.select(wanted) if absent else out
 
-    def missing_columns(self, name: str) -> list[str]:
-        """Columns of the declared schema that the stored table lacks (written before them)."""
-        table = self.table(name)
+    def missing_columns(self, name: str, table: DeltaTable | None = None) -> list[str]:
+        """Columns of the declared schema that the stored table lacks (written before them).
+
+        Args:
+            name: the table's name.
+            table: the table if already open.
+        """
+        table = table or self.table(name)
         if table is None:
             return []
         stored = set(table.schema().to_arrow().names)
@@ -119,8 +124,8 @@ class Catalog:
         Returns:
             The names of the columns added (empty when the table is current or absent).
         """
-        missing = self.missing_columns(name)
         table = self.table(name)
+        missing = self.missing_columns(name, table)
         if missing and table is not None:
             declared = getattr(schema, name.upper())
             table.alter.add_columns([Field.from_arrow(declared.field(n)) for n in missing])

@@ -115,7 +115,8 @@ def print_result(result: QueryResult) -> None:
         table = Table("kind", "score", "dataset", "relpath", "labels", "reason", title=title)
         for hit in hits:
             table.add_row(
-                hit.kind, f"{hit.score:.3f}", hit.dataset, hit.relpath, ", ".join(hit.labels),
+                hit.kind, f"{hit.score:.3f}", ", ".join(hit.datasets), hit.relpath,
+                ", ".join(hit.labels),
                 hit.reason,
             )
         console.print(table)

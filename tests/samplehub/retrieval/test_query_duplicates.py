@@ -74,3 +74,20 @@ def test_images_held_once_are_unchanged(repo: Repository) -> None:
     result = run_query(repo, QuerySpec(labels=("farmland",), include_supplementary=False))
     assert len(result.hits) == 4
     assert all(h.copies == [] and h.labels == ["farmland"] for h in result.hits)
+
+
+def test_the_query_cli_names_every_dataset_of_an_image(repo: Repository) -> None:
+    from typer.testing import CliRunner
+
+    from samplehub.cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        ["query", "--label", "forest", "--no-supplementary", "--set",
+         f"home={repo.config.home_path}"],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "forest -> forest: 4 exact" in result.output
+    rows = [line for line in result.output.splitlines() if "forest0" in line]
+    assert len(rows) == 4 and all("copy, tree" in r or "tree, copy" in r for r in rows)
