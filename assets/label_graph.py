@@ -6,12 +6,14 @@ from dagster import (
     AssetCheckResult,
     AssetDep,
     AssetExecutionContext,
+    AutomationCondition,
     MaterializeResult,
     MetadataValue,
     asset,
     asset_check,
 )
 
+from assets.automation import across_datasets
 from assets.resources import SampleHubResource
 from samplehub.labels.cooccurrence import catalog_multilabel_samples
 from samplehub.labels.settings import GraphSettings, graph_settings_from_config
@@ -27,6 +29,7 @@ def _settings(samplehub: SampleHubResource) -> tuple[GraphSettings, str]:
     deps=[AssetDep("label_tree", partition_mapping=AllPartitionMapping())],
     group_name="labels",
     kinds={"delta", "networkx"},
+    automation_condition=across_datasets(),
 )
 def label_graph(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
     """Every dataset's label tree merged by Algorithm 1, with ``CO_OCCURS`` counts from the
@@ -52,7 +55,12 @@ def label_graph(context: AssetExecutionContext, samplehub: SampleHubResource) ->
     )
 
 
-@asset(deps=[label_graph], group_name="labels", kinds={"numpy"})
+@asset(
+    deps=[label_graph],
+    group_name="labels",
+    kinds={"numpy"},
+    automation_condition=AutomationCondition.eager(),
+)
 def label_embeddings(samplehub: SampleHubResource) -> MaterializeResult:
     """Text embeddings of every label (stored on the graph's nodes; reported here)."""
     settings, home = _settings(samplehub)
