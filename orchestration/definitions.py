@@ -4,7 +4,12 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from dagster import Definitions, load_asset_checks_from_modules, load_assets_from_modules
+from dagster import (
+    Definitions,
+    in_process_executor,
+    load_asset_checks_from_modules,
+    load_assets_from_modules,
+)
 
 import assets.features
 import assets.hashing
@@ -36,4 +41,7 @@ defs = Definitions(
     sensors=[new_dataset_sensor, hash_retraining_sensor, automation_sensor],
     schedules=[rescan_schedule, hash_retraining_schedule],
     resources=RESOURCES,
+    # One process per run: a step subprocess would import torch again for each step, and
+    # the heavy steps already use every core (the run queue bounds the parallelism).
+    executor=in_process_executor,
 )

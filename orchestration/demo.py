@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, ExecuteInProcessResult
 from rich.console import Console
 from rich.table import Table
 
@@ -29,19 +29,26 @@ from samplehub.instance import write_instance_yaml
 from samplehub.repository import Repository
 from samplehub.retrieval.query import run_query
 from samplehub.retrieval.types import QuerySpec
-from samplehub.sources import SourceSpec
-from samplehub.sources.filesystem import is_remote
 
 console = Console()
 
 
-def available_sources(repo: Repository) -> dict[str, SourceSpec]:
-    """Configured sources whose data is present."""
-    return {
-        name: spec
-        for name, spec in repo.sources().items()
-        if is_remote(spec.uri) or Path(spec.uri).exists()
-    }
+# The console shows progress bars and the summary; the runs' full logs stay in the
+# instance's event log (the Dagster UI over the same DAGSTER_HOME shows them).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def run_job(
+    instance: DagsterInstance, job: str, partition: str | None = None
+) -> ExecuteInProcessResult:
+    """Execute one job in-process against ``instance``, printing a line when it fails."""
+    result = defs.resolve_job_def(job).execute_in_process(
+        partition_key=partition, instance=instance, run_config=QUIET, raise_on_error=False
+    )
+    if not result.success:
+        where = f" for {partition}" if partition else ""
+        console.print(f"[red]run {result.run_id} ({job}) failed{where}; see the Dagster UI[/]")
+    return result
 
 
 def show_query(repo: Repository, labels: tuple[str, ...]) -> None:
@@ -62,7 +69,7 @@ def show_query(repo: Repository, labels: tuple[str, ...]) -> None:
 def main() -> int:
     """Ingest every available demo source through Dagster, then print the catalog."""
     repo = Repository.open()
-    sources = available_sources(repo)
+    sources = repo.available_sources()
     if not sources:
         console.print(
             f"[red]No demo data found under {Path(repo.config.data_root).resolve()}.[/]\n"
@@ -79,20 +86,14 @@ def main() -> int:
     for name in sorted(sources):
         for job, assets in ((ingest_job, "samples, label_tree"), (features_job, "image_features")):
             console.print(f"[bold]materializing[/] {assets} of \\[{name}] ...")
-            result = defs.resolve_job_def(job.name).execute_in_process(
-                partition_key=name, instance=instance
-            )
-            if not result.success:
-                console.print(f"[red]run {result.run_id} ({job.name}) failed for {name}[/]")
+            if not run_job(instance, job.name, name).success:
                 return 1
     console.print("[bold]materializing[/] label_graph, label_embeddings ...")
-    if not defs.resolve_job_def(label_graph_job.name).execute_in_process(instance=instance).success:
-        console.print("[red]the label graph run failed[/]")
+    if not run_job(instance, label_graph_job.name).success:
         return 1
     console.print("[bold]materializing[/] ivfpq_index, label_prototypes ...")
-    index_run = defs.resolve_job_def(index_job.name).execute_in_process(instance=instance)
+    index_run = run_job(instance, index_job.name)
     if not index_run.success:
-        console.print("[red]the index run failed[/]")
         return 1
     for check in index_run.get_asset_check_evaluations():
         console.print(
@@ -108,7 +109,7 @@ def main() -> int:
     show_query(repo, ("river", "bridge"))
     console.print(
         f"home: {repo.config.home_path}   dagster UI: DAGSTER_HOME={dagster_home} "
-        ".venv/bin/dagster dev -m orchestration.definitions"
+        ".venv/bin/dg dev -m orchestration.definitions"
     )
     return 0
 

@@ -14,12 +14,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from orchestration.definitions import defs
+
+T = TypeVar("T")
+ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+          DagsterRunStatus.STARTED]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,6 +42,34 @@ mutation Launch($params: LaunchBackfillParams!) {
   }
 }
 """
+
+
+def poll(what: str, probe: Callable[[], T | None], timeout: float, every: float = 2.0) -> T:
+    """Call ``probe`` until it returns a value other than None, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value is not None:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def busy(instance: DagsterInstance) -> bool:
+    """Whether any run is queued, starting or running."""
+    return bool(instance.get_runs(RunsFilter(statuses=ACTIVE), limit=1))
+
+
+def materialization_counts(
+    instance: DagsterInstance, after: float = 0.0
+) -> Counter[tuple[str, str]]:
+    """``(asset, partition or "")`` -> materializations stored after the timestamp ``after``."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for key in defs.resolve_asset_graph().get_all_asset_keys():
+        for record in instance.fetch_materializations(AssetKey(key.path), limit=10_000).records:
+            if record.timestamp > after:
+                counts[(key.to_user_string(), record.partition_key or "")] += 1
+    return counts
 
 
 def free_port() -> int:

@@ -73,7 +73,13 @@ class AutomationLoop:
 
 
 def ingest(loop: AutomationLoop, *names: str) -> None:
-    """What the new-dataset sensor does: add the partitions and run ``samples``."""
+    """What the new-dataset sensor does: add the partitions and run ``samples``.
+
+    The automation's first evaluation only records the state it finds (as the daemon's
+    does when it starts), so a loop that never ticked ticks once first.
+    """
+    if loop.cursor is None:
+        loop.tick()
     loop.instance.add_dynamic_partitions(dataset_partitions.name, list(names))
     for name in names:
         run = defs.resolve_job_def("ingest_dataset").execute_in_process(
