@@ -197,8 +197,8 @@ def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[s
     """Rows of one repository size for every client count."""
     from samplehub.labels.settings import load_graph_settings
     from samplehub.retrieval.context import QueryContext
-    from samplehub.retrieval.planner import IndexedVectors
     from samplehub.retrieval.query import query_context
+    from samplehub.retrieval.search import IvfpqSearch
     from samplehub.retrieval.snapshot import SampleSnapshot
     from samplehub.retrieval.types import QuerySpec
 
@@ -215,10 +215,10 @@ def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[s
     index = build_ivfpq_index(xb, np.arange(n), nlist, m, 8, refine=True)
     build_s = time.perf_counter() - start
     del xb
-    vectors = IndexedVectors.of(index)
     copy = [f"{relpaths[r]}#{i}" for i, r in enumerate(rows.tolist())]
     snapshot = SampleSnapshot.from_table(samples_table(
         [datasets[r] for r in rows], [classes[r] for r in rows], copy))
+    vectors = IvfpqSearch.of(index, snapshot.sample_id)
     at_position = rows[vectors.ids]  # the index stores vectors by IVF cell, ids = sample rows
     ctx = QueryContext(snapshot, graph, load_graph_settings(REPO / "conf").association, vectors,
                        prototypes(graph, vectors.xb, [datasets[r] for r in at_position],

@@ -100,18 +100,20 @@ def main() -> None:
     from samplehub.index.ivfpq import build_ivfpq_index
     from samplehub.labels.settings import load_graph_settings
     from samplehub.retrieval.context import QueryContext
-    from samplehub.retrieval.planner import IndexedVectors
     from samplehub.retrieval.query import query_context
+    from samplehub.retrieval.search import IvfpqSearch
     from samplehub.retrieval.snapshot import SampleSnapshot
     from samplehub.retrieval.types import QuerySpec
 
     xb, datasets, classes, relpaths = real_features()
     graph = label_graph()
-    vectors = IndexedVectors.of(
-        build_ivfpq_index(xb, np.arange(len(xb)), 256, 64, 8, refine=True, max_train=65_536)
+    snapshot = SampleSnapshot.from_table(samples_table(datasets, classes, relpaths))
+    vectors = IvfpqSearch.of(
+        build_ivfpq_index(xb, np.arange(len(xb)), 256, 64, 8, refine=True, max_train=65_536),
+        snapshot.sample_id,
     )
     ctx = QueryContext(
-        SampleSnapshot.from_table(samples_table(datasets, classes, relpaths)),
+        snapshot,
         graph,
         load_graph_settings(REPO / "conf").association,
         vectors,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from samplehub.ingest import IngestReport, ingest_dataset
 from samplehub.sources import Source, SourceSpec, open_source
 from samplehub.sources.filesystem import is_remote
 from samplehub.store import SampleStore
+
+if TYPE_CHECKING:
+    from samplehub.retrieval.context import QueryContexts
 
 
 def watched_folders(config: SampleHubConfig) -> dict[str, Path]:
@@ -120,3 +124,11 @@ class Repository:
             str(row["zarr_array"]), int(row["zarr_index"])
         )
         return row, pixels
+
+    @cached_property
+    def query_contexts(self) -> QueryContexts:
+        """The query's loaded state of this repository, rebuilt when the repository
+        changed (:class:`samplehub.retrieval.context.QueryContexts`)."""
+        from samplehub.retrieval.context import QueryContexts
+
+        return QueryContexts(self)

@@ -97,6 +97,30 @@ class IvfpqIndex:
         """Number of indexed vectors."""
         return int(self.index.ntotal)
 
+    @property
+    def ids(self) -> np.ndarray:
+        """Sample id at each position (insertion order), (ntotal,) int64, a copy."""
+        idmap: Any = self.index
+        return faiss.vector_to_array(idmap.id_map).astype(np.int64)
+
+    @property
+    def inner(self) -> Any:
+        """The index under the id map (``IndexRefineFlat``, or ``IndexIVFPQ`` without
+        refine); it answers with positions instead of sample ids."""
+        idmap: Any = self.index
+        return faiss.downcast_index(idmap.index)
+
+    @property
+    def ivf(self) -> Any:
+        """The ``IndexIVFPQ`` (its quantizer holds the cell centroids)."""
+        return faiss.downcast_index(faiss.extract_index_ivf(self.index))
+
+    @property
+    def flat(self) -> Any | None:
+        """The refine store, an ``IndexFlat`` of the full vectors by position; None for an
+        index built with ``refine=False``."""
+        return faiss.downcast_index(self.inner.refine_index) if self.params.refine else None
+
 
 def suggest_nlist(nb: int, cell_size: int = DEFAULT_CELL_SIZE) -> int:
     """``nlist`` giving cells of about ``cell_size`` vectors, each trained on >= 39 points.
@@ -261,13 +285,13 @@ def build_ivfpq_index(
         )
     params = IvfpqParams(d=d, nlist=nlist, m=m, nbits=nbits, refine=refine, metric=metric,
                          coarse=coarse)
-    index = _new_index(params)
-    ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))
+    built = IvfpqIndex(index=_new_index(params), params=params, ntotal_at_train=nb)
+    ivf = built.ivf
     ivf.quantizer.add(coarse_centroids(xt, nlist, metric, seed))
     ivf.pq.cp.seed = seed
-    index.train(xt)  # the quantizer holds nlist centroids: this trains the PQ codebooks
-    _add_by_cell(index, xb, ids)
-    return IvfpqIndex(index=index, params=params, ntotal_at_train=nb)
+    built.index.train(xt)  # the quantizer holds nlist centroids: this trains the PQ codebooks
+    _add_by_cell(built.index, xb, ids)
+    return built
 
 
 def _add_by_cell(index: faiss.Index, xb: np.ndarray, ids: np.ndarray, chunk: int = 65_536) -> None:
@@ -288,9 +312,8 @@ def _add_by_cell(index: faiss.Index, xb: np.ndarray, ids: np.ndarray, chunk: int
 
 
 def indexed_ids(index: IvfpqIndex) -> np.ndarray:
-    """The ids held by ``index``, in insertion order (int64, (ntotal,))."""
-    idmap: Any = index.index
-    return faiss.vector_to_array(idmap.id_map).astype(np.int64)
+    """The ids held by ``index``, in insertion order (int64, (ntotal,)): ``index.ids``."""
+    return index.ids
 
 
 def add_to_index(index: IvfpqIndex, xb: np.ndarray, ids: np.ndarray) -> int:
@@ -350,12 +373,10 @@ def stored_vectors(index: IvfpqIndex) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         ValueError: if the index keeps no exact vectors (``refine=False``).
     """
-    if not index.params.refine:
+    flat = index.flat
+    if flat is None:
         raise ValueError("this index keeps only PQ codes (refine=False); pass xb and ids")
-    idmap: Any = index.index
-    refine: Any = faiss.downcast_index(idmap.index)
-    xb = refine.refine_index.reconstruct_n(0, index.ntotal)
-    return xb, indexed_ids(index)
+    return flat.reconstruct_n(0, index.ntotal), index.ids
 
 
 def retrain_index(
@@ -392,22 +413,24 @@ def search(
     index: IvfpqIndex | faiss.Index,
     xq: np.ndarray,
     k: int,
-    nprobe: int = 16,
-    k_factor: int = 4,
+    nprobe: int,
+    k_factor: int,
     max_codes: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours of each query: IVF-PQ candidates, exactly re-ranked.
 
     Search parameters travel with the call (faiss ``SearchParameters``), so concurrent
-    searches with different settings do not interfere.
+    searches with different settings do not interfere. ``nprobe`` and ``k_factor`` have
+    no defaults here: the product's come from ``conf/retrieval`` (``RetrievalConfig``).
 
     Args:
-        index: an :class:`IvfpqIndex` or a faiss index (e.g. from :func:`exact_search`'s
-            building blocks); parameters that do not apply are ignored.
+        index: an :class:`IvfpqIndex`, or a bare faiss index, which gets only the IVF
+            settings (``nprobe``, ``max_codes``) if it has an IVF.
         xq: queries (nq, d).
         k: neighbours per query.
-        nprobe: IVF cells scanned per query.
-        k_factor: candidates re-ranked = ``k * k_factor`` (refined indexes only).
+        nprobe: IVF cells scanned per query (``RetrievalConfig.nprobe``).
+        k_factor: candidates re-ranked = ``k * k_factor`` (refined indexes only;
+            ``RetrievalConfig.refine_factor``).
         max_codes: codes scanned per query at most (:func:`ivf_search_parameters`); 0: all
             of the ``nprobe`` cells.
 
@@ -428,27 +451,27 @@ def search(
         raise ValueError(f"k must be >= 1; got {k}")
     xq = _as_vectors(xq, "xq", raw.d)
     params = None
-    if faiss.try_extract_index_ivf(raw) is not None:
-        params = search_parameters(raw, nprobe, k_factor, max_codes)
+    if isinstance(index, IvfpqIndex):
+        params = search_parameters(index, nprobe, k_factor, max_codes)
+    elif faiss.try_extract_index_ivf(raw) is not None:
+        params = ivf_search_parameters(raw, nprobe, max_codes)
     return raw.search(xq, k, params=params)
 
 
 def search_parameters(
-    index: faiss.Index, nprobe: int, k_factor: int, max_codes: int = 0, selector: Any = None
+    index: IvfpqIndex, nprobe: int, k_factor: int, max_codes: int = 0, selector: Any = None
 ) -> Any:
-    """faiss search parameters for an IVF-PQ index, with or without exact re-ranking.
+    """faiss search parameters for ``index``, with or without exact re-ranking.
 
     The IVF settings of :func:`ivf_search_parameters` (plus ``selector``, if any), wrapped
-    in ``IndexRefineSearchParameters`` with ``k_factor`` when ``index`` (or the index under
-    its id map) re-ranks. The returned object keeps the nested ones alive.
+    in ``IndexRefineSearchParameters`` with ``k_factor`` when ``index`` re-ranks. They
+    apply to the id map and to :attr:`IvfpqIndex.inner` alike. The returned object keeps
+    the nested ones alive.
     """
-    inner: Any = index
-    if isinstance(index, faiss.IndexIDMap):
-        inner = faiss.downcast_index(index.index)
-    ivf = ivf_search_parameters(inner, nprobe, max_codes)
+    ivf = ivf_search_parameters(index.ivf, nprobe, max_codes)
     if selector is not None:
         ivf.sel = selector
-    if not isinstance(inner, faiss.IndexRefine):
+    if not index.params.refine:
         return ivf
     params: Any = faiss.IndexRefineSearchParameters()
     params.k_factor = k_factor
@@ -518,9 +541,9 @@ def recall_at_k(I_approx: np.ndarray, I_exact: np.ndarray, k: int | None = None)
 def measure_recall(
     index: IvfpqIndex,
     xq: np.ndarray,
-    k: int = 100,
-    nprobe: int = 16,
-    k_factor: int = 4,
+    k: int,
+    nprobe: int,
+    k_factor: int,
     max_codes: int = 0,
 ) -> float:
     """recall@k of :func:`search` against exact search over the index's own vectors.
@@ -530,9 +553,9 @@ def measure_recall(
     Args:
         index: a refined index (its exact vectors are the ground truth).
         xq: probe queries (nq, d).
-        k: cut-off.
-        nprobe: IVF cells scanned.
-        k_factor: re-rank depth factor.
+        k: cut-off (``RetrievalConfig.recall_k``).
+        nprobe: IVF cells scanned (``RetrievalConfig.nprobe``).
+        k_factor: re-rank depth factor (``RetrievalConfig.refine_factor``).
         max_codes: scan cap per query (0: none).
 
     Returns:

@@ -1,12 +1,13 @@
 """Everything a query reads, loaded once per repository state and shared by queries.
 
 A :class:`QueryContext` holds the samples snapshot, the label graph with its Eq. 1
-weights, the IVF-PQ index of the current feature model version, that version's label
-prototypes, and the maps between catalog rows and index positions. :func:`open_context`
-keeps one context per SampleHub home and rebuilds it when a Delta table, the label graph,
-the index files or the MLflow store changed (a ``stat`` per query on local storage, a
-Delta version read on object storage), so a long-running server sees new data without
-paying the load on every query.
+weights, the vector indexes that step 3 and query-by-image search (the IVF-PQ index of the
+current feature model version, and the Hamming index of the champion hash model once a
+query asks for it), that version's label prototypes and what queries memoise per label.
+A repository's :class:`QueryContexts` (``Repository.query_contexts``) keeps its current
+context and rebuilds it when a Delta table, the label graph, the index files or the MLflow
+store changed (a ``stat`` per query on local storage, a Delta version read on object
+storage), so a long-running server sees new data without paying the load on every query.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,18 +34,16 @@ from samplehub.retrieval.expansion import (
     exact_groups,
     prototype_targets,
 )
-from samplehub.retrieval.planner import AllowedPositions, IndexedVectors
+from samplehub.retrieval.memo import Memo
+from samplehub.retrieval.search import IvfpqSearch, VectorSearch
 from samplehub.retrieval.snapshot import COLUMNS, SampleSnapshot
+from samplehub.retrieval.types import IndexChoice
 
 if TYPE_CHECKING:
+    from samplehub.retrieval.hashed import HammingSearch
     from samplehub.retrieval.prototypes import LabelPrototypes
 
 log = logging.getLogger(__name__)
-
-MAX_CACHED_LABELS = 256
-"""Query labels whose exact matches, targets and unfiltered allowed-position set (ntotal / 8
-bytes) a context keeps."""
-T = TypeVar("T")
 
 Prototypes = dict[str, tuple[np.ndarray, np.ndarray]]
 """label key -> (prototype ids (P,) int64, prototype vectors (P, d) float32); keys as in
@@ -59,74 +58,79 @@ class QueryContext:
         snapshot: the samples.
         graph: the label graph.
         weights: Eq. 1 parameters.
-        vectors: the IVF-PQ index, or None before one was built.
+        ivfpq: the IVF-PQ index over ``snapshot``, or None before one was built.
         prototypes: label prototypes of the index's model version.
-        model_version: the feature model version of ``vectors`` and ``prototypes``.
-        row_position: (n,) index position of each catalog row, -1 where not indexed.
-        position_row: (ntotal,) catalog row of each index position, -1 where the sample
-            left the catalog.
-        extras: search structures loaded on first use for this snapshot (the Hamming index
-            of :mod:`samplehub.retrieval.hashed`).
+        model_version: the feature model version of ``ivfpq`` and ``prototypes``.
+        hamming: the champion's Hamming index over ``snapshot``, once
+            :meth:`attach_hamming` loaded it (``index="hash"``).
     """
 
     snapshot: SampleSnapshot
     graph: LabelGraph
     weights: AssociationWeights
-    vectors: IndexedVectors | None
+    ivfpq: IvfpqSearch | None
     prototypes: Prototypes
     model_version: str | None = None
-    row_position: np.ndarray = field(init=False)
-    position_row: np.ndarray = field(init=False)
-    extras: dict[str, object] = field(init=False, default_factory=dict)
-    _allowed: dict[Hashable, AllowedPositions] = field(init=False, default_factory=dict)
-    _exact: dict[Hashable, tuple[list[ExactGroup], np.ndarray]] = field(
-        init=False, default_factory=dict
+    hamming: HammingSearch | None = None
+    _exact: Memo[tuple[list[ExactGroup], np.ndarray]] = field(
+        init=False, default_factory=Memo, repr=False
     )
-    _targets: dict[Hashable, list[PrototypeTarget]] = field(init=False, default_factory=dict)
-    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _targets: Memo[list[PrototypeTarget]] = field(init=False, default_factory=Memo, repr=False)
+    _hamming_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
-    def __post_init__(self) -> None:
-        n = len(self.snapshot)
-        self.row_position = np.full(n, -1, dtype=np.int64)
-        if self.vectors is None:
-            self.position_row = np.zeros(0, dtype=np.int64)
-            return
-        ids = self.vectors.ids
-        self.position_row = np.full(len(ids), -1, dtype=np.int64)
-        order = np.argsort(ids)
-        slot = np.clip(np.searchsorted(ids, self.snapshot.sample_id, sorter=order), 0, len(ids) - 1)
-        found = ids[order[slot]] == self.snapshot.sample_id if len(ids) else np.zeros(n, bool)
-        self.row_position[found] = order[slot[found]]
-        self.position_row[self.row_position[found]] = np.flatnonzero(found)
+    def vector_search(self, choice: IndexChoice) -> VectorSearch | None:
+        """The index that answers the query's ``index`` choice.
 
-    def allowed_positions(
-        self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
-    ) -> AllowedPositions:
-        """Index positions a search may return: catalogued, in ``rows``, not ``excluded``.
-
-        Works in position space, without materialising position lists; an unfiltered
-        query's set depends only on its exact matches, which are fixed for this snapshot,
-        so with ``key`` (the query label) it is built once and reused.
-
-        Args:
-            rows: (n,) bool mask of catalog rows that passed the filter; None for all.
-            excluded: catalog row numbers to leave out (the exact matches).
-            key: memoise the result under this key, the query's :class:`LabelMatch` as for
-                :meth:`exact_matches` (only when ``rows`` is None).
+        ``hash``: the Hamming index; ``auto``, ``ivfpq`` and ``exact``: the IVF-PQ index
+        (whose planner picks exact or IVF-PQ search).
 
         Returns:
-            The packed positions and their count.
+            The index; None only for ``auto`` before an IVF-PQ index exists.
+
+        Raises:
+            IndexNotTrainedError: the asked-for index is not there (``hash``: not loaded
+                by :meth:`load_search`).
         """
-        if rows is None and key is not None:
-            return self._memoised(
-                self._allowed, key, lambda: self.allowed_positions(None, excluded)
+        if choice == "hash":
+            if self.hamming is None:
+                raise IndexNotTrainedError(
+                    "index='hash' needs the Hamming index loaded into the query context; "
+                    "use run_query (it loads it) or QueryContext.load_search"
+                )
+            return self.hamming
+        if self.ivfpq is None and choice != "auto":
+            raise IndexNotTrainedError(
+                f"index={choice!r} was asked for, but no IVF-PQ index exists for model "
+                f"version {self.model_version}; materialize the ivfpq_index asset"
             )
-        catalogued = self.position_row >= 0
-        allowed = catalogued if rows is None else rows[np.maximum(self.position_row, 0)]
-        allowed &= catalogued
-        positions = self.row_position[excluded]
-        allowed[positions[positions >= 0]] = False
-        return AllowedPositions.of(allowed)
+        return self.ivfpq
+
+    def load_search(self, choice: IndexChoice, repo: Repository) -> VectorSearch | None:
+        """:meth:`vector_search`, first loading what ``choice`` needs and this context
+        loads on demand (the Hamming index for ``hash``).
+
+        Raises:
+            IndexNotTrainedError: as :meth:`vector_search`; for ``hash`` also no champion
+                hash model or no Hamming index for it.
+        """
+        if choice == "hash":
+            self.attach_hamming(repo)
+        return self.vector_search(choice)
+
+    def attach_hamming(self, repo: Repository) -> HammingSearch:
+        """The champion's Hamming index over this snapshot, loaded once per champion and
+        index file (reloaded when either changed).
+
+        Raises:
+            IndexNotTrainedError: no champion hash model, or no Hamming index for it.
+        """
+        from samplehub.retrieval.hashed import HammingSearch, hamming_stamp
+
+        model, stamp = hamming_stamp(repo)
+        with self._hamming_lock:
+            if self.hamming is None or self.hamming.stamp != stamp:
+                self.hamming = HammingSearch.load(repo, model, self.snapshot.sample_id, stamp)
+            return self.hamming
 
     def exact_matches(self, match: LabelMatch) -> tuple[list[ExactGroup], np.ndarray]:
         """Step 2's exact matches of ``match`` over the whole snapshot, memoised.
@@ -145,7 +149,7 @@ class QueryContext:
             rows = np.concatenate([g.rows for g in groups]) if groups else np.zeros(0, np.int64)
             return groups, self.snapshot.with_copies(rows)
 
-        return self._memoised(self._exact, match, build)
+        return self._exact.get(match, build)
 
     def prototype_targets(self, match: LabelMatch, max_distance: float) -> list[PrototypeTarget]:
         """Step 3's targets: labels associated with ``match`` by Eq. 1, memoised.
@@ -153,8 +157,7 @@ class QueryContext:
         :func:`~samplehub.retrieval.expansion.prototype_targets` of
         :func:`~samplehub.labels.association.associated_labels` within ``max_distance``.
         """
-        return self._memoised(
-            self._targets,
+        return self._targets.get(
             (match, float(max_distance)),
             lambda: prototype_targets(
                 self.graph,
@@ -162,18 +165,6 @@ class QueryContext:
                 associated_labels(self.graph, match.unified, max_distance, self.weights),
             ),
         )
-
-    def _memoised(self, cache: dict[Hashable, T], key: Hashable, build: Callable[[], T]) -> T:
-        """``cache[key]``, built on first use; at most ``MAX_CACHED_LABELS`` entries."""
-        with self._lock:
-            if key in cache:
-                return cache[key]
-        value = build()  # outside the lock: concurrent queries of other labels go on
-        with self._lock:
-            if len(cache) >= MAX_CACHED_LABELS:
-                cache.pop(next(iter(cache)))
-            cache[key] = value
-        return value
 
 
 def prototype_arrays(stored: dict[str, LabelPrototypes]) -> Prototypes:
@@ -213,25 +204,37 @@ def load_context(repo: Repository) -> QueryContext:
         snapshot=snapshot,
         graph=graph,
         weights=settings.association,
-        vectors=IndexedVectors.of(index) if index is not None else None,
+        ivfpq=IvfpqSearch.of(index, snapshot.sample_id) if index is not None else None,
         prototypes=prototype_arrays(load_prototypes(repo.catalog, version)),
         model_version=version,
     )
 
 
-_CONTEXTS: dict[str, tuple[Hashable, QueryContext]] = {}
-_CONTEXTS_LOCK = threading.Lock()
+class QueryContexts:
+    """The current :class:`QueryContext` of one repository, revalidated per query.
+
+    Held by the repository (``Repository.query_contexts``), so a server that keeps its
+    repository keeps its context, and a test's or a reconfigured repository starts afresh.
+    """
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self._current: tuple[Hashable, QueryContext] | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> QueryContext:
+        """The context of the repository as it is now: the cached one while its
+        :func:`repository_stamp` is unchanged, else a fresh :func:`load_context`."""
+        stamp = repository_stamp(self.repo)
+        with self._lock:
+            if self._current is None or self._current[0] != stamp:
+                self._current = (stamp, load_context(self.repo))
+            return self._current[1]
 
 
 def open_context(repo: Repository) -> QueryContext:
-    """The cached context of ``repo``'s home, rebuilt when the repository changed."""
-    key = f"{repo.config.home_path}|{repo.catalog.root}"
-    stamp = repository_stamp(repo)
-    with _CONTEXTS_LOCK:
-        cached = _CONTEXTS.get(key)
-        if cached is None or cached[0] != stamp:
-            _CONTEXTS[key] = (stamp, load_context(repo))
-        return _CONTEXTS[key][1]
+    """The cached context of ``repo``, rebuilt when the repository changed."""
+    return repo.query_contexts.current()
 
 
 def repository_stamp(repo: Repository) -> Hashable:

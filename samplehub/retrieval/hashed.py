@@ -1,4 +1,4 @@
-"""Hash-code search for the query: the champion hash model and its Hamming index (issue 5).
+"""Hash-code search for the query: the champion hash model and its Hamming index.
 
 ``index="hash"`` replaces the IVF-PQ search of step 3 (prototype matching) and of
 query-by-image: query vectors (label prototypes, an image's feature) are encoded by the
@@ -6,6 +6,8 @@ same champion hash model that coded the repository (:mod:`samplehub.hash_models`
 Hamming index (:mod:`samplehub.index.hamming`) returns the top M codes among the allowed
 samples and DMCH Eq. 7 re-ranks them by the pre-quantization values (coarse-to-fine
 ranking, DMCH Sec. 3.5, ``../shared/papers/dmch-deep-metric-category-hashing.txt``).
+:class:`HammingSearch` is this search behind the query's
+:class:`~samplehub.retrieval.search.VectorSearch` interface.
 
 Scores are ``1 - D / K`` with D the Eq. 7 distance (differing bits plus a tie-breaking
 term below 1) and K the code length, so 1 is an identical code and the query's
@@ -14,144 +16,159 @@ term below 1) and K the code length, so 1 is an identical code and the query's
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ml.hashing.serving import HammingIndex, unpack_codes
-from samplehub.config import SampleHubConfig
-from samplehub.errors import IndexNotTrainedError
+from samplehub.config import RetrievalConfig
+from samplehub.errors import SampleNotFoundError
 from samplehub.hash_models import HashModel, load_hash_model
 from samplehub.index.hamming import META_FILE, hash_index_path, load_hash_index
-from samplehub.retrieval.context import QueryContext
-from samplehub.retrieval.planner import SearchPlan
+from samplehub.repository import Repository
+from samplehub.retrieval.memo import Memo
+from samplehub.retrieval.planner import AllowedPositions, SearchPlan, plan_hash_search
+from samplehub.retrieval.search import PositionMap
+from samplehub.retrieval.types import IndexChoice
 
-EXTRA_KEY = "hash"
-_LOCK = threading.Lock()
+
+def hamming_stamp(repo: Repository) -> tuple[HashModel, Hashable]:
+    """The champion hash model of ``repo`` and a value that changes with it or its index.
+
+    Raises:
+        IndexNotTrainedError: no champion hash model.
+    """
+    model = load_hash_model(repo.config)
+    meta = hash_index_path(repo.config, model.model_version) / META_FILE
+    return model, (model.model_version, meta.stat().st_mtime_ns if meta.is_file() else None)
 
 
 @dataclass
-class HashedVectors:
-    """The champion hash model, its Hamming index and the maps to catalog rows.
+class HammingSearch:
+    """The champion hash model, its Hamming index and the positions of catalog rows.
 
     Attributes:
         model: the hash model that coded the index.
         index: the Hamming index (ids are sample ids, ascending).
-        row_position: (n,) index position of each catalog row, -1 where not coded.
-        position_row: (ntotal,) catalog row of each index position, -1 where the sample
-            left the catalog.
+        positions: catalog rows <-> index positions.
         top_m: M of the coarse stage (``hashing.top_m``).
+        stamp: :func:`hamming_stamp` of what was loaded.
     """
 
     model: HashModel
     index: HammingIndex
-    row_position: np.ndarray
-    position_row: np.ndarray
+    positions: PositionMap
     top_m: int
+    stamp: Hashable = None
+    _allowed: Memo[AllowedPositions] = field(init=False, default_factory=Memo, repr=False)
 
     @classmethod
-    def of(
-        cls, model: HashModel, index: HammingIndex, sample_ids: np.ndarray, top_m: int
-    ) -> HashedVectors:
-        """Wrap ``index`` for a snapshot whose rows hold ``sample_ids``."""
-        ids = index.ids
-        position_row = np.full(len(ids), -1, dtype=np.int64)
-        slot = np.clip(np.searchsorted(ids, sample_ids), 0, max(len(ids) - 1, 0))
-        found = ids[slot] == sample_ids if len(ids) else np.zeros(len(sample_ids), bool)
-        row_position = np.where(found, slot, -1).astype(np.int64)
-        position_row[slot[found]] = np.flatnonzero(found)
-        return cls(model, index, row_position, position_row, top_m)
+    def load(
+        cls, repo: Repository, model: HashModel, sample_id: np.ndarray, stamp: Hashable
+    ) -> HammingSearch:
+        """The saved Hamming index of ``model`` over catalog rows holding ``sample_id``.
 
-    def describe(self) -> dict[str, Any]:
+        Raises:
+            IndexNotTrainedError: no Hamming index for the model.
+        """
+        index = load_hash_index(repo.config, model.model_version)
+        return cls(model, index, PositionMap.of(index.ids, sample_id),
+                   repo.config.hashing.top_m, stamp)
+
+    def describe(self) -> dict[str, object]:
         """The index facts a plan reports (model, kind, size, memory per sample)."""
         return {
-            "model": self.model.model_version,
-            "kind": self.index.kind,
-            "ntotal": len(self.index),
-            "bits": self.index.n_bits,
-            "bytes_per_sample": self.index.bytes_per_sample,
+            "hash_index": {
+                "model": self.model.model_version,
+                "kind": self.index.kind,
+                "ntotal": len(self.index),
+                "bits": self.index.n_bits,
+                "bytes_per_sample": self.index.bytes_per_sample,
+            }
         }
 
-    def positions(self, allowed: np.ndarray) -> np.ndarray:
-        """Index positions of the allowed catalog rows (a boolean mask (n,))."""
-        positions = self.row_position[allowed]
-        return positions[positions >= 0]
+    def allowed(
+        self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
+    ) -> AllowedPositions:
+        """:meth:`PositionMap.allowed`, memoised under ``key`` when ``rows`` is None."""
+        if rows is None and key is not None:
+            return self._allowed.get(key, lambda: self.positions.allowed(None, excluded))
+        return self.positions.allowed(rows, excluded)
 
-    def stored(self, position: int) -> tuple[np.ndarray, np.ndarray]:
-        """The indexed code (1, K) and pre-quantization values (1, K) at ``position``."""
+    def plan(
+        self, choice: IndexChoice, n_candidates: int, k: int, config: RetrievalConfig
+    ) -> SearchPlan:
+        """:func:`~samplehub.retrieval.planner.plan_hash_search` (``choice`` is ``hash``;
+        the Hamming settings are the index's and ``hashing.top_m``, not ``config``'s)."""
+        return plan_hash_search(n_candidates, len(self.index), self.index.kind,
+                                self.model.model_version, k, self.top_m, self.index.nprobe)
+
+    def search(
+        self, plan: SearchPlan, xq: np.ndarray, k: int, allowed: AllowedPositions | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Encode features ``xq`` (nq, d) with the hash model, then :meth:`search_codes`."""
+        codes, values = self.model.encode(xq)
+        return self.search_codes(plan, codes, values, k, allowed)
+
+    def position_of(self, row: int, sample_id: int) -> int:
+        """The position of catalog ``row``'s code.
+
+        Raises:
+            SampleNotFoundError: the sample has no code in the index.
+        """
+        if row < 0 or self.positions.row_position[row] < 0:
+            raise SampleNotFoundError(
+                f"sample {sample_id} has no code in the Hamming index of "
+                f"{self.model.model_version}; materialize hash_codes and hash_index"
+            )
+        return int(self.positions.row_position[row])
+
+    def search_stored(
+        self, plan: SearchPlan, position: int, k: int, allowed: AllowedPositions | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search_codes` with the indexed code (1, K) and pre-quantization values
+        (1, K) at ``position`` as the query."""
         if self.index.values is None:
             raise ValueError("the Hamming index keeps no pre-quantization values")
         code = unpack_codes(self.index.packed[position : position + 1], self.index.n_bits)
-        return code, self.index.values[position : position + 1].astype(np.float32)
+        values = self.index.values[position : position + 1].astype(np.float32)
+        return self.search_codes(plan, code, values, k, allowed)
 
+    def search_codes(
+        self,
+        plan: SearchPlan,
+        codes_q: np.ndarray,
+        values_q: np.ndarray,
+        k: int,
+        allowed: AllowedPositions | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Coarse-to-fine search (DMCH Sec. 3.5) restricted to the ``allowed`` positions.
 
-def attach_hashed(config: SampleHubConfig, ctx: QueryContext) -> HashedVectors:
-    """The hashed vectors of ``ctx``'s snapshot, loaded once per champion and index file.
+        Args:
+            plan: from :meth:`plan`.
+            codes_q: query codes (nq, K).
+            values_q: query pre-quantization values (nq, K).
+            k: results per query.
+            allowed: allowed index positions (None: all); ignored by an unfiltered plan.
 
-    Raises:
-        IndexNotTrainedError: no champion hash model, or no Hamming index for it.
-    """
-    model = load_hash_model(config)
-    meta = hash_index_path(config, model.model_version) / META_FILE
-    stamp = (model.model_version, meta.stat().st_mtime_ns if meta.is_file() else None)
-    with _LOCK:
-        cached = ctx.extras.get(EXTRA_KEY)
-        if isinstance(cached, tuple) and cached[0] == stamp:
-            return cached[1]  # type: ignore[no-any-return]
-        index = load_hash_index(config, model.model_version)
-        hashed = HashedVectors.of(model, index, ctx.snapshot.sample_id, config.hashing.top_m)
-        ctx.extras[EXTRA_KEY] = (stamp, hashed)
-        return hashed
-
-
-def hashed_of(ctx: QueryContext) -> HashedVectors:
-    """The hashed vectors :func:`attach_hashed` put on ``ctx``.
-
-    Raises:
-        IndexNotTrainedError: none attached (run the query through ``run_query``).
-    """
-    cached = ctx.extras.get(EXTRA_KEY)
-    if not isinstance(cached, tuple):
-        raise IndexNotTrainedError(
-            "index='hash' needs the Hamming index loaded into the query context; use "
-            "run_query (it attaches it) or samplehub.retrieval.hashed.attach_hashed"
-        )
-    return cached[1]  # type: ignore[no-any-return]
-
-
-def search_hashed(
-    hashed: HashedVectors,
-    plan: SearchPlan,
-    codes_q: np.ndarray,
-    values_q: np.ndarray,
-    k: int,
-    top_m: int,
-    positions: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Coarse-to-fine search (DMCH Sec. 3.5) restricted to ``positions``.
-
-    Args:
-        hashed: the index.
-        plan: from :func:`samplehub.retrieval.planner.plan_hash_search`.
-        codes_q: query codes (nq, K).
-        values_q: query pre-quantization values (nq, K).
-        k: results per query.
-        top_m: Hamming candidates re-ranked by Eq. 7 (at least k).
-        positions: allowed index positions; ignored by an unfiltered plan.
-
-    Returns:
-        Scores ``1 - D / K`` (nq, k') and catalog rows (nq, k'), -1 where fewer results
-        exist, with ``k' = min(k, len(positions))``.
-    """
-    m = min(max(top_m, k), len(positions))
-    if m == 0:
-        return np.zeros((len(codes_q), 0), np.float32), np.zeros((len(codes_q), 0), np.int64)
-    allowed = positions if plan.filtered else None
-    D, ids = hashed.index.search_rerank(codes_q, values_q, min(k, m), m, allowed=allowed)
-    found = ids >= 0
-    pos = np.searchsorted(hashed.index.ids, np.where(found, ids, 0))
-    rows = np.where(found, hashed.position_row[np.minimum(pos, len(hashed.index) - 1)], -1)
-    scores = np.where(found, 1.0 - D / hashed.index.n_bits, -np.inf).astype(np.float32)
-    return scores, rows
+        Returns:
+            Scores ``1 - D / K`` (nq, k') and catalog rows (nq, k'), -1 where fewer
+            results exist, with ``k' = min(k, number of allowed positions)``.
+        """
+        n_allowed = self.positions.ntotal if allowed is None else allowed.count
+        m = min(max(self.top_m, k), n_allowed)
+        if m == 0:
+            return np.zeros((len(codes_q), 0), np.float32), np.zeros((len(codes_q), 0), np.int64)
+        subset = None
+        if plan.filtered and allowed is not None:
+            subset = allowed.positions(self.positions.ntotal)
+            # in catalog-row order: an IVF index scans the subset in this order, ties included
+            subset = subset[np.argsort(self.positions.position_row[subset], kind="stable")]
+        D, ids = self.index.search_rerank(codes_q, values_q, min(k, m), m, allowed=subset)
+        found = ids >= 0
+        pos = np.searchsorted(self.index.ids, np.where(found, ids, 0))
+        rows = np.where(found, self.positions.position_row[np.minimum(pos, len(self.index) - 1)],
+                        -1)
+        scores = np.where(found, 1.0 - D / self.index.n_bits, -np.inf).astype(np.float32)
+        return scores, rows

@@ -4,28 +4,26 @@ Main paper, section 3.4.2: prototypes are matched against the IVF-PQ index. When
 filter leaves few candidates, IVF-PQ search restricted to them loses recall (the ``nprobe``
 scanned cells may hold none of them) while a flat scan of their vectors is both exact and
 cheap; below ``exact_below`` candidates the planner therefore scans them exactly. The
-chosen method and why are returned as a :class:`SearchPlan` that the query records in
-``QueryResult.plan``.
+chosen method and why are returned as a :class:`SearchPlan`, which the query records in
+its :class:`LabelPlan` (``QueryResult.plan``). Every index runs its plan behind one
+interface, :class:`samplehub.retrieval.search.VectorSearch`.
 
-Vectors are addressed by *position*, their insertion order in the index: the IVF-PQ
-search is run on the index under its ``IndexIDMap2`` with a bitmap selector of allowed
-positions (faiss does not pass an ``IndexIDMap`` selector down through
-``IndexRefineFlat``), and the exact scan searches the refined index's ``IndexFlat`` of
-full vectors with the same kind of selector, without copying them. Vocabulary as in
-faiss: queries ``xq`` (nq, d), results ``D`` / ``I`` (nq, k), -1 where fewer than k
-results exist.
+Vectors are addressed by *position*, their insertion order in the index; the positions a
+search may return travel as an :class:`AllowedPositions` bitmap (faiss'
+``IDSelectorBitmap``). Vocabulary as in faiss: queries ``xq`` (nq, d), results ``D`` /
+``I`` (nq, k), -1 where fewer than k results exist.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-import faiss
 import numpy as np
 
+from samplehub.config import RetrievalConfig
 from samplehub.errors import QueryError
-from samplehub.index.ivfpq import IvfpqIndex, Metric, search_parameters
+from samplehub.retrieval.expansion import PrototypeTarget
 from samplehub.retrieval.types import IndexChoice
 
 Method = Literal["exact", "ivfpq", "hash"]
@@ -60,45 +58,62 @@ class SearchPlan:
 
 
 @dataclass
-class IndexedVectors:
-    """An IVF-PQ index plus zero-copy access to the full vectors it keeps.
+class LabelPlan:
+    """What one query label's subquery resolved, expanded and searched, and how.
+
+    ``QueryResult.plan["labels"][label]`` is its :meth:`as_dict`.
 
     Attributes:
-        index: the index (``IndexIDMap2`` over ``IndexRefineFlat(IndexIVFPQ)``).
-        ids: sample id at each position, (ntotal,) int64.
-        flat: the refine index's ``IndexFlat`` of the full vectors; ``None`` for an index
-            built with ``refine=False`` (no exact scan then).
-        xb: those vectors (ntotal, d), a view into ``flat`` (no copy), or ``None``.
+        resolved: the label the query named, as found in the graph.
+        unified: its unified label.
+        equivalents: labels equal to it (step 2's exact matches carry one of them).
+        exact_total: exact matches that passed the filter (all of them, not one page).
+        associated: step 3's targets, labels associated by Eq. 1 within the distance
+            bound; None when the query asked for no supplementary samples.
+        missing_prototypes: associated labels without prototypes (not searched).
+        similarity_threshold: the bound a supplementary match must reach.
+        capped: associated labels with prototypes beyond ``max_prototype_labels``.
+        search: the vector search that ran; None when none did.
+        skipped: why no vector search ran (no index yet), or None.
+        index: what the searched index adds to the plan
+            (:meth:`~samplehub.retrieval.search.VectorSearch.describe`).
     """
 
-    index: IvfpqIndex
-    ids: np.ndarray
-    flat: Any
-    xb: np.ndarray | None
+    resolved: str
+    unified: str
+    equivalents: list[str]
+    exact_total: int
+    associated: list[PrototypeTarget] | None = None
+    missing_prototypes: list[str] = field(default_factory=list)
+    similarity_threshold: float | None = None
+    capped: list[str] = field(default_factory=list)
+    search: SearchPlan | None = None
+    skipped: str | None = None
+    index: dict[str, object] = field(default_factory=dict)
 
-    @classmethod
-    def of(cls, index: IvfpqIndex) -> IndexedVectors:
-        """Wrap ``index``; the vector view lives as long as the index."""
-        idmap: Any = index.index
-        ids = faiss.vector_to_array(idmap.id_map).astype(np.int64)
-        flat: Any = None
-        xb = None
-        if index.params.refine:
-            refine: Any = faiss.downcast_index(idmap.index)
-            flat = faiss.downcast_index(refine.refine_index)
-            n, d = int(flat.ntotal), int(flat.d)
-            xb = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d) if n else None
-        return cls(index=index, ids=ids, flat=flat, xb=xb)
-
-    @property
-    def ntotal(self) -> int:
-        """Number of indexed vectors."""
-        return len(self.ids)
-
-    @property
-    def metric(self) -> Metric:
-        """``ip`` or ``l2``."""
-        return self.index.params.metric
+    def as_dict(self) -> dict[str, object]:
+        """The plan as JSON-ready values; step 3's entries only when it ran."""
+        out: dict[str, object] = {
+            "resolved": self.resolved,
+            "unified": self.unified,
+            "equivalents": list(self.equivalents),
+            "exact_total": self.exact_total,
+        }
+        if self.associated is None:
+            return out
+        out["associated"] = [
+            {"label": t.label, "distance": round(t.distance, 4), "path": list(t.path)}
+            for t in self.associated
+        ]
+        out["missing_prototypes"] = list(self.missing_prototypes)
+        out["similarity_threshold"] = self.similarity_threshold
+        out["capped"] = list(self.capped)
+        if self.skipped is not None:
+            out["search"] = {"method": "none", "reason": self.skipped}
+        elif self.search is not None:
+            out["search"] = self.search.as_dict()
+        out.update(self.index)
+        return out
 
 
 @dataclass(frozen=True)
@@ -118,27 +133,23 @@ class AllowedPositions:
         """Pack a (ntotal,) boolean mask."""
         return cls(np.packbits(mask, bitorder="little"), int(np.count_nonzero(mask)))
 
+    def positions(self, ntotal: int) -> np.ndarray:
+        """The allowed positions, ascending (int64)."""
+        return np.flatnonzero(np.unpackbits(self.bitmap, count=ntotal, bitorder="little"))
+
 
 def plan_search(
-    choice: IndexChoice,
-    n_candidates: int,
-    vectors: IndexedVectors,
-    exact_below: int,
-    nprobe: int,
-    k_factor: int,
-    max_codes: int = 0,
+    choice: IndexChoice, n_candidates: int, ntotal: int, refined: bool, config: RetrievalConfig
 ) -> SearchPlan:
     """Pick exact or IVF-PQ search for ``n_candidates`` allowed vectors.
 
     Args:
         choice: the query's ``index`` setting (``auto`` lets the planner decide).
         n_candidates: vectors left by the filter (and the exact-match exclusion).
-        vectors: the index.
-        exact_below: ``auto`` scans exactly below this many candidates
-            (``RetrievalConfig.exact_below``).
-        nprobe: IVF cells to scan on the IVF-PQ path.
-        k_factor: re-rank depth factor on the IVF-PQ path.
-        max_codes: scan cap per query on the IVF-PQ path (0: none).
+        ntotal: vectors in the index.
+        refined: whether the index keeps the full vectors (an exact scan needs them).
+        config: ``exact_below`` (``auto`` scans exactly below this many candidates) and
+            the IVF-PQ settings ``nprobe``, ``refine_factor`` and ``max_codes``.
 
     Returns:
         The plan.
@@ -147,23 +158,25 @@ def plan_search(
         QueryError: ``hash`` (planned over the Hamming index by :func:`plan_hash_search`),
             or ``exact`` on an index without full vectors.
     """
-    filtered = n_candidates < vectors.ntotal
+    filtered = n_candidates < ntotal
     if choice == "hash":
         raise QueryError(
             "index='hash' searches the Hamming index, not IVF-PQ: plan it with plan_hash_search"
         )
-    if choice == "exact" and vectors.flat is None:
+    if choice == "exact" and not refined:
         raise QueryError(
             "index='exact' needs the full vectors, but the IVF-PQ index was built with "
             "refine=False; rebuild it with refine=True or use index 'ivfpq'"
         )
     if choice == "exact":
         return SearchPlan("exact", n_candidates, filtered, "exact search was asked for")
-    ivf = SearchPlan("ivfpq", n_candidates, filtered, "", nprobe, k_factor, max_codes)
+    ivf = SearchPlan("ivfpq", n_candidates, filtered, "", config.nprobe, config.refine_factor,
+                     config.max_codes)
     if choice == "ivfpq":
-        return _with_reason(ivf, "IVF-PQ search was asked for")
-    if vectors.flat is None:
-        return _with_reason(ivf, "the index keeps no full vectors (refine=False)")
+        return replace(ivf, reason="IVF-PQ search was asked for")
+    if not refined:
+        return replace(ivf, reason="the index keeps no full vectors (refine=False)")
+    exact_below = config.exact_below
     if n_candidates < exact_below:
         return SearchPlan(
             "exact",
@@ -172,7 +185,7 @@ def plan_search(
             f"{n_candidates} candidates < exact_below={exact_below}: a flat scan is exact "
             "and cheap, while filtered IVF loses recall",
         )
-    return _with_reason(ivf, f"{n_candidates} candidates >= exact_below={exact_below}")
+    return replace(ivf, reason=f"{n_candidates} candidates >= exact_below={exact_below}")
 
 
 def plan_hash_search(
@@ -205,64 +218,3 @@ def plan_hash_search(
         nprobe if kind == "ivf" else 0,
         -(-m // k),
     )
-
-
-def _with_reason(plan: SearchPlan, reason: str) -> SearchPlan:
-    """``plan`` with ``reason`` set."""
-    return SearchPlan(**{**asdict(plan), "reason": reason})
-
-
-def search_positions(
-    plan: SearchPlan,
-    vectors: IndexedVectors,
-    xq: np.ndarray,
-    k: int,
-    allowed: AllowedPositions | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``plan``: the k best of the allowed index positions for each query.
-
-    Args:
-        plan: from :func:`plan_search` (``n_candidates`` = ``allowed.count``).
-        vectors: the index.
-        xq: queries (nq, d), float32.
-        k: results per query.
-        allowed: the positions the search may return
-            (:meth:`~samplehub.retrieval.context.QueryContext.allowed_positions`); None
-            for every position. An unfiltered plan ignores it.
-
-    Returns:
-        ``D`` (nq, k) similarities (ip) or squared distances (l2), best first, and ``I``
-        (nq, k) index positions, -1 where fewer than k results exist.
-    """
-    if plan.n_candidates == 0:
-        return np.full((len(xq), k), np.nan, np.float32), np.full((len(xq), k), -1, np.int64)
-    selector = None
-    if plan.filtered and allowed is not None:
-        selector = faiss.IDSelectorBitmap(vectors.ntotal, faiss.swig_ptr(allowed.bitmap))
-    xq = np.ascontiguousarray(xq, np.float32)
-    if plan.method == "ivfpq":
-        return _ivfpq(plan, vectors, xq, k, selector)
-    return _exact(vectors, xq, k, selector)
-
-
-def _exact(
-    vectors: IndexedVectors, xq: np.ndarray, k: int, selector: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flat scan of the stored vectors in place (no copy), restricted by ``selector``."""
-    if vectors.flat is None:
-        raise QueryError("an exact plan needs an index built with refine=True")
-    if selector is None:
-        return vectors.flat.search(xq, k)
-    params = faiss.SearchParameters()
-    params.sel = selector
-    return vectors.flat.search(xq, k, params=params)
-
-
-def _ivfpq(
-    plan: SearchPlan, vectors: IndexedVectors, xq: np.ndarray, k: int, selector: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    """IVF-PQ (+ exact re-rank) search under the id map, restricted by ``selector``."""
-    idmap: Any = vectors.index.index
-    inner: Any = faiss.downcast_index(idmap.index)
-    params = search_parameters(inner, plan.nprobe, plan.k_factor, plan.max_codes, selector)
-    return inner.search(xq, k, params=params)

@@ -9,7 +9,8 @@
    ``max_prototype_labels`` nearest, :func:`~samplehub.retrieval.expansion.nearest_targets`)
    are searched, as one batched faiss search (nq = number of prototypes), among the
    filtered, indexed samples that are not exact matches, by the method the
-   planner picks (:mod:`samplehub.retrieval.planner`); matches at or above
+   planner picks (:mod:`samplehub.retrieval.planner`) on the index the query chose
+   (:class:`~samplehub.retrieval.search.VectorSearch`); matches at or above
    ``similarity_threshold`` are *supplementary samples*, each with its score and reason
    (label path, prototype id).
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from samplehub.catalog.duplicates import Copy
 from samplehub.config import RetrievalConfig
-from samplehub.errors import IndexNotTrainedError, QueryError, SampleNotFoundError
+from samplehub.errors import IndexNotTrainedError, QueryError
 from samplehub.repository import Repository
 from samplehub.retrieval.context import QueryContext, open_context
 from samplehub.retrieval.expansion import (
@@ -40,13 +41,7 @@ from samplehub.retrieval.expansion import (
     nearest_targets,
 )
 from samplehub.retrieval.filters import describe_filter, filter_rows, validate_spec
-from samplehub.retrieval.hashed import attach_hashed, hashed_of, search_hashed
-from samplehub.retrieval.planner import (
-    IndexedVectors,
-    plan_hash_search,
-    plan_search,
-    search_positions,
-)
+from samplehub.retrieval.planner import LabelPlan
 from samplehub.retrieval.types import Hit, IndexChoice, QueryResult, QuerySpec
 
 if TYPE_CHECKING:
@@ -64,7 +59,7 @@ class Subquery:
     """
 
     hits: list[Hit]
-    plan: dict[str, object]
+    plan: LabelPlan
     timings_ms: dict[str, float]
 
 
@@ -89,8 +84,8 @@ def run_query(repo: Repository, spec: QuerySpec, parallel: bool = True) -> Query
             Hamming index (assets ``dmch_model``/``duwh_model``, ``hash_codes``, ``hash_index``).
     """
     ctx = open_context(repo)
-    if spec.index == "hash" and spec.include_supplementary:
-        attach_hashed(repo.config, ctx)
+    if spec.include_supplementary:
+        ctx.load_search(spec.index, repo)
     return query_context(ctx, spec, repo.config.retrieval, parallel)
 
 
@@ -125,7 +120,7 @@ def query_context(
         "model_version": ctx.model_version,
         "label_graph_version": ctx.graph.version,
         "workers": workers,
-        "labels": {m.query: p.plan for m, p in zip(matches, parts, strict=True)},
+        "labels": {m.query: p.plan.as_dict() for m, p in zip(matches, parts, strict=True)},
     }
     return QueryResult(spec, [h for p in parts for h in p.hits], plan, timings)
 
@@ -149,19 +144,11 @@ def subquery(
         exact_total += len(rows)
         room = len(rows) if spec.exact_limit is None else max(spec.exact_limit - len(hits), 0)
         hits += exact_hits(ctx, match, group.reason, group.path, rows[:room])
-    plan: dict[str, object] = {
-        "resolved": match.label,
-        "unified": match.unified,
-        "equivalents": list(match.equivalents),
-        "exact_total": exact_total,
-    }
+    plan = LabelPlan(match.label, match.unified, list(match.equivalents), exact_total)
     t1 = time.perf_counter()
     timings = {"exact": _ms(t0, t1)}
     if spec.include_supplementary:
-        supplementary, search_plan = supplementary_hits(ctx, spec, config, match, mask,
-                                                        excluded)
-        hits += supplementary
-        plan.update(search_plan)
+        hits += supplementary_hits(ctx, spec, config, match, mask, excluded, plan)
         timings["supplementary"] = _ms(t1, time.perf_counter())
     return Subquery(hits, plan, timings)
 
@@ -213,8 +200,12 @@ def supplementary_hits(
     match: LabelMatch,
     mask: np.ndarray | None,
     excluded: np.ndarray,
-) -> tuple[list[Hit], dict[str, object]]:
+    plan: LabelPlan,
+) -> list[Hit]:
     """Step 3: prototype matches of the associated labels among the filtered rows.
+
+    Searches the index ``spec.index`` names (:meth:`QueryContext.vector_search`), all
+    prototypes in one batch.
 
     Args:
         ctx: the context.
@@ -223,80 +214,35 @@ def supplementary_hits(
         match: the query label.
         mask: (n,) rows that passed the filter; None for all.
         excluded: rows left out (the exact matches).
+        plan: the label's plan; gets ``associated``, ``missing_prototypes``,
+            ``similarity_threshold``, ``capped`` (associated labels with prototypes beyond
+            ``config.max_prototype_labels``, not searched), ``search`` and the index's
+            own entries.
 
     Returns:
-        At most ``spec.k`` supplementary hits, best first, and the plan entries
-        ``associated``, ``missing_prototypes``, ``capped`` (associated labels with
-        prototypes beyond ``config.max_prototype_labels``, not searched) and ``search``.
+        At most ``spec.k`` supplementary hits, best first.
     """
     max_distance = _default(spec.max_label_distance, config.max_label_distance)
     threshold = _default(spec.similarity_threshold, config.similarity_threshold)
     targets = ctx.prototype_targets(match, max_distance)
-    plan: dict[str, object] = {
-        "associated": [
-            {"label": t.label, "distance": round(t.distance, 4), "path": list(t.path)}
-            for t in targets
-        ],
-        "missing_prototypes": [t.label for t in targets if t.label not in ctx.prototypes],
-        "similarity_threshold": threshold,
-    }
+    plan.associated = list(targets)
+    plan.missing_prototypes = [t.label for t in targets if t.label not in ctx.prototypes]
+    plan.similarity_threshold = threshold
     targets, capped = nearest_targets(
         [t for t in targets if t.label in ctx.prototypes], config.max_prototype_labels
     )
-    plan["capped"] = [t.label for t in capped]
-    if spec.index == "hash":
-        allowed_rows = np.ones(len(ctx.snapshot), bool) if mask is None else mask.copy()
-        allowed_rows[excluded] = False
-        return _hash_matches(ctx, spec, match, targets, allowed_rows, threshold, plan), plan
-    if ctx.vectors is None:
-        if spec.index != "auto":
-            raise IndexNotTrainedError(
-                f"index={spec.index!r} was asked for, but no IVF-PQ index exists for model "
-                f"version {ctx.model_version}; materialize the ivfpq_index asset"
-            )
-        plan["search"] = {"method": "none", "reason": "no IVF-PQ index yet (ivfpq_index asset)"}
-        return [], plan
-    allowed = ctx.allowed_positions(mask, excluded, key=match)
-    search_plan = plan_search(
-        spec.index, allowed.count, ctx.vectors, config.exact_below, config.nprobe,
-        config.refine_factor, config.max_codes,
-    )
-    plan["search"] = search_plan.as_dict()
-    if not targets:
-        return [], plan
-    xq = np.concatenate([ctx.prototypes[t.label][1] for t in targets])
-    D, I = search_positions(search_plan, ctx.vectors, xq, spec.k, allowed)
-    rows = np.where(I >= 0, ctx.position_row[np.maximum(I, 0)], -1)
-    return _best_matches(ctx, spec, match, targets, similarity(D, ctx.vectors), rows,
-                         threshold), plan
-
-
-def _hash_matches(
-    ctx: QueryContext,
-    spec: QuerySpec,
-    match: LabelMatch,
-    targets: list[PrototypeTarget],
-    allowed: np.ndarray,
-    threshold: float,
-    plan: dict[str, object],
-) -> list[Hit]:
-    """Step 3 over the Hamming index: prototypes encoded by the champion hash model.
-
-    Adds ``search`` (the plan) and ``hash_index`` (model, kind, bytes per sample) to ``plan``.
-    """
-    hashed = hashed_of(ctx)
-    positions = hashed.positions(allowed)
-    search_plan = plan_hash_search(len(positions), len(hashed.index), hashed.index.kind,
-                                   hashed.model.model_version, spec.k, hashed.top_m,
-                                   hashed.index.nprobe)
-    plan["search"] = search_plan.as_dict()
-    plan["hash_index"] = hashed.describe()
+    plan.capped = [t.label for t in capped]
+    search = ctx.vector_search(spec.index)
+    if search is None:
+        plan.skipped = "no IVF-PQ index yet (ivfpq_index asset)"
+        return []
+    allowed = search.allowed(mask, excluded, key=match)
+    plan.search = search.plan(spec.index, allowed.count, spec.k, config)
+    plan.index = search.describe()
     if not targets:
         return []
     xq = np.concatenate([ctx.prototypes[t.label][1] for t in targets])
-    codes, values = hashed.model.encode(xq)
-    sims, rows = search_hashed(hashed, search_plan, codes, values, spec.k, hashed.top_m,
-                               positions)
+    sims, rows = search.search(plan.search, xq, spec.k, allowed)
     return _best_matches(ctx, spec, match, targets, sims, rows, threshold)
 
 
@@ -352,11 +298,6 @@ def _best_matches(
     return hits
 
 
-def similarity(D: np.ndarray, vectors: IndexedVectors) -> np.ndarray:
-    """Cosine similarity of unit vectors from search output: D itself (ip), 1 - D/2 (l2)."""
-    return D if vectors.metric == "ip" else 1.0 - D / 2.0
-
-
 def query_by_image(
     repo: Repository,
     image: np.ndarray | None = None,
@@ -370,7 +311,8 @@ def query_by_image(
     was built from, :func:`samplehub.models.load_feature_model`); a ``sample_id`` query
     reuses that sample's indexed vector and leaves the sample itself out. With
     ``index="hash"`` the feature is hashed by the champion hash model (a ``sample_id``
-    query reuses its stored code) and the Hamming index answers (:func:`_similar_by_hash`).
+    query reuses its stored code) and the Hamming index answers; either way through the
+    chosen index's :class:`~samplehub.retrieval.search.VectorSearch`.
 
     Args:
         repo: the repository.
@@ -394,28 +336,28 @@ def query_by_image(
         raise QueryError(f"k must be >= 1; got {k}")
     start = time.perf_counter()
     ctx = open_context(repo)
-    if index == "hash":
-        sims, rows, result_plan = _similar_by_hash(repo, ctx, image, sample_id, k)
+    search = ctx.load_search(index, repo)
+    if search is None:
+        raise IndexNotTrainedError(
+            f"no IVF-PQ index for model version {ctx.model_version}; materialize ivfpq_index"
+        )
+    config = repo.config.retrieval
+    if sample_id is not None:
+        matches = np.flatnonzero(ctx.snapshot.sample_id == sample_id)
+        row = int(matches[0]) if len(matches) else -1
+        position = search.position_of(row, sample_id)
+        allowed = search.allowed(None, ctx.snapshot.copies_of(row))  # the image, every copy
+        plan = search.plan(index, allowed.count, k, config)
+        scores, found_rows = search.search_stored(plan, position, k, allowed)
     else:
-        if ctx.vectors is None:
-            raise IndexNotTrainedError(
-                f"no IVF-PQ index for model version {ctx.model_version}; materialize ivfpq_index"
-            )
-        excluded = np.zeros(0, np.int64)
-        if sample_id is not None:
-            xq, row = _indexed_vector(ctx, sample_id)
-            excluded = ctx.snapshot.copies_of(row)  # the image itself, in every dataset
-        else:
-            xq = _encode(repo, ctx, image)  # type: ignore[arg-type] # image is set on this branch
-        allowed = ctx.allowed_positions(None, excluded)
-        config = repo.config.retrieval
-        plan = plan_search(index, allowed.count, ctx.vectors, config.exact_below,
-                           config.nprobe, config.refine_factor, config.max_codes)
-        D, I = search_positions(plan, ctx.vectors, xq, k, allowed)
-        found = I[0] >= 0
-        sims = similarity(D, ctx.vectors)[0][found]
-        rows = ctx.position_row[I[0][found]]
-        result_plan = {"search": plan.as_dict(), "model_version": ctx.model_version}
+        xq = _encode(repo, ctx, image)  # type: ignore[arg-type] # image is set on this branch
+        allowed = search.allowed(None, np.zeros(0, np.int64))
+        plan = search.plan(index, allowed.count, k, config)
+        scores, found_rows = search.search(plan, xq, k, allowed)
+    found = found_rows[0] >= 0
+    sims, rows = scores[0][found], found_rows[0][found]
+    result_plan = {"search": plan.as_dict(), **search.describe(),
+                   "model_version": ctx.model_version}
     first = np.isin(rows, ctx.snapshot.first_copies(rows, set()))
     sims, rows = sims[first], rows[first]
     source = f"sample {sample_id}" if sample_id is not None else "the query image"
@@ -431,56 +373,6 @@ def query_by_image(
     ]
     spec = QuerySpec(labels=(), k=k, include_supplementary=False, index=index)
     return QueryResult(spec, hits, result_plan, {"total": _ms(start, time.perf_counter())})
-
-
-def _similar_by_hash(
-    repo: Repository, ctx: QueryContext, image: np.ndarray | None, sample_id: int | None, k: int
-) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
-    """Query-by-image over the Hamming index: scores, catalog rows and the plan.
-
-    Raises:
-        SampleNotFoundError: ``sample_id`` has no code in the Hamming index.
-    """
-    hashed = attach_hashed(repo.config, ctx)
-    allowed = np.ones(len(ctx.snapshot), dtype=bool)
-    if sample_id is not None:
-        rows = np.flatnonzero(ctx.snapshot.sample_id == sample_id)
-        if not len(rows) or hashed.row_position[rows[0]] < 0:
-            raise SampleNotFoundError(
-                f"sample {sample_id} has no code in the Hamming index of "
-                f"{hashed.model.model_version}; materialize hash_codes and hash_index"
-            )
-        codes, values = hashed.stored(int(hashed.row_position[rows[0]]))
-        allowed[ctx.snapshot.copies_of(int(rows[0]))] = False
-    else:
-        xq = _encode(repo, ctx, image)  # type: ignore[arg-type] # image is set on this branch
-        codes, values = hashed.model.encode(xq)
-    positions = hashed.positions(allowed)
-    plan = plan_hash_search(len(positions), len(hashed.index), hashed.index.kind,
-                            hashed.model.model_version, k, hashed.top_m, hashed.index.nprobe)
-    sims, rows = search_hashed(hashed, plan, codes, values, k, hashed.top_m, positions)
-    found = rows[0] >= 0
-    result_plan: dict[str, object] = {
-        "search": plan.as_dict(),
-        "hash_index": hashed.describe(),
-        "model_version": ctx.model_version,
-    }
-    return sims[0][found], rows[0][found], result_plan
-
-
-def _indexed_vector(ctx: QueryContext, sample_id: int) -> tuple[np.ndarray, int]:
-    """The stored vector (1, d) and catalog row of an indexed sample."""
-    rows = np.flatnonzero(ctx.snapshot.sample_id == sample_id)
-    vectors = ctx.vectors
-    if not len(rows) or vectors is None or ctx.row_position[rows[0]] < 0:
-        raise SampleNotFoundError(
-            f"sample {sample_id} is not in the catalog's feature index; compute its features "
-            "(asset image_features) and update the index (asset ivfpq_index)"
-        )
-    if vectors.xb is None:
-        raise QueryError("query by sample id needs an index built with refine=True")
-    position = int(ctx.row_position[rows[0]])
-    return vectors.xb[position : position + 1].copy(), int(rows[0])
 
 
 def _encode(repo: Repository, ctx: QueryContext, image: np.ndarray) -> np.ndarray:

@@ -75,7 +75,7 @@ def test_refine_and_nprobe_matter(data, built) -> None:
     xb, ids, xq = data
     _, I_exact = exact_search(xb, xq, K, ids=ids)
     pq_only = build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, refine=False)
-    recall_pq = recall_at_k(search(pq_only, xq, K, nprobe=8)[1], I_exact)
+    recall_pq = recall_at_k(search(pq_only, xq, K, nprobe=8, k_factor=4)[1], I_exact)
     recall_refined = recall_at_k(search(built, xq, K, nprobe=8, k_factor=8)[1], I_exact)
     recall_one_cell = recall_at_k(search(built, xq, K, nprobe=1, k_factor=8)[1], I_exact)
     assert recall_refined > recall_pq
@@ -84,9 +84,22 @@ def test_refine_and_nprobe_matter(data, built) -> None:
 
 def test_search_returns_ip_scores_of_exact_vectors(data, built) -> None:
     xb, ids, _ = data
-    D, I = search(built, xb[:5], 1, nprobe=8)
+    D, I = search(built, xb[:5], 1, nprobe=8, k_factor=4)
     np.testing.assert_array_equal(I[:, 0], ids[:5])  # every vector finds itself
     np.testing.assert_allclose(D[:, 0], 1.0, atol=1e-5)
+
+
+def test_index_exposes_its_parts(data, built) -> None:
+    xb, ids, _ = data
+    assert sorted(built.ids.tolist()) == sorted(ids.tolist()) and built.ids.dtype == np.int64
+    assert isinstance(built.ivf, faiss.IndexIVFPQ) and built.ivf.nlist == NLIST
+    assert isinstance(built.inner, faiss.IndexRefineFlat)
+    flat = built.flat
+    assert flat is not None and flat.ntotal == built.ntotal
+    order = {int(i): r for r, i in enumerate(ids)}
+    np.testing.assert_allclose(flat.reconstruct(0), xb[order[int(built.ids[0])]])
+    pq_only = build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, refine=False)
+    assert pq_only.flat is None and isinstance(pq_only.inner, faiss.IndexIVFPQ)
 
 
 def test_recall_at_k_counts_intersections() -> None:
@@ -159,8 +172,8 @@ def test_save_load_round_trip(tmp_path, data, built) -> None:
     loaded = load_index(tmp_path / "ivf")
     assert loaded.params == built.params
     assert loaded.ntotal_at_train == built.ntotal_at_train
-    D0, I0 = search(built, xq, K, nprobe=8)
-    D1, I1 = search(loaded, xq, K, nprobe=8)
+    D0, I0 = search(built, xq, K, nprobe=8, k_factor=4)
+    D1, I1 = search(loaded, xq, K, nprobe=8, k_factor=4)
     np.testing.assert_array_equal(I0, I1)
     np.testing.assert_allclose(D0, D1)
     meta = json.loads((tmp_path / "ivf" / "index.json").read_text())
@@ -194,7 +207,8 @@ def test_build_rejects_bad_input(data) -> None:
 
 def test_untrained_index_raises() -> None:
     with pytest.raises(IndexNotTrainedError):
-        search(faiss.IndexIVFFlat(faiss.IndexFlatIP(8), 8, 4), np.zeros((1, 8), "float32"), 1)
+        search(faiss.IndexIVFFlat(faiss.IndexFlatIP(8), 8, 4), np.zeros((1, 8), "float32"), 1,
+               nprobe=1, k_factor=1)
 
 
 def test_suggest_nlist_keeps_cells_of_a_constant_size() -> None:

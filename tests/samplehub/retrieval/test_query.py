@@ -125,21 +125,38 @@ def test_filters_prune_exact_and_supplementary(built: Fixture, change: dict, rul
 
 def test_allowed_positions_are_filtered_catalogued_and_not_excluded(built: Fixture) -> None:
     ctx = open_context(built.repo)
+    vectors = ctx.ivfpq
+    assert vectors is not None
     f = built.frame
     frame_row = {sid: i for i, sid in enumerate(f["sample_id"].tolist())}
     order = np.array([frame_row[sid] for sid in ctx.snapshot.sample_id.tolist()])  # by catalog row
     rows = f["dataset"][order] == "alpha"
     excluded = np.flatnonzero(f["label"][order] == "River")
-    allowed = ctx.allowed_positions(rows, excluded)
-    ntotal = ctx.vectors.ntotal
+    allowed = vectors.allowed(rows, excluded)
+    ntotal = vectors.ntotal
     mask = np.unpackbits(allowed.bitmap, count=ntotal, bitorder="little").astype(bool)
     expect = set(f["sample_id"][(f["dataset"] == "alpha") & (f["label"] != "River")].tolist())
-    assert set(ctx.vectors.ids[mask].tolist()) == expect and allowed.count == len(expect)
-    everything = ctx.allowed_positions(None, np.zeros(0, np.int64))
+    assert set(vectors.ids[mask].tolist()) == expect and allowed.count == len(expect)
+    everything = vectors.allowed(None, np.zeros(0, np.int64))
     assert everything.count == ntotal == len(f["sample_id"])
-    cached = ctx.allowed_positions(None, excluded, key="river")
-    assert ctx.allowed_positions(None, excluded, key="river") is cached
+    cached = vectors.allowed(None, excluded, key="river")
+    assert vectors.allowed(None, excluded, key="river") is cached
     assert cached.count == ntotal - len(excluded)
+
+
+def test_contexts_belong_to_their_repository(built: Fixture) -> None:
+    ctx = open_context(built.repo)
+    assert open_context(built.repo) is ctx  # unchanged repository: the same context
+    other = Repository(built.repo.config)
+    assert open_context(other) is not ctx  # another repository object keeps its own
+    assert open_context(other).snapshot.sample_id.tolist() == ctx.snapshot.sample_id.tolist()
+
+
+def test_vector_search_of_each_index_choice(built: Fixture) -> None:
+    ctx = open_context(built.repo)
+    assert ctx.vector_search("auto") is ctx.vector_search("exact") is ctx.ivfpq is not None
+    with pytest.raises(IndexNotTrainedError, match="load_search"):
+        ctx.vector_search("hash")  # the Hamming index is loaded on demand only
 
 
 def test_memoised_exact_matches_serve_filtered_and_unfiltered_queries(built: Fixture) -> None:

@@ -1,0 +1,276 @@
+"""One search interface for every vector index the query uses (main paper, section 3.4.2).
+
+Step 3 of the query (prototype matching) and query-by-image search an index among the
+samples that step 1 left, as every faiss index answers ``search(xq, k, params) -> D, I``:
+a :class:`VectorSearch` answers ``search(plan, xq, k, allowed) -> (scores, rows)`` with
+similarities (higher is better) and catalog rows of the current snapshot. The IVF-PQ
+index (:class:`IvfpqSearch`, this module) and the Hamming index of the champion hash
+model (:class:`samplehub.retrieval.hashed.HammingSearch`) implement it; a re-ranking
+stage or another index is one more implementation, picked by
+:meth:`samplehub.retrieval.context.QueryContext.vector_search`.
+
+Each implementation holds a :class:`PositionMap` between catalog rows and its index
+positions (the insertion order of its vectors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import faiss
+import numpy as np
+
+from samplehub.config import RetrievalConfig
+from samplehub.errors import QueryError, SampleNotFoundError
+from samplehub.index.ivfpq import IvfpqIndex, Metric, search_parameters
+from samplehub.retrieval.memo import Memo
+from samplehub.retrieval.planner import AllowedPositions, SearchPlan, plan_search
+from samplehub.retrieval.types import IndexChoice
+
+
+class VectorSearch(Protocol):
+    """A vector index as the query searches it.
+
+    ``xq`` are feature vectors (nq, d) of the current feature model (label prototypes,
+    an encoded image); an index that searches something else (hash codes) derives it.
+    """
+
+    def allowed(
+        self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
+    ) -> AllowedPositions:
+        """Positions that are catalogued, in ``rows``, not ``excluded``
+        (:meth:`PositionMap.allowed`); memoised under ``key`` when ``rows`` is None."""
+        ...
+
+    def plan(
+        self, choice: IndexChoice, n_candidates: int, k: int, config: RetrievalConfig
+    ) -> SearchPlan:
+        """How a search of ``k`` results among ``n_candidates`` positions runs."""
+        ...
+
+    def search(
+        self, plan: SearchPlan, xq: np.ndarray, k: int, allowed: AllowedPositions | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``plan`` for queries ``xq`` (nq, d) among the ``allowed`` positions.
+
+        Returns:
+            Similarities (nq, k') best first and catalog rows (nq, k'), -1 where fewer
+            results exist (k' <= k).
+        """
+        ...
+
+    def position_of(self, row: int, sample_id: int) -> int:
+        """The index position of catalog ``row`` (sample ``sample_id``; ``row`` -1: not in
+        the catalog), for a query by an indexed sample.
+
+        Raises:
+            SampleNotFoundError: the sample is not in this index.
+        """
+        ...
+
+    def search_stored(
+        self, plan: SearchPlan, position: int, k: int, allowed: AllowedPositions | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` with the index's own entry at ``position`` as the one query."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """Entries this index adds to a plan (none, or facts about the index)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PositionMap:
+    """Catalog rows <-> positions of one index over one snapshot.
+
+    Attributes:
+        row_position: (n,) index position of each catalog row, -1 where not indexed.
+        position_row: (ntotal,) catalog row of each index position, -1 where the sample
+            left the catalog.
+    """
+
+    row_position: np.ndarray
+    position_row: np.ndarray
+
+    @classmethod
+    def of(cls, ids: np.ndarray, sample_id: np.ndarray) -> PositionMap:
+        """The map for an index holding ``ids`` (ntotal,) by position over catalog rows
+        holding ``sample_id`` (n,); ``ids`` need not be sorted."""
+        n = len(sample_id)
+        row_position = np.full(n, -1, dtype=np.int64)
+        position_row = np.full(len(ids), -1, dtype=np.int64)
+        if not len(ids):
+            return cls(row_position, position_row)
+        order = np.argsort(ids)
+        slot = np.clip(np.searchsorted(ids, sample_id, sorter=order), 0, len(ids) - 1)
+        found = ids[order[slot]] == sample_id
+        row_position[found] = order[slot[found]]
+        position_row[row_position[found]] = np.flatnonzero(found)
+        return cls(row_position, position_row)
+
+    @property
+    def ntotal(self) -> int:
+        """Number of index positions."""
+        return len(self.position_row)
+
+    def allowed(self, rows: np.ndarray | None, excluded: np.ndarray) -> AllowedPositions:
+        """Index positions a search may return: catalogued, in ``rows``, not ``excluded``.
+
+        Works in position space, without materialising position lists.
+
+        Args:
+            rows: (n,) bool mask of catalog rows that passed the filter; None for all.
+            excluded: catalog row numbers to leave out (the exact matches).
+
+        Returns:
+            The packed positions and their count.
+        """
+        catalogued = self.position_row >= 0
+        allowed = catalogued if rows is None else rows[np.maximum(self.position_row, 0)]
+        allowed &= catalogued
+        positions = self.row_position[excluded]
+        allowed[positions[positions >= 0]] = False
+        return AllowedPositions.of(allowed)
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """Catalog rows of ``positions`` (any shape), -1 where a position is -1."""
+        return np.where(positions >= 0, self.position_row[np.maximum(positions, 0)], -1)
+
+
+@dataclass
+class IvfpqSearch:
+    """The IVF-PQ index, zero-copy access to the full vectors it keeps, and its positions.
+
+    The IVF-PQ search runs on the index under its ``IndexIDMap2`` with a bitmap selector
+    of allowed positions (faiss does not pass an ``IndexIDMap`` selector down through
+    ``IndexRefineFlat``); the exact scan searches the refine store's ``IndexFlat`` of full
+    vectors with the same kind of selector, without copying them.
+
+    Attributes:
+        index: the index (``IndexIDMap2`` over ``IndexRefineFlat(IndexIVFPQ)``).
+        ids: sample id at each position, (ntotal,) int64.
+        positions: catalog rows <-> positions.
+        flat: the refine store (:attr:`IvfpqIndex.flat`); None for ``refine=False``.
+        xb: the full vectors (ntotal, d), a view into ``flat`` (no copy), or None.
+    """
+
+    index: IvfpqIndex
+    ids: np.ndarray
+    positions: PositionMap
+    flat: Any
+    xb: np.ndarray | None
+    _allowed: Memo[AllowedPositions] = field(init=False, default_factory=Memo, repr=False)
+
+    @classmethod
+    def of(cls, index: IvfpqIndex, sample_id: np.ndarray) -> IvfpqSearch:
+        """Wrap ``index`` for catalog rows holding ``sample_id``; the vector view lives as
+        long as the index."""
+        ids = index.ids
+        flat = index.flat
+        xb = None
+        if flat is not None and flat.ntotal:
+            n, d = int(flat.ntotal), int(flat.d)
+            xb = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d)
+        return cls(index, ids, PositionMap.of(ids, sample_id), flat, xb)
+
+    @property
+    def ntotal(self) -> int:
+        """Number of indexed vectors."""
+        return len(self.ids)
+
+    @property
+    def metric(self) -> Metric:
+        """``ip`` or ``l2``."""
+        return self.index.params.metric
+
+    def allowed(
+        self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
+    ) -> AllowedPositions:
+        """:meth:`PositionMap.allowed`; an unfiltered query's set depends only on its
+        exact matches, fixed for this snapshot, so with ``key`` (the query label) it is
+        built once and reused."""
+        if rows is None and key is not None:
+            return self._allowed.get(key, lambda: self.positions.allowed(None, excluded))
+        return self.positions.allowed(rows, excluded)
+
+    def plan(
+        self, choice: IndexChoice, n_candidates: int, k: int, config: RetrievalConfig
+    ) -> SearchPlan:
+        """:func:`~samplehub.retrieval.planner.plan_search` over this index."""
+        return plan_search(choice, n_candidates, self.ntotal, self.flat is not None, config)
+
+    def search(
+        self, plan: SearchPlan, xq: np.ndarray, k: int, allowed: AllowedPositions | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine similarities (:meth:`similarity`) and catalog rows of
+        :meth:`search_positions`."""
+        D, I = self.search_positions(plan, xq, k, allowed)
+        return self.similarity(D), self.positions.rows(I)
+
+    def search_positions(
+        self, plan: SearchPlan, xq: np.ndarray, k: int, allowed: AllowedPositions | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``plan``: the k best of the allowed index positions for each query.
+
+        Args:
+            plan: from :meth:`plan` (``n_candidates`` = ``allowed.count``).
+            xq: queries (nq, d), float32.
+            k: results per query.
+            allowed: the positions the search may return; None for every position. An
+                unfiltered plan ignores it.
+
+        Returns:
+            ``D`` (nq, k) similarities (ip) or squared distances (l2), best first, and
+            ``I`` (nq, k) index positions, -1 where fewer than k results exist.
+        """
+        if plan.n_candidates == 0:
+            return np.full((len(xq), k), np.nan, np.float32), np.full((len(xq), k), -1, np.int64)
+        selector = None
+        if plan.filtered and allowed is not None:
+            selector = faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(allowed.bitmap))
+        xq = np.ascontiguousarray(xq, np.float32)
+        if plan.method == "ivfpq":
+            params = search_parameters(self.index, plan.nprobe, plan.k_factor, plan.max_codes,
+                                       selector)
+            return self.index.inner.search(xq, k, params=params)
+        if self.flat is None:
+            raise QueryError("an exact plan needs an index built with refine=True")
+        if selector is None:
+            return self.flat.search(xq, k)
+        params = faiss.SearchParameters()
+        params.sel = selector
+        return self.flat.search(xq, k, params=params)
+
+    def similarity(self, D: np.ndarray) -> np.ndarray:
+        """Cosine similarity of unit vectors from search output: D itself (ip), 1 - D/2 (l2)."""
+        return D if self.metric == "ip" else 1.0 - D / 2.0
+
+    def position_of(self, row: int, sample_id: int) -> int:
+        """The position of catalog ``row``'s stored vector.
+
+        Raises:
+            SampleNotFoundError: the sample is not indexed.
+            QueryError: the index keeps no full vectors (``refine=False``).
+        """
+        if row < 0 or self.positions.row_position[row] < 0:
+            raise SampleNotFoundError(
+                f"sample {sample_id} is not in the catalog's feature index; compute its "
+                "features (asset image_features) and update the index (asset ivfpq_index)"
+            )
+        if self.xb is None:
+            raise QueryError("query by sample id needs an index built with refine=True")
+        return int(self.positions.row_position[row])
+
+    def search_stored(
+        self, plan: SearchPlan, position: int, k: int, allowed: AllowedPositions | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` with the stored vector at ``position`` as the query."""
+        if self.xb is None:
+            raise QueryError("query by sample id needs an index built with refine=True")
+        return self.search(plan, self.xb[position : position + 1].copy(), k, allowed)
+
+    def describe(self) -> dict[str, object]:
+        """Nothing: the plan's search entry says all (model version is the query's)."""
+        return {}
