@@ -38,6 +38,7 @@ def samples(context: AssetExecutionContext, samplehub: SampleHubResource) -> Mat
             "added": report.added,
             "already_catalogued": report.skipped,
             "quarantined": len(report.quarantined),
+            "content_hashes_filled": report.hashed,
             "total_samples": report.total,
             "labels": report.labels,
             "bytes_written": MetadataValue.int(report.bytes_written),
