@@ -14,9 +14,9 @@ Storage contract:
   champion computes everything again under its own key;
 * one :class:`ml.hashing.serving.HammingIndex` per model version under
   ``<home>/index/hash/<model_version>/`` (``index.faissbin`` + ``arrays.npz`` +
-  ``index.json``, each written atomically): flat below ``hashing.ivf_min_size`` codes,
-  IVF above; rebuilt from the table whenever it holds codes the index lacks (a binary
-  index over 1M codes builds in seconds).
+  ``index.json``, published together as one version by :mod:`samplehub.index.files`):
+  flat below ``hashing.ivf_min_size`` codes, IVF above; rebuilt from the table whenever it
+  holds codes the index lacks (a binary index over 1M codes builds in seconds).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from samplehub.config import SampleHubConfig
 from samplehub.errors import IndexNotTrainedError
 from samplehub.features import load_features
 from samplehub.hash_models import HashModel, load_hash_model
-from samplehub.index.files import write_files_atomically
+from samplehub.index.files import publish_version, published_folder
 from samplehub.repository import Repository
 
 INDEX_FILE = "index.faissbin"
@@ -245,14 +245,13 @@ class HashIndexMeta:
 
 
 def save_hash_index(index: HammingIndex, path: Path, model: str) -> Path:
-    """Write ``index`` to folder ``path``, each file under a temporary name then renamed.
+    """Publish ``index`` at ``path`` as a new version (:mod:`samplehub.index.files`).
 
     Returns:
-        The folder.
+        ``path``.
     """
     import faiss
 
-    path.mkdir(parents=True, exist_ok=True)
     meta = HashIndexMeta(model, index.n_bits, index.kind, len(index), index.ivf_min_size,
                          index.nprobe, index.bytes_per_sample)
     values = index.values if index.values is not None else np.zeros((0, index.n_bits), np.float16)
@@ -261,7 +260,7 @@ def save_hash_index(index: HammingIndex, path: Path, model: str) -> Path:
         ARRAYS_FILE: lambda p: _save_npz(p, ids=index.ids, packed=index.packed, values=values),
         META_FILE: lambda p: Path(p).write_text(json.dumps(asdict(meta), indent=2)),
     }
-    write_files_atomically(path, writers)
+    publish_version(path, writers)
     return path
 
 
@@ -279,7 +278,7 @@ def load_hash_index(config: SampleHubConfig, model_version: str) -> HammingIndex
     """
     import faiss
 
-    path = hash_index_path(config, model_version)
+    path = published_folder(hash_index_path(config, model_version))
     if not all((path / name).is_file() for name in (INDEX_FILE, ARRAYS_FILE, META_FILE)):
         raise IndexNotTrainedError(
             f"no Hamming index of {model_version} at {path}; materialize the hash_index asset"

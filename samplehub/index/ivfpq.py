@@ -40,7 +40,7 @@ import numpy as np
 from faiss.contrib.clustering import two_level_clustering
 
 from samplehub.errors import IndexNotTrainedError
-from samplehub.index.files import write_files_atomically
+from samplehub.index.files import publish_version, published_folder
 
 Metric = Literal["ip", "l2"]
 Coarse = Literal["hnsw", "flat"]
@@ -568,22 +568,21 @@ def measure_recall(
 
 
 def save_index(index: IvfpqIndex, path: str | Path) -> Path:
-    """Write an index to folder ``path`` (``index.faiss`` + ``index.json``), atomically.
+    """Publish an index at ``path`` (``index.faiss`` + ``index.json``) as a new version.
 
-    Each file is written under a temporary name and renamed into place, so a crash never
-    leaves a half-written index where a reader looks.
+    Both files go into a new version folder, published by one link swap
+    (:mod:`samplehub.index.files`), so a reader never pairs files of two saves.
 
     Args:
         index: the index.
-        path: target folder (created if missing).
+        path: the index path (its parent is created if missing).
 
     Returns:
-        The folder.
+        ``path``.
     """
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
     meta = {"params": asdict(index.params), "ntotal_at_train": index.ntotal_at_train}
-    write_files_atomically(folder, {
+    publish_version(folder, {
         INDEX_FILE: lambda p: faiss.write_index(index.index, p),
         META_FILE: lambda p: Path(p).write_text(json.dumps(meta, indent=2)),
     })
@@ -594,7 +593,7 @@ def load_index(path: str | Path) -> IvfpqIndex:
     """Read an index written by :func:`save_index`.
 
     Args:
-        path: the folder.
+        path: the index path (a folder written before versions also loads).
 
     Returns:
         The index.
@@ -602,7 +601,7 @@ def load_index(path: str | Path) -> IvfpqIndex:
     Raises:
         IndexNotTrainedError: if no index was saved at ``path``.
     """
-    folder = Path(path)
+    folder = published_folder(path)
     if not (folder / INDEX_FILE).is_file() or not (folder / META_FILE).is_file():
         raise IndexNotTrainedError(
             f"no index at {folder} (looked for {INDEX_FILE} and {META_FILE}); build it with "
