@@ -4,7 +4,7 @@ Layout of ``out/``::
 
     <split>/<label>/<sample_id>.png|.tif   ImageFolder tree (torchvision ``ImageFolder``)
     manifest.parquet, manifest.csv         one row per sample: provenance, kind, score, split
-    stac_items.json                        STAC ItemCollection with the label extension
+    stac/collection.json, stac/<item>/     STAC Collection of Items, label extension (pystac)
     images.zarr                            Zarr bundle of the selected images
     spec.json                              the spec, its query id and the build id
 
@@ -31,13 +31,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+import pystac
 
 from samplehub.errors import ConfigError, ExportExistsError, SampleNotFoundError
 from samplehub.export.builder import LogicalDataset, Member
 from samplehub.export.bundle import ZarrBundle
 from samplehub.export.feedback import join_list, latest_decisions
 from samplehub.export.files import file_suffix, safe_name, write_sample
-from samplehub.export.stac import item_collection, stac_item
+from samplehub.export.stac import stac_collection, stac_item, write_stac
 from samplehub.progress import progress_bar
 from samplehub.repository import Repository
 
@@ -47,7 +48,7 @@ BATCH = 256
 CATALOG_COLUMNS = [
     "sample_id", "uri", "labels", "unified_labels", "width", "height", "bands", "dtype",
     "sensor", "gsd", "crs", "georeferenced", "minx", "miny", "maxx", "maxy", "footprint",
-    "time", "zarr_array", "zarr_index", "dataset", "relpath",
+    "time", "ingested_at", "zarr_array", "zarr_index", "dataset", "relpath",
 ]
 
 
@@ -159,7 +160,7 @@ def write_export(
     splits = list(logical.spec.split.ratios)
     bundle = ZarrBundle(root / "images.zarr", classes, splits) if "zarr" in formats else None
     manifest: list[dict[str, Any]] = []
-    items: list[dict[str, Any]] = []
+    items: list[pystac.Item] = []
     with progress_bar("export", total=len(members), unit="sample", enabled=progress) as bar:
         for batch, images in read_batches(repo, members, rows):
             location: list[tuple[str | None, int | None]] = [(None, None)] * len(batch)
@@ -183,12 +184,17 @@ def write_export(
                 entry = manifest_row(m, row, href, key, index)
                 manifest.append(entry)
                 if "stac" in formats:
-                    items.append(stac_item(row, entry, classes, href))
+                    image = root / href if href is not None else None
+                    items.append(stac_item(row, entry, classes, image))
             bar.update(len(batch))
     written = write_manifest(root, manifest)
     if "stac" in formats:
-        (root / "stac_items.json").write_text(json.dumps(item_collection(items), default=str))
-        written.append("stac_items.json")
+        description = (
+            f"SampleHub export of {logical.spec.name!r}: build {logical.build_id}, "
+            f"query {logical.spec_id}"
+        )
+        collection = stac_collection(logical.spec.name, description, items, classes)
+        written.append(write_stac(root, collection))
     spec = {
         "build_id": logical.build_id,
         "spec_id": logical.spec_id,

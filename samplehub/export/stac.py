@@ -1,73 +1,119 @@
-"""STAC ItemCollection of an export, with the label extension.
+"""STAC Collection of an export, with the label extension, written by pystac.
 
-Each exported sample is one STAC Item (STAC 1.0.0) whose ``label`` property holds the
-class it is filed under; ``label:properties``, ``label:classes``, ``label:type``
-(``vector``: the class is a property of the item, not a raster mask) and
-``label:tasks`` (``classification``) follow the label extension v1.0.1. Geometry is the
-catalog footprint (EPSG:4326) when the sample is georeferenced, else ``null``.
+Layout under the export folder::
+
+    stac/collection.json             the Collection: extent, label summaries, item links
+    stac/<item id>/<item id>.json    one Item per exported sample
+
+The catalog is self-contained: every link and asset href is relative, so the export folder
+can be moved or archived whole. Each Item (STAC 1.1) is one sample. Its ``label`` property
+holds the class it is filed under; ``label:properties``, ``label:classes``, ``label:type``
+(``vector``: the class is a property of the item, not a raster mask), ``label:tasks``
+(``classification``) and ``label:description`` follow the label extension v1.0.1, and the
+Collection summarises them. Geometry and bbox are the catalog footprint (EPSG:4326) when the
+sample is georeferenced, else absent. STAC requires a time: ``datetime`` is the acquisition
+time, or the ingest time where the source gives none (``samplehub:time`` says which).
+The ``image`` asset is the sample's ImageFolder file when that format is exported.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import pystac
 import shapely
+from pystac.extensions.label import LabelClasses, LabelExtension, LabelTask, LabelType
 from shapely.geometry import mapping
 
-STAC_VERSION = "1.0.0"
-LABEL_EXTENSION = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
-MEDIA_TYPES = {".png": "image/png", ".tif": "image/tiff; application=geotiff"}
+COLLECTION_FILE = "stac/collection.json"
+LABEL_DESCRIPTION = "scene class of the sample, chosen by a SampleHub query"
+MEDIA_TYPES = {".png": pystac.MediaType.PNG, ".tif": pystac.MediaType.GEOTIFF}
+WORLD = [-180.0, -90.0, 180.0, 90.0]
 
 
 def stac_item(
-    row: Mapping[str, Any], member: Mapping[str, Any], classes: Sequence[str], href: str | None
-) -> dict[str, Any]:
-    """One Item: the catalog ``row``, the manifest ``member`` and the dataset's classes."""
-    geometry = None
-    bbox = None
+    row: Mapping[str, Any],
+    member: Mapping[str, Any],
+    classes: Sequence[str],
+    image: Path | None,
+) -> pystac.Item:
+    """One Item: the catalog ``row``, the manifest ``member`` and the dataset's classes.
+
+    Args:
+        row: the sample's catalog row (footprint, bounds, time, ingest time, bands, gsd).
+        member: its manifest row (label, kind, score, reason, split).
+        classes: the exported label set, in the spec's order.
+        image: the exported image file (an absolute path), or None.
+    """
+    geometry = bbox = None
     if row.get("georeferenced") and row.get("footprint"):
         geometry = mapping(shapely.from_wkb(row["footprint"]))
         bbox = [row["minx"], row["miny"], row["maxx"], row["maxy"]]
-    time = row.get("time")
-    properties: dict[str, Any] = {
-        "datetime": time.isoformat() if time is not None else None,
-        "label:description": "scene class of the sample, chosen by a SampleHub query",
-        "label:type": "vector",
-        "label:properties": ["label"],
-        "label:classes": [{"name": "label", "classes": list(classes)}],
-        "label:tasks": ["classification"],
-        "label": member["label"],
-        "samplehub:labels": list(member["labels"]),
-        "samplehub:kind": member["kind"],
-        "samplehub:score": member["score"],
-        "samplehub:reason": member["reason"],
-        "samplehub:split": member["split"],
-        "samplehub:dataset": row["dataset"],
-        "samplehub:relpath": row["relpath"],
-        "samplehub:sample_id": int(row["sample_id"]),
-        "samplehub:bands": list(row.get("bands") or []),
-    }
+    acquired = row.get("time")
+    item = pystac.Item(
+        id=f"{row['dataset']}-{row['sample_id']}",
+        geometry=geometry,
+        bbox=bbox,
+        datetime=acquired if acquired is not None else row["ingested_at"],
+        properties={
+            "label": member["label"],
+            "samplehub:labels": list(member["labels"]),
+            "samplehub:kind": member["kind"],
+            "samplehub:score": member["score"],
+            "samplehub:reason": member["reason"],
+            "samplehub:split": member["split"],
+            "samplehub:dataset": row["dataset"],
+            "samplehub:relpath": row["relpath"],
+            "samplehub:sample_id": int(row["sample_id"]),
+            "samplehub:bands": list(row.get("bands") or []),
+            "samplehub:time": "acquired" if acquired is not None else "ingested",
+        },
+    )
     if row.get("gsd") is not None:
-        properties["gsd"] = row["gsd"]
-    item: dict[str, Any] = {
-        "type": "Feature",
-        "stac_version": STAC_VERSION,
-        "stac_extensions": [LABEL_EXTENSION],
-        "id": f"{row['dataset']}-{row['sample_id']}",
-        "geometry": geometry,
-        "properties": properties,
-        "links": [],
-        "assets": {},
-    }
-    if bbox is not None:
-        item["bbox"] = bbox
-    if href is not None:
-        suffix = href[href.rfind("."):]
-        item["assets"]["image"] = {"href": href, "type": MEDIA_TYPES[suffix], "roles": ["data"]}
+        item.common_metadata.gsd = float(row["gsd"])
+    LabelExtension.ext(item, add_if_missing=True).apply(
+        label_description=LABEL_DESCRIPTION,
+        label_type=LabelType.VECTOR,
+        label_properties=["label"],
+        label_classes=[LabelClasses.create(list(classes), name="label")],
+        label_tasks=[LabelTask.CLASSIFICATION],
+    )
+    if image is not None:
+        item.add_asset(
+            "image",
+            pystac.Asset(href=str(image), media_type=MEDIA_TYPES[image.suffix], roles=["data"]),
+        )
     return item
 
 
-def item_collection(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """A STAC ItemCollection (a GeoJSON FeatureCollection of Items)."""
-    return {"type": "FeatureCollection", "features": items, "links": []}
+def stac_collection(
+    collection_id: str, description: str, items: list[pystac.Item], classes: Sequence[str]
+) -> pystac.Collection:
+    """A Collection of ``items`` with their extent and the label extension's summaries.
+
+    The spatial extent is the items' bbox union, or the whole world when none is
+    georeferenced.
+    """
+    extent = pystac.Extent.from_items(items)
+    if not any(item.bbox for item in items):
+        extent.spatial = pystac.SpatialExtent([WORLD])
+    collection = pystac.Collection(
+        id=collection_id, description=description, extent=extent, license="other"
+    )
+    summaries = LabelExtension.summaries(collection, add_if_missing=True)
+    summaries.label_properties = ["label"]
+    summaries.label_classes = [LabelClasses.create(list(classes), name="label")]
+    summaries.label_type = [LabelType.VECTOR]
+    summaries.label_tasks = [LabelTask.CLASSIFICATION]
+    collection.add_items(items)
+    return collection
+
+
+def write_stac(root: Path, collection: pystac.Collection) -> str:
+    """Save ``collection`` self-contained under ``root / "stac"``; returns its file, relative."""
+    collection.normalize_hrefs(str(root / Path(COLLECTION_FILE).parent))
+    collection.make_all_asset_hrefs_relative()
+    collection.save(pystac.CatalogType.SELF_CONTAINED)
+    return COLLECTION_FILE

@@ -104,7 +104,7 @@ def test_review_page_builds_reviews_and_exports(
     manifest = pd.read_parquet(export_path / "manifest.parquet")
     assert len(manifest) == 10 and rejected not in set(manifest["sample_id"])
     assert set(manifest.loc[manifest["kind"] == "supplementary", "sample_id"]) == set(accepted)
-    for name in ("manifest.csv", "stac_items.json", "images.zarr", "spec.json"):
+    for name in ("manifest.csv", "stac/collection.json", "images.zarr", "spec.json"):
         assert (export_path / name).exists()
     assert all((export_path / f).is_file() for f in manifest["file"])
     assert (tmp_path / "review.png").stat().st_size > 10_000

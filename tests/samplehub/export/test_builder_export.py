@@ -126,12 +126,12 @@ def test_export_writes_every_format_atomically(small_repo: Repository, tmp_path:
     stored = small_repo.image(int(pasture.sample_id))[1]
     np.testing.assert_array_equal(bundle[f"images/{key}"][index], stored)
 
-    items = json.loads((out / "stac_items.json").read_text())
-    assert items["type"] == "FeatureCollection" and len(items["features"]) == report.samples
-    by_label = {f["properties"]["label"]: f for f in items["features"]}
-    assert by_label["Pastures"]["geometry"]["type"] == "Polygon"
-    assert by_label["river"]["geometry"] is None
-    props = by_label["river"]["properties"]
+    assert "stac/collection.json" in report.files  # validated in test_stac.py
+    collection = json.loads((out / "stac" / "collection.json").read_text())
+    assert collection["type"] == "Collection" and collection["id"] == SPEC["name"]
+    items = [link for link in collection["links"] if link["rel"] == "item"]
+    assert len(items) == report.samples
+    props = json.loads((out / "stac" / items[0]["href"]).read_text())["properties"]
     assert props["label:classes"] == [{"name": "label", "classes": SPEC["labels"]}]
     assert props["label:properties"] == ["label"]
 
