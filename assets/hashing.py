@@ -1,5 +1,6 @@
-"""Deep-hashing assets (issue 5): ``dmch_model``, ``duwh_model``, ``hash_codes[dataset]``
-and ``hash_index``, with a check that the index holds every stored code."""
+"""Deep-hashing assets (DESIGN.md, section 5): ``dmch_model``, ``duwh_model``,
+``hash_codes[dataset]`` and ``hash_index``, with a check that the index holds every stored
+code."""
 
 from dagster import (
     AllPartitionMapping,

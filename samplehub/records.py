@@ -3,7 +3,7 @@
 A :class:`FileEntry` is what discovery finds (cheap: names and labels, no pixels);
 a :class:`SampleRecord` is what reading an entry yields (pixels plus metadata).
 Both are plain, picklable values so discovery and reading can run as pure
-functions over batches, in threads here or in a Spark executor later.
+functions over batches, in threads or on Spark executors (:mod:`samplehub.executors`).
 """
 
 from __future__ import annotations

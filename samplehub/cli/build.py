@@ -1,7 +1,4 @@
-"""``samplehub build SPEC --out DIR``: build a dataset from a spec and export it.
-
-Mounted on the main CLI by the integrator (``app.command("build")(build)``).
-"""
+"""``samplehub build SPEC --out DIR``: build a dataset from a spec and export it."""
 
 from __future__ import annotations
 

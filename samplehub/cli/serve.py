@@ -1,7 +1,4 @@
-"""``samplehub serve``: the HTTP API and the review page with uvicorn.
-
-Mounted on the main CLI by the integrator (``app.command("serve")(serve)``).
-"""
+"""``samplehub serve``: the HTTP API and the review page with uvicorn."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hash codes of the catalog's samples and the Hamming index over them (issue 5, serving).
+"""Hash codes of the catalog's samples and the Hamming index over them (DESIGN.md, section 5).
 
 Codes come from the champion hash model (:mod:`samplehub.hash_models`) applied to the
 stored features: DMCH Eq. 1 (``../shared/papers/dmch-deep-metric-category-hashing.txt``) or

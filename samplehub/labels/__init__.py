@@ -1,4 +1,4 @@
-"""The dynamic label category graph (main paper, sections 3.3 and 3.4.1; issue 3).
+"""The dynamic label category graph (main paper, sections 3.3 and 3.4.1).
 
 Base taxonomy (Million-AID) -> OSM-augmented text + co-citation structure -> Algorithm 1
 merges dataset label trees (``SIMILAR`` / ``MAPS_TO``, growing unified labels) ->

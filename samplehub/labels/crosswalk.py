@@ -1,4 +1,4 @@
-"""Scoring label merges against a synonym crosswalk (issue 3, "Must show").
+"""Scoring label merges (main paper, section 3.3, Algorithm 1) against a synonym crosswalk.
 
 A crosswalk is a list of groups of dataset label ids (``<dataset>/<label>``), one group
 per concept. Over the labels of a split, a cross-dataset pair is a *true* synonym pair

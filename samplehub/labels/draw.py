@@ -1,4 +1,4 @@
-"""A picture of a label's neighbourhood in the label graph (issue 3, CLI ``labels draw``)."""
+"""A picture of a label's neighbourhood in the label graph (CLI ``samplehub labels draw``)."""
 
 from __future__ import annotations
 

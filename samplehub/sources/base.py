@@ -2,7 +2,7 @@
 
 A source is configured by a :class:`SourceSpec` (one ``conf/sources/*.yaml`` file or a
 ``samplehub ingest`` call) and does three things, each a pure function of its inputs so
-that a Spark executor can run them on batches later without a rewrite:
+that threads or Spark executors (:mod:`samplehub.executors`) run them on batches alike:
 
 1. :meth:`Source.label_tree` — breadth-first over the layout, the dataset's labels;
 2. :meth:`Source.discover` — batches of :class:`~samplehub.records.FileEntry`;

@@ -1,4 +1,4 @@
-"""GET /labels and GET /labels/{label}/associated: the label graph (issue 3)."""
+"""GET /labels and GET /labels/{label}/associated (main paper, sections 3.3 and 3.4.1)."""
 
 from __future__ import annotations
 
