@@ -76,7 +76,7 @@ def tree(home: HomeOption = None, graph: GraphOption = "embedded") -> None:
         raise _fail(exc) from exc
 
     def show(label: str, depth: int) -> None:
-        data = g.g.nodes[label]
+        data = g.label(label)
         mark = "?" if data.get("uncertain") else ""
         grown = " [grown]" if data["origin"] == "unified" else ""
         mapped = sum(1 for u, _, d in g.g.in_edges(label, data=True) if d["type"] == "MAPS_TO")
@@ -85,13 +85,13 @@ def tree(home: HomeOption = None, graph: GraphOption = "embedded") -> None:
             + (f"  ({mapped} dataset labels)" if mapped else "")
         )
         for child in sorted(
-            c for c in g.children(label) if g.g.nodes[c]["origin"] in UNIFIED_ORIGINS
+            c for c in g.children(label) if g.is_unified(c)
         ):
             show(child, depth + 1)
 
     roots = [n for n in g.labels(UNIFIED_ORIGINS) if not g.parents(n)]
     print(f"label graph version {g.version}")
-    for root in sorted(roots, key=lambda n: (g.g.nodes[n]["origin"] != "base", n)):
+    for root in sorted(roots, key=lambda n: (g.origin(n) != "base", n)):
         show(root, 0)
 
 

@@ -162,7 +162,7 @@ def associated_labels(
         if target == source:
             continue
         path = paths[target]
-        data = graph.g.nodes[target]
+        data = graph.label(target)
         found.append(
             Association(
                 label=target,

@@ -24,7 +24,7 @@ evidence source for ``CO_OCCURS``), so a pair has at most one edge of each type.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,10 @@ class Edge:
 class LabelGraph:
     """A versionable label category graph.
 
+    Label properties are read through :meth:`label`, :meth:`origin`, :meth:`dataset_of`,
+    :meth:`is_unified`, :meth:`name_of`, :meth:`kind_of` and :meth:`embedding`, not
+    through ``g.nodes``; ``g`` is there for graph algorithms (paths, cycles).
+
     Attributes:
         g: the underlying ``MultiDiGraph``; node attributes are the ``Label`` properties.
         version: the store version this graph was loaded from or committed as (0: never).
@@ -67,6 +71,10 @@ class LabelGraph:
     def __init__(self, g: nx.MultiDiGraph | None = None, version: int = 0) -> None:
         self.g: nx.MultiDiGraph = g if g is not None else nx.MultiDiGraph()
         self.version = version
+
+    def __contains__(self, label_id: object) -> bool:
+        """Whether a label with this id is in the graph."""
+        return label_id in self.g
 
     # -- nodes -------------------------------------------------------------------------
     def add_label(
@@ -107,9 +115,71 @@ class LabelGraph:
         Raises:
             LabelGraphError: no such label.
         """
-        if label_id not in self.g:
+        return {"id": label_id, **self._node(label_id)}
+
+    def origin(self, label_id: str) -> str:
+        """``base``, ``dataset`` or ``unified`` (see :data:`ORIGINS`).
+
+        Raises:
+            LabelGraphError: no such label.
+        """
+        return str(self._node(label_id)["origin"])
+
+    def dataset_of(self, label_id: str) -> str | None:
+        """Dataset of a label: a dataset label's own, the grower of a unified label.
+
+        Base labels belong to ``million_aid``.
+
+        Raises:
+            LabelGraphError: no such label.
+        """
+        dataset = self._node(label_id).get("dataset")
+        return None if dataset is None else str(dataset)
+
+    def is_unified(self, label_id: str) -> bool:
+        """Whether ``label_id`` is a label of the category system (``base`` or ``unified``).
+
+        An id that is not in the graph is not a unified label (no error).
+        """
+        return label_id in self and self.g.nodes[label_id]["origin"] in UNIFIED_ORIGINS
+
+    def name_of(self, label_id: str) -> str:
+        """Display name of a label (as shipped for dataset labels).
+
+        Raises:
+            LabelGraphError: no such label.
+        """
+        return str(self._node(label_id)["name"])
+
+    def kind_of(self, label_id: str) -> str:
+        """``scene`` or ``land_cover`` (see :data:`KINDS`); unmarked labels are scene labels.
+
+        Labels stored before kinds existed have no ``kind`` and are scene labels.
+
+        Raises:
+            LabelGraphError: no such label.
+        """
+        return str(self._node(label_id).get("kind") or SCENE)
+
+    def embedding(self, label_id: str) -> Sequence[float]:
+        """Text embedding of a label as stored, ``d`` floats (section 3.3.1); read-only.
+
+        Raises:
+            LabelGraphError: no such label.
+        """
+        vector: Sequence[float] = self._node(label_id)["embedding"]
+        return vector
+
+    def _node(self, label_id: str) -> dict[str, Any]:
+        """The attribute dict of one label (owned by the graph: read, never handed out).
+
+        Raises:
+            LabelGraphError: no such label.
+        """
+        if label_id not in self:
             raise LabelGraphError(f"label {label_id!r} is not in the label graph")
-        return {"id": label_id, **self.g.nodes[label_id]}
+        node: dict[str, Any] = self.g.nodes[label_id]
+        return node
 
     def labels(
         self, origin: str | tuple[str, ...] | None = None, dataset: str | None = None
@@ -143,7 +213,7 @@ class LabelGraph:
         if label in self.g:
             return label
         matches = [n for n, d in self.g.nodes(data=True) if d["name"] == label]
-        unified = [n for n in matches if self.g.nodes[n]["origin"] in UNIFIED_ORIGINS]
+        unified = [n for n in matches if self.is_unified(n)]
         if len(unified) == 1:
             return unified[0]
         if len(matches) == 1:
@@ -199,6 +269,10 @@ class LabelGraph:
         """The unified label a dataset label ``MAPS_TO``, if any."""
         targets = [v for _, v, d in self.g.out_edges(label_id, data=True) if d["type"] == MAPS_TO]
         return targets[0] if targets else None
+
+    def mapped_from(self, label_id: str) -> list[str]:
+        """The dataset labels that ``MAPS_TO`` a unified label."""
+        return [u for u, _, d in self.g.in_edges(label_id, data=True) if d["type"] == MAPS_TO]
 
     def mapping_edge(self, label_id: str) -> Edge | None:
         """The ``MAPS_TO`` edge of a dataset label, if any."""

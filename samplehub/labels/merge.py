@@ -37,6 +37,10 @@ joined by ``RELATED`` and by the ``CO_OCCURS`` counts of the catalog's multi-lab
 (:mod:`samplehub.labels.cooccurrence`). Names are matched without ordinal prefixes
 (RSSCN7's ``cIndustry``, :func:`samplehub.labels.names.strip_ordinals`).
 
+In code, :func:`merge_label_tree` runs step 1 for each :class:`LabelToMerge`, then
+``_map_one``: rank candidates (steps 2-3) -> apply overrides and thresholds (steps 4-5)
+-> place a new label (step 4, the system grows; step 6).
+
 The graph passed in is never modified: :func:`merge_label_tree` returns a new graph, so a
 failure leaves no half-merged version behind.
 """
@@ -238,8 +242,24 @@ class LabelSemantics:
 
 def tag_match(graph: LabelGraph, label_id: str) -> TagMatch:
     """The OSM match stored on a label node (graphs stored before qualifiers: none)."""
-    data = graph.g.nodes[label_id]
+    data = graph.label(label_id)
     return TagMatch(tuple(data.get("osm_uris", ())), tuple(data.get("osm_qualifier", ())))
+
+
+def node_attrs(aug: AugmentedLabel, vector: np.ndarray) -> dict[str, Any]:
+    """Node properties a label gets from its augmented text and its text vector.
+
+    Section 3.3.1: ``description`` is the augmented text, ``embedding`` the vector the
+    text similarity is computed on, ``osm_*`` the OSM match the structural similarity
+    reads back (:func:`tag_match`). Shared by base, dataset and grown unified labels.
+    """
+    return {
+        "description": aug.text,
+        "embedding": vector.tolist(),
+        "osm_tags": list(aug.osm_tags),
+        "osm_uris": list(aug.osm_uris),
+        "osm_qualifier": list(aug.osm_qualifier),
+    }
 
 
 @dataclass(frozen=True)
@@ -273,11 +293,7 @@ def build_base_graph(base: list[BaseLabel], semantics: LabelSemantics) -> LabelG
             "base",
             level=label.level,
             dataset=BASE_DATASET,
-            description=aug.text,
-            embedding=vector.tolist(),
-            osm_tags=list(aug.osm_tags),
-            osm_uris=list(aug.osm_uris),
-            osm_qualifier=list(aug.osm_qualifier),
+            **node_attrs(aug, vector),
             uncertain=label.uncertain,
         )
     for label in base:
@@ -404,48 +420,40 @@ def merge_label_tree(
 
     Raises:
         LabelGraphError: invalid tree (see :func:`validate_label_tree`), an unknown
-            ``kind``, or a pin to an unknown unified label.
+            ``kind``, or a pin or place override naming no unified label.
     """
     validate_label_tree(dataset, nodes, semantics.vocabulary)
     if kind not in KINDS:
         raise LabelGraphError(f"label kind of {dataset!r} must be one of {KINDS}, got {kind!r}")
-    aliases = aliases or {}
     new = graph.copy()
     _remove_dataset(new, dataset)
-    ordered = _parents_first(nodes)
-    tree = _TreeMerge(
-        dataset=dataset,
-        kind=kind,
-        ids={name: f"{dataset}/{name}" for name, _ in ordered},
-        matched=strip_ordinals([name for name, _ in ordered]),
-        semantics=semantics,
-        overrides=overrides or Overrides(),
-    )
-    augmented = [semantics.augment(tree.matched[name], aliases.get(name)) for name, _ in ordered]
-    vectors = semantics.vectors(augmented)
+    tree = _TreeMerge(dataset, kind, semantics, overrides or Overrides())
     rows: list[MappingRow] = []
-    ids = tree.ids
-    for (name, parent), aug, vector in zip(ordered, augmented, vectors, strict=True):
-        new.add_label(
-            ids[name],
-            name,
-            "dataset",
-            dataset=dataset,
-            description=aug.text,
-            embedding=vector.tolist(),
-            osm_tags=list(aug.osm_tags),
-            osm_uris=list(aug.osm_uris),
-            osm_qualifier=list(aug.osm_qualifier),
-            kind=kind,
-        )
-        if parent is not None:
-            pv = np.asarray(new.g.nodes[ids[parent]]["embedding"], dtype=np.float32)
-            score = semantics.combine(
-                float(vector @ pv), aug.tag_match, tag_match(new, ids[parent])
-            )
-            new.add_edge(ids[name], ids[parent], IS_A, score=max(score.combined, 1e-3))
-        rows.append(_map_one(new, tree, name, parent, aug, vector))
+    for label in _labels_to_merge(dataset, nodes, semantics, aliases or {}):
+        _add_dataset_label(new, tree, label)
+        rows.append(_map_one(new, tree, label))
     return new, rows
+
+
+@dataclass(frozen=True, eq=False)
+class LabelToMerge:
+    """One dataset label on its way into the category system (Algorithm 1, outer loop).
+
+    Attributes:
+        name: the name as shipped (``cIndustry``); the dataset label keeps it.
+        matched: the name without its ordinal prefix (``Industry``), the one matched.
+        label_id: its graph id, ``<dataset>/<name>``.
+        parent_id: graph id of its parent in the dataset's tree, if it has one.
+        aug: its OSM-augmented text (section 3.3.1).
+        vector: its text vector, shape ``(d,)``, unit norm.
+    """
+
+    name: str
+    matched: str
+    label_id: str
+    parent_id: str | None
+    aug: AugmentedLabel
+    vector: np.ndarray
 
 
 @dataclass
@@ -455,8 +463,6 @@ class _TreeMerge:
     Attributes:
         dataset: dataset key.
         kind: the kind of every label of the tree.
-        ids: label-graph id of each label.
-        matched: each name without its ordinal prefix, the name that is matched.
         semantics: similarity machinery and settings.
         overrides: human pins, forbids and placements.
         grown: unified labels this tree has grown so far; the tree's own classes are
@@ -466,105 +472,201 @@ class _TreeMerge:
 
     dataset: str
     kind: str
-    ids: dict[str, str]
-    matched: dict[str, str]
     semantics: LabelSemantics
     overrides: Overrides
     grown: set[str] = field(default_factory=set)
 
+    @property
+    def settings(self) -> MergeSettings:
+        """The merge settings (thresholds, weights, ``k``)."""
+        return self.semantics.settings
 
-def label_kind(graph: LabelGraph, label_id: str) -> str:
-    """Kind of a label; labels stored before kinds existed are scene labels."""
-    return str(graph.g.nodes[label_id].get("kind") or SCENE)
+    def forbidden(self, label: LabelToMerge, target: str) -> bool:
+        """Whether the override file forbids ``label`` to map to (or be similar to) ``target``."""
+        return self.overrides.forbidden(self.dataset, label.name, target)
 
 
-def _map_one(
-    graph: LabelGraph,
-    tree: _TreeMerge,
-    name: str,
-    parent: str | None,
-    aug: AugmentedLabel,
-    vector: np.ndarray,
-) -> MappingRow:
-    """``MAPS_TO`` for one dataset label: pinned, mapped by score, joined by name, or grown.
+_Ranked = list[tuple[str, Score]]
+"""Candidates ``(unified label, score)``, best combined score first."""
+
+
+def _labels_to_merge(
+    dataset: str,
+    nodes: list[tuple[str, str | None]],
+    semantics: LabelSemantics,
+    aliases: dict[str, str],
+) -> list[LabelToMerge]:
+    """The tree's labels, parents first, with matched names, augmented texts and vectors."""
+    ordered = _parents_first(nodes)
+    matched = strip_ordinals([name for name, _ in ordered])
+    augmented = [semantics.augment(matched[name], aliases.get(name)) for name, _ in ordered]
+    vectors = semantics.vectors(augmented)
+    return [
+        LabelToMerge(
+            name=name,
+            matched=matched[name],
+            label_id=f"{dataset}/{name}",
+            parent_id=None if parent is None else f"{dataset}/{parent}",
+            aug=aug,
+            vector=vector,
+        )
+        for (name, parent), aug, vector in zip(ordered, augmented, vectors, strict=True)
+    ]
+
+
+def _add_dataset_label(graph: LabelGraph, tree: _TreeMerge, label: LabelToMerge) -> None:
+    """Step 1: ``label`` as a ``dataset`` node, ``IS_A`` its parent in the dataset's tree."""
+    graph.add_label(
+        label.label_id,
+        label.name,
+        "dataset",
+        dataset=tree.dataset,
+        **node_attrs(label.aug, label.vector),
+        kind=tree.kind,
+    )
+    if label.parent_id is not None:
+        pv = np.asarray(graph.embedding(label.parent_id), dtype=np.float32)
+        score = tree.semantics.combine(
+            float(label.vector @ pv), label.aug.tag_match, tag_match(graph, label.parent_id)
+        )
+        graph.add_edge(label.label_id, label.parent_id, IS_A, score=max(score.combined, 1e-3))
+
+
+def _map_one(graph: LabelGraph, tree: _TreeMerge, label: LabelToMerge) -> MappingRow:
+    """``MAPS_TO`` for one dataset label (Algorithm 1, ``get_similar_label``), in three steps.
+
+    1. rank candidates (:func:`_rank_candidates`; steps 2-3 of the module docstring);
+    2. apply overrides and thresholds (steps 4-5): forbidden candidates and those of another kind
+       cannot be mapped to (:func:`_mappable`); ``SIMILAR`` edges to the rest that score at
+       least ``similar_threshold``; the target is the ``pin`` of the override file, else
+       the best candidate scoring at least ``map_threshold``, else the unified label of
+       the same canonical name (:func:`_pinned`, :func:`_best_scored`, :func:`_namesake`);
+    3. with no target, place a new unified label (:func:`_place_new_label`).
 
     Scores decide only between labels of the same kind: a land-cover label (``trees``)
     never maps to a scene label (``forest``) however similar the words, and is linked to
-    it by ``RELATED`` instead (:func:`_grow`). A label that would grow joins an existing
-    unified label of the same canonical name, of either kind (BigEarthNet's ``Pastures``
-    joins the ``pasture`` EuroSAT's ``Pasture`` grew).
+    it by ``RELATED`` instead. A label that would grow joins an existing unified label of
+    the same canonical name, of either kind (BigEarthNet's ``Pastures`` joins the
+    ``pasture`` EuroSAT's ``Pasture`` grew).
     """
-    semantics, overrides, dataset = tree.semantics, tree.overrides, tree.dataset
-    settings = semantics.settings
-    label_id = tree.ids[name]
-    unified = [u for u in graph.labels(UNIFIED_ORIGINS) if u not in tree.grown]
-    matrix = np.asarray([graph.g.nodes[u]["embedding"] for u in unified], dtype=np.float32)
-    text = matrix @ vector
-    order = np.argsort(-text)[: settings.k]
-    candidates = sorted(
-        (
-            (
-                unified[int(i)],
-                semantics.combine(float(text[i]), aug.tag_match, tag_match(graph, unified[int(i)])),
-            )
-            for i in order
-        ),
-        key=lambda pair: -pair[1].combined,
+    candidates = _rank_candidates(graph, tree, label)
+    scored = _mappable(graph, tree, label, candidates)
+    _add_similar_edges(graph, tree, label, scored)
+    target = (
+        _pinned(graph, tree, label)
+        or _best_scored(tree, label, scored)
+        or _namesake(graph, tree, label)
     )
-    allowed = [(t, s) for t, s in candidates if not overrides.forbidden(dataset, name, t)]
-    scored = [(t, s) for t, s in allowed if label_kind(graph, t) == tree.kind]
+    if target is None:
+        return _place_new_label(graph, tree, label, candidates)
+    unified, score, why = target
+    return _maps_to(graph, label.label_id, unified, score, why, False)
+
+
+def _rank_candidates(graph: LabelGraph, tree: _TreeMerge, label: LabelToMerge) -> _Ranked:
+    """Steps 2-3: the ``k`` unified labels nearest by text cosine, scored, best first.
+
+    The score is ``a * text + b * struct`` (section 3.3.1, :meth:`LabelSemantics.combine`).
+    Labels this tree grew are left out; every kind and forbidden labels stay in (they
+    may still be a grown label's parent or ``RELATED``).
+    """
+    unified = [u for u in graph.labels(UNIFIED_ORIGINS) if u not in tree.grown]
+    matrix = np.asarray([graph.embedding(u) for u in unified], dtype=np.float32)
+    text = matrix @ label.vector
+    order = np.argsort(-text)[: tree.settings.k]
+    ranked = [
+        (
+            unified[int(i)],
+            tree.semantics.combine(
+                float(text[i]), label.aug.tag_match, tag_match(graph, unified[int(i)])
+            ),
+        )
+        for i in order
+    ]
+    return sorted(ranked, key=lambda pair: -pair[1].combined)
+
+
+def _mappable(
+    graph: LabelGraph, tree: _TreeMerge, label: LabelToMerge, candidates: _Ranked
+) -> _Ranked:
+    """Candidates ``label`` may map to: not forbidden (step 5), of the tree's kind."""
+    return [
+        (t, s)
+        for t, s in candidates
+        if not tree.forbidden(label, t) and graph.kind_of(t) == tree.kind
+    ]
+
+
+def _add_similar_edges(
+    graph: LabelGraph, tree: _TreeMerge, label: LabelToMerge, scored: _Ranked
+) -> None:
+    """Step 4: ``SIMILAR {score, text_sim, struct_sim}`` to candidates at ``similar_threshold``."""
     for target, score in scored:
-        if score.combined >= settings.similar_threshold:
+        if score.combined >= tree.settings.similar_threshold:
             graph.add_edge(
-                label_id,
+                label.label_id,
                 target,
                 SIMILAR,
                 score=score.combined,
                 text_sim=score.text,
                 struct_sim=score.struct,
             )
-    pinned = overrides.pinned(dataset, name)
-    if pinned is not None:
-        if pinned not in graph.g or graph.g.nodes[pinned]["origin"] not in UNIFIED_ORIGINS:
-            raise LabelGraphError(
-                f"label override pins {dataset}/{name} to {pinned!r}, which is not a unified label"
-            )
-        score = semantics.combine(
-            float(np.asarray(graph.g.nodes[pinned]["embedding"]) @ vector),
-            aug.tag_match,
-            tag_match(graph, pinned),
-        )
-        return _maps_to(graph, label_id, pinned, score, "pinned by the label override file", False)
-    best = scored[0] if scored else None
-    if best is not None and best[1].combined >= settings.map_threshold:
-        return _maps_to(graph, label_id, best[0], best[1], _why(best[1], aug, settings), False)
-    namesake = canonical_name(tree.matched[name], semantics.vocabulary)
-    if (
-        namesake in graph.g
-        and graph.g.nodes[namesake]["origin"] in UNIFIED_ORIGINS
-        and namesake not in tree.grown
-        and not overrides.forbidden(dataset, name, namesake)
-    ):
-        score = semantics.combine(
-            float(np.asarray(graph.g.nodes[namesake]["embedding"]) @ vector),
-            aug.tag_match,
-            tag_match(graph, namesake),
-        )
-        why = f"joins existing unified label {namesake!r} by name ({_why(score, aug, settings)})"
-        return _maps_to(graph, label_id, namesake, score, why, False)
-    placed = overrides.placed_under(dataset, name)
-    if placed is not None and (
-        placed not in graph.g or graph.g.nodes[placed]["origin"] not in UNIFIED_ORIGINS
-    ):
+
+
+_Target = tuple[str, Score, str]
+"""A mapping decision: ``(unified label, score, why)``."""
+
+
+def _pinned(graph: LabelGraph, tree: _TreeMerge, label: LabelToMerge) -> _Target | None:
+    """Step 5: the override file's ``pin``, which wins over every score.
+
+    Raises:
+        LabelGraphError: the pin names no unified label.
+    """
+    pinned = tree.overrides.pinned(tree.dataset, label.name)
+    if pinned is None:
+        return None
+    if not graph.is_unified(pinned):
         raise LabelGraphError(
-            f"label override places {dataset}/{name} under {placed!r}, which is not a unified label"
+            f"label override pins {label.label_id} to {pinned!r}, which is not a unified label"
         )
-    return _grow(graph, tree, name, parent, aug, vector, candidates, placed)
+    return pinned, _score_to(graph, tree, label, pinned), "pinned by the label override file"
+
+
+def _best_scored(tree: _TreeMerge, label: LabelToMerge, scored: _Ranked) -> _Target | None:
+    """Step 4: the best mappable candidate, when it scores at least ``map_threshold``."""
+    if not scored or scored[0][1].combined < tree.settings.map_threshold:
+        return None
+    target, score = scored[0]
+    return target, score, _why(score, label.aug, tree.settings)
+
+
+def _namesake(graph: LabelGraph, tree: _TreeMerge, label: LabelToMerge) -> _Target | None:
+    """Step 4: the unified label named like ``label`` (canonical name), of either kind.
+
+    Not one this tree grew, nor one the override file forbids.
+    """
+    namesake = canonical_name(label.matched, tree.semantics.vocabulary)
+    if not graph.is_unified(namesake) or namesake in tree.grown or tree.forbidden(label, namesake):
+        return None
+    score = _score_to(graph, tree, label, namesake)
+    reason = _why(score, label.aug, tree.settings)
+    return namesake, score, f"joins existing unified label {namesake!r} by name ({reason})"
+
+
+def _score_to(graph: LabelGraph, tree: _TreeMerge, label: LabelToMerge, target: str) -> Score:
+    """Score of ``label`` against one unified label outside the ranked candidates."""
+    return tree.semantics.combine(
+        float(np.asarray(graph.embedding(target)) @ label.vector),
+        label.aug.tag_match,
+        tag_match(graph, target),
+    )
 
 
 def _maps_to(
     graph: LabelGraph, label_id: str, target: str, score: Score, why: str, new: bool
 ) -> MappingRow:
+    """The ``MAPS_TO {score, text_sim, struct_sim, why}`` edge and its mapping row."""
     graph.add_edge(
         label_id,
         target,
@@ -578,6 +680,7 @@ def _maps_to(
 
 
 def _why(score: Score, aug: AugmentedLabel, settings: MergeSettings) -> str:
+    """The "why" column of a mapping decided by score: the weighted terms, or text only."""
     if score.struct is None:
         reason = "no OSM match" if not aug.osm_tags else "target has no OSM match"
         return f"text {score.text:.2f} ({reason}, text only)"
@@ -587,67 +690,29 @@ def _why(score: Score, aug: AugmentedLabel, settings: MergeSettings) -> str:
     )
 
 
-def _grow(
-    graph: LabelGraph,
-    tree: _TreeMerge,
-    name: str,
-    parent: str | None,
-    aug: AugmentedLabel,
-    vector: np.ndarray,
-    candidates: list[tuple[str, Score]],
-    placed: str | None = None,
+def _place_new_label(
+    graph: LabelGraph, tree: _TreeMerge, label: LabelToMerge, candidates: _Ranked
 ) -> MappingRow:
-    """A new unified label for a dataset label that matched nothing (the system grows).
+    """Step 4, no target: a new unified label for ``label`` (the category system grows).
 
-    Its parent: ``placed`` (the override file's ``place``), else the unified label of its
-    dataset parent, else a broader OSM tag's label, else the best similar candidate that
-    has children; candidates of another kind are never parents. Placement may use a
-    candidate the override file forbids as a *mapping* target: a forbidden synonym can
-    still be the right parent (medium residential IS_A residential). Candidates of the
-    other kind scoring at least ``similar_threshold`` get ``RELATED {score, evidence:
-    "label_similarity"}`` (UC Merced multi-label ``trees`` - ``forest``).
+    Its parent (``IS_A``): the override file's ``place``, else the parent
+    :func:`_home` finds. Candidates of the other kind scoring at least
+    ``similar_threshold`` get ``RELATED {score, evidence: "label_similarity"}`` (UC Merced
+    multi-label ``trees`` - ``forest``); step 6 adds the OSM co-citation ``RELATED``
+    edges (:func:`relate_unified`).
+
+    Raises:
+        LabelGraphError: the ``place`` override names no unified label.
     """
-    semantics = tree.semantics
-    settings = semantics.settings
-    label_id = tree.ids[name]
-    own_kind = [(t, s) for t, s in candidates if label_kind(graph, t) == tree.kind]
-    scored = [(t, s) for t, s in own_kind if not tree.overrides.forbidden(tree.dataset, name, t)]
-    base_id = canonical_name(tree.matched[name], semantics.vocabulary)
-    unified_id, suffix = base_id, 2
-    while unified_id in graph.g:
-        unified_id = f"{base_id}_{suffix}"
-        suffix += 1
-    graph.add_label(
-        unified_id,
-        unified_id,
-        "unified",
-        dataset=tree.dataset,
-        description=aug.text,
-        embedding=vector.tolist(),
-        osm_tags=list(aug.osm_tags),
-        osm_uris=list(aug.osm_uris),
-        osm_qualifier=list(aug.osm_qualifier),
-        kind=tree.kind,
-    )
-    tree.grown.add(unified_id)
-    home = placed
-    if home is None and parent is not None:
-        home = graph.mapped_to(tree.ids[parent])
-    if home is None and aug.osm_qualifier:
-        broader = [
-            t
-            for t, _ in own_kind
-            if set(aug.osm_uris) & set(graph.g.nodes[t]["osm_uris"])
-            and not tag_match(graph, t).qualifier
-        ]
-        home = broader[0] if broader else None
-    if home is None:
-        inner = [
-            (t, s)
-            for t, s in own_kind
-            if graph.children(t) and s.combined >= settings.similar_threshold
-        ]
-        home = inner[0][0] if inner else None
+    settings = tree.settings
+    placed = tree.overrides.placed_under(tree.dataset, label.name)
+    if placed is not None and not graph.is_unified(placed):
+        raise LabelGraphError(
+            f"label override places {label.label_id} under {placed!r}, "
+            "which is not a unified label"
+        )
+    unified_id = _add_unified_label(graph, tree, label)
+    home = placed if placed is not None else _home(graph, tree, label, candidates)
     if home is not None:
         home_score = dict(candidates).get(home)
         graph.add_edge(
@@ -658,9 +723,9 @@ def _grow(
         )
     for target, score in candidates:
         if (
-            label_kind(graph, target) != tree.kind
+            graph.kind_of(target) != tree.kind
             and score.combined >= settings.similar_threshold
-            and not tree.overrides.forbidden(tree.dataset, name, target)
+            and not tree.forbidden(label, target)
         ):
             graph.add_edge(
                 unified_id,
@@ -669,7 +734,8 @@ def _grow(
                 score=round(score.combined, 6),
                 evidence="label_similarity",
             )
-    relate_unified(graph, unified_id, semantics, graph.labels(UNIFIED_ORIGINS))
+    relate_unified(graph, unified_id, tree.semantics, graph.labels(UNIFIED_ORIGINS))
+    scored = _mappable(graph, tree, label, candidates)
     best = (
         f"best candidate {scored[0][0]!r} scored {scored[0][1].combined:.2f}"
         if scored
@@ -679,7 +745,57 @@ def _grow(
     if placed is not None:
         where += " by the label override file"
     why = f"new unified label: {best} < map threshold {settings.map_threshold:.2f}{where}"
-    return _maps_to(graph, label_id, unified_id, Score(1.0, None, 1.0), why, True)
+    return _maps_to(graph, label.label_id, unified_id, Score(1.0, None, 1.0), why, True)
+
+
+def _add_unified_label(graph: LabelGraph, tree: _TreeMerge, label: LabelToMerge) -> str:
+    """A ``unified`` node for ``label``: its canonical name, ``_2``, ``_3``... when taken."""
+    base_id = canonical_name(label.matched, tree.semantics.vocabulary)
+    unified_id, suffix = base_id, 2
+    while unified_id in graph:
+        unified_id = f"{base_id}_{suffix}"
+        suffix += 1
+    graph.add_label(
+        unified_id,
+        unified_id,
+        "unified",
+        dataset=tree.dataset,
+        **node_attrs(label.aug, label.vector),
+        kind=tree.kind,
+    )
+    tree.grown.add(unified_id)
+    return unified_id
+
+
+def _home(
+    graph: LabelGraph, tree: _TreeMerge, label: LabelToMerge, candidates: _Ranked
+) -> str | None:
+    """Parent of a grown label: the unified label of its dataset parent, else a broader one.
+
+    Broader in the SKOS sense: a candidate sharing an OSM tag with ``label`` and without
+    a qualifier while ``label`` has one (``sparse residential`` under
+    ``residential_land``); else the best candidate with children scoring at least
+    ``similar_threshold``. Candidates of another kind are never parents; forbidden ones
+    may be (a forbidden synonym can still be the right parent: medium residential IS_A
+    residential).
+    """
+    if label.parent_id is not None:
+        home = graph.mapped_to(label.parent_id)
+        if home is not None:
+            return home
+    own_kind = [(t, s) for t, s in candidates if graph.kind_of(t) == tree.kind]
+    if label.aug.osm_qualifier:
+        uris = set(label.aug.osm_uris)
+        for target, _ in own_kind:
+            match = tag_match(graph, target)
+            if uris & set(match.uris) and not match.qualifier:
+                return target
+    inner = [
+        t
+        for t, s in own_kind
+        if graph.children(t) and s.combined >= tree.settings.similar_threshold
+    ]
+    return inner[0] if inner else None
 
 
 def _remove_dataset(graph: LabelGraph, dataset: str) -> None:
@@ -687,12 +803,8 @@ def _remove_dataset(graph: LabelGraph, dataset: str) -> None:
     grown = [
         n
         for n in graph.labels("unified")
-        if graph.g.nodes[n]["dataset"] == dataset
-        and all(
-            graph.g.nodes[u]["dataset"] == dataset
-            for u, _, d in graph.g.in_edges(n, data=True)
-            if d["type"] == MAPS_TO
-        )
+        if graph.dataset_of(n) == dataset
+        and all(graph.dataset_of(u) == dataset for u in graph.mapped_from(n))
     ]
     graph.remove_labels(own + grown)
 
@@ -727,10 +839,7 @@ def mapping_table(graph: LabelGraph, dataset: str) -> list[MappingRow]:
         if edge is None:
             raise LabelGraphError(f"dataset label {label_id!r} has no MAPS_TO edge")
         props: dict[str, Any] = edge.props
-        new = (
-            graph.g.nodes[edge.target]["origin"] == "unified"
-            and graph.g.nodes[edge.target]["dataset"] == dataset
-        )
+        new = graph.origin(edge.target) == "unified" and graph.dataset_of(edge.target) == dataset
         rows.append(
             MappingRow(
                 label_id,

@@ -108,8 +108,7 @@ def match_label(graph: LabelGraph, text: str) -> LabelMatch:
         UnknownLabelError: see :func:`resolve_label`.
     """
     label = resolve_label(graph, text)
-    node = graph.g.nodes[label]
-    unified = label if node["origin"] in UNIFIED_ORIGINS else graph.mapped_to(label) or label
+    unified = label if graph.is_unified(label) else graph.mapped_to(label) or label
     equivalents = tuple(
         d for d in graph.labels("dataset") if d == label or graph.mapped_to(d) == unified
     )
@@ -123,10 +122,10 @@ def exact_groups(
 
     A row matched for several reasons appears once, in the first group that names it.
     """
-    unified_name = graph.g.nodes[match.unified]["name"]
+    unified_name = graph.name_of(match.unified)
     groups = []
     for dataset_label in match.equivalents:
-        node = graph.g.nodes[dataset_label]
+        node = graph.label(dataset_label)
         rows = snapshot.label_rows.get((node["dataset"], node["name"]))
         if rows is not None:
             reason = f"labelled {node['name']!r} in {node['dataset']}"

@@ -108,7 +108,7 @@ def label_members(repo: Repository) -> dict[str, np.ndarray]:
         for label_id in graph.labels("dataset"):
             target = graph.mapped_to(label_id)
             if target is not None and label_id in members:
-                members[str(graph.g.nodes[target]["name"])] |= members[label_id]
+                members[graph.name_of(target)] |= members[label_id]
     return {label: np.fromiter(ids, np.int64) for label, ids in sorted(members.items())}
 
 

@@ -51,6 +51,6 @@ def test_label_graph_derives_cooccurrence_from_multilabel_samples(
     )
     assert edge.props["evidence"] == "catalog" and 0 < edge.props["weight"] <= 1
     trees = graph.mapped_to("ml/trees")
-    assert graph.g.nodes["ml/trees"]["kind"] == LAND_COVER
-    assert graph.g.nodes[trees]["kind"] == LAND_COVER and trees != "forest"
-    assert graph.g.nodes["scenes/river"].get("kind") == "scene"
+    assert graph.kind_of("ml/trees") == LAND_COVER
+    assert graph.kind_of(trees) == LAND_COVER and trees != "forest"
+    assert graph.label("scenes/river").get("kind") == "scene"

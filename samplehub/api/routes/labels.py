@@ -32,7 +32,7 @@ def labels(
     _, graph = label_graph(state)
     out = []
     for label_id in graph.labels(origin, dataset):
-        data = graph.g.nodes[label_id]
+        data = graph.label(label_id)
         out.append(
             LabelOut(
                 id=label_id, name=data["name"], origin=data["origin"],

@@ -30,7 +30,7 @@ def test_base_graph_has_is_a_with_similarity_and_uncertainty(base: LabelGraph) -
     edge = next(e for e in base.edges(IS_A) if e.source == "runway")
     assert edge.props["uncertain"] is True and 0 < edge.props["score"] <= 1
     assert base.is_a_cycle() is None
-    assert len(base.g.nodes["river"]["embedding"]) == 384
+    assert len(base.embedding("river")) == 384
 
 
 def test_synonym_maps_and_unknown_label_grows_a_unified_node(
@@ -42,7 +42,7 @@ def test_synonym_maps_and_unknown_label_grows_a_unified_node(
     assert merged.mapped_to("ds/River") == "river"
     assert merged.mapped_to("ds/Lakes") == "lake"
     grown = merged.mapped_to("ds/airplane")
-    assert grown == "airplane" and merged.g.nodes[grown]["origin"] == "unified"
+    assert grown == "airplane" and merged.origin(grown) == "unified"
     assert {r.dataset_label: r.new for r in rows} == {
         "ds/River": False,
         "ds/Lakes": False,
@@ -71,7 +71,7 @@ def test_dataset_hierarchy_keeps_is_a_and_places_grown_children(
     merged, _ = merge_label_tree(base, "tree", nodes, bare_semantics)
     assert merged.parents("tree/river") == ["tree/water"]
     grown = merged.mapped_to("tree/canal_network_xyz")
-    if merged.g.nodes[grown]["origin"] == "unified":
+    if merged.origin(grown) == "unified":
         assert merged.parents(grown) == [merged.mapped_to("tree/water")]
 
 
@@ -110,7 +110,7 @@ def test_override_places_a_grown_label_under_a_parent(
         base, "ds", [("airplane", None)], bare_semantics, Overrides.from_yaml(path)
     )
     grown = merged.mapped_to("ds/airplane")
-    assert merged.g.nodes[grown]["origin"] == "unified" and rows[0].new
+    assert merged.origin(grown) == "unified" and rows[0].new
     assert merged.parents(grown) == ["airport_area"]
     assert "placed under 'airport_area' by the label override file" in rows[0].why
     unplaced, _ = merge_label_tree(base, "ds", [("airplane", None)], bare_semantics)

@@ -22,7 +22,7 @@ def test_ordinal_prefixes_are_matched_without_them(
     assert merged.mapped_to("rsscn/aRiver") == "river"
     assert merged.mapped_to("rsscn/bLakes") == "lake"
     assert merged.mapped_to("rsscn/cAirplane") == "airplane"  # grown as airplane, not c_airplane
-    assert merged.g.nodes["rsscn/aRiver"]["name"] == "aRiver"  # catalog rows still find it
+    assert merged.name_of("rsscn/aRiver") == "aRiver"  # catalog rows still find it
     assert [r.new for r in rows] == [False, False, True]
 
 
@@ -37,8 +37,8 @@ def test_a_land_cover_label_never_maps_to_a_scene_label_by_score(
     )
     grown = merged.mapped_to("ml/river_bank")
     assert grown == "river_bank" and row.new
-    assert merged.g.nodes[grown]["kind"] == LAND_COVER
-    assert merged.g.nodes["ml/river_bank"]["kind"] == LAND_COVER
+    assert merged.kind_of(grown) == LAND_COVER
+    assert merged.kind_of("ml/river_bank") == LAND_COVER
     assert merged.parents(grown) == []  # never placed under a scene label
     related = {e.target: e.props for e in merged.edges(RELATED) if e.source == grown}
     assert related["river"]["evidence"] == "label_similarity"

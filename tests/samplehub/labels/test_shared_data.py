@@ -107,7 +107,7 @@ def test_known_synonyms_meet(merged: LabelGraph, label: str, unified: str) -> No
 
 
 def test_grown_labels_sit_under_the_right_base_label(merged: LabelGraph) -> None:
-    assert merged.g.nodes["dense_residential"]["origin"] == "unified"
+    assert merged.origin("dense_residential") == "unified"
     assert merged.parents("dense_residential") == ["residential_land"]
     # sparse residential is narrower than landuse=residential: placed under it
     assert merged.parents("sparse_residential") == ["residential_land"]
@@ -167,7 +167,7 @@ def test_ucmerced_multilabel_trees_is_a_land_cover_label_next_to_forest(
         merged, "uc_merced_multilabel_17", entry.nodes, semantics, kind=LAND_COVER
     )
     trees = graph.mapped_to("uc_merced_multilabel_17/trees")
-    assert trees != "forest" and graph.g.nodes[trees]["kind"] == LAND_COVER
+    assert trees != "forest" and graph.kind_of(trees) == LAND_COVER
     assert "uc_merced_multilabel_17/trees" not in match_label(graph, "forest").equivalents
     related = {frozenset((e.source, e.target)) for e in graph.edges(RELATED)}
     assert frozenset((trees, "forest")) in related
@@ -179,6 +179,6 @@ def test_ucmerced_multilabel_trees_is_a_land_cover_label_next_to_forest(
 
 
 def test_a_name_every_dataset_maps_alike_resolves(merged: LabelGraph) -> None:
-    harbours = [n for n in merged.labels("dataset") if merged.g.nodes[n]["name"] == "harbor"]
+    harbours = [n for n in merged.labels("dataset") if merged.name_of(n) == "harbor"]
     assert len(harbours) >= 3
     assert merged.resolve("harbor") == merged.mapped_to(harbours[0])
