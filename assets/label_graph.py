@@ -16,13 +16,7 @@ from dagster import (
 from assets.automation import across_datasets
 from assets.resources import SampleHubResource
 from samplehub.labels.cooccurrence import catalog_multilabel_samples
-from samplehub.labels.settings import GraphSettings, graph_settings_from_config
-from samplehub.labels.workflow import catalog_label_trees, commit_label_trees, open_store
-
-
-def _settings(samplehub: SampleHubResource) -> tuple[GraphSettings, str]:
-    config = samplehub.repository().config
-    return graph_settings_from_config(config), str(config.home_path)
+from samplehub.labels.workflow import catalog_label_trees, commit_label_trees
 
 
 @asset(
@@ -34,11 +28,10 @@ def _settings(samplehub: SampleHubResource) -> tuple[GraphSettings, str]:
 def label_graph(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
     """Every dataset's label tree merged by Algorithm 1, with ``CO_OCCURS`` counts from the
     multi-label samples in the catalog; one new version."""
-    settings, home = _settings(samplehub)
-    catalog = samplehub.repository().catalog
-    found = catalog_label_trees(catalog, context.instance.get_dynamic_partitions("dataset"))
-    multilabel = catalog_multilabel_samples(catalog, found.trees)
-    update = commit_label_trees(settings, home, found.trees, multilabel)
+    repo = samplehub.repository()
+    found = catalog_label_trees(repo.catalog, context.instance.get_dynamic_partitions("dataset"))
+    multilabel = catalog_multilabel_samples(repo.catalog, found.trees)
+    update = commit_label_trees(repo, found.trees, multilabel)
     return MaterializeResult(
         metadata={
             "version": update.graph.version,
@@ -63,15 +56,15 @@ def label_graph(context: AssetExecutionContext, samplehub: SampleHubResource) ->
 )
 def label_embeddings(samplehub: SampleHubResource) -> MaterializeResult:
     """Text embeddings of every label (stored on the graph's nodes; reported here)."""
-    settings, home = _settings(samplehub)
-    graph = open_store(settings, home).load()
+    repo = samplehub.repository()
+    graph = repo.labels.load()
     dims = {len(d["embedding"]) for _, d in graph.g.nodes(data=True) if d.get("embedding")}
     return MaterializeResult(
         metadata={
             "version": graph.version,
             "labels": graph.g.number_of_nodes(),
             "dimensions": MetadataValue.json(sorted(dims)),
-            "model": settings.embedding_model,
+            "model": repo.graph_settings.embedding_model,
         }
     )
 
@@ -79,8 +72,7 @@ def label_embeddings(samplehub: SampleHubResource) -> MaterializeResult:
 @asset_check(asset=label_graph, blocking=True)
 def is_a_acyclic(samplehub: SampleHubResource) -> AssetCheckResult:
     """``IS_A`` edges form no cycle."""
-    settings, home = _settings(samplehub)
-    cycle = open_store(settings, home).load().is_a_cycle()
+    cycle = samplehub.repository().labels.load().is_a_cycle()
     return AssetCheckResult(
         passed=cycle is None, metadata={"cycle": MetadataValue.json(cycle or [])}
     )
@@ -89,8 +81,7 @@ def is_a_acyclic(samplehub: SampleHubResource) -> AssetCheckResult:
 @asset_check(asset=label_graph, blocking=True)
 def every_dataset_label_maps(samplehub: SampleHubResource) -> AssetCheckResult:
     """Every dataset label has a ``MAPS_TO`` edge to a unified label."""
-    settings, home = _settings(samplehub)
-    unmapped = open_store(settings, home).load().unmapped_labels()
+    unmapped = samplehub.repository().labels.load().unmapped_labels()
     return AssetCheckResult(
         passed=not unmapped, metadata={"unmapped": MetadataValue.json(unmapped)}
     )

@@ -32,10 +32,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from samplehub.config import load_config
 from samplehub.labels.crosswalk import PairScore, load_crosswalk, score_graph
 from samplehub.labels.merge import LabelSemantics, MergeSettings, build_base_graph
 from samplehub.labels.osm import OsmSemanticNetwork
-from samplehub.labels.settings import load_graph_settings
+from samplehub.labels.settings import graph_settings_from_config
 from samplehub.labels.taxonomy import base_taxonomy, dataset_labels, load_taxonomy_file
 from samplehub.labels.workflow import merge_label_trees, open_semantics
 
@@ -139,7 +140,7 @@ def shipped_row(semantics, settings, combined: dict) -> dict:
 def main() -> None:
     """Run the benchmark and write ``bench/results/label_merge.json``."""
     started = time.perf_counter()
-    settings = load_graph_settings(ROOT / "conf", "embedded")
+    settings = graph_settings_from_config(load_config(["graph=embedded"]))
     crosswalk = load_crosswalk(ROOT / "tests" / "data" / "label_crosswalk.yaml")
     with tempfile.TemporaryDirectory() as home:
         semantics = open_semantics(settings, home)

@@ -111,19 +111,18 @@ def perturbed(x: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]
 def label_graph() -> LabelGraph:
     """The real label graph of the three taxonomy lists plus UC Merced co-occurrence."""
     from samplehub.labels.cooccurrence import read_ucmerced_multilabel
-    from samplehub.labels.settings import load_graph_settings
     from samplehub.labels.workflow import (
         add_cooccurrence_source,
         merge_taxonomy_datasets,
         open_semantics,
-        open_store,
     )
+    from samplehub.repository import Repository
 
-    settings = load_graph_settings(REPO / "conf")
-    store = open_store(settings, HOME)
+    repo = Repository(load_config(["graph=embedded", f"home={HOME}"]))
+    settings, store = repo.graph_settings, repo.labels
     if store.versions():
         return store.load()
-    semantics = open_semantics(settings, HOME)
+    semantics = open_semantics(settings, HOME, repo.models)
     merge_taxonomy_datasets(store, settings, semantics, GRAPH_DATASETS)
     manifest = require_data("ucmerced_multilabel") / "ucmerced_multilabel/LandUse_Multilabeled.txt"
     graph, _ = add_cooccurrence_source(
@@ -195,7 +194,7 @@ def latencies(call: Callable[[int], object], n_requests: int, clients: int) -> n
 def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[str]],
             graph: LabelGraph, xq: np.ndarray, n_requests: int) -> list[dict]:
     """Rows of one repository size for every client count."""
-    from samplehub.labels.settings import load_graph_settings
+    from samplehub.labels.settings import graph_settings_from_config
     from samplehub.retrieval.context import QueryContext
     from samplehub.retrieval.query import query_context
     from samplehub.retrieval.search import IvfpqSearch
@@ -220,7 +219,8 @@ def measure(n: int, x_real: np.ndarray, meta: tuple[list[str], list[str], list[s
         [datasets[r] for r in rows], [classes[r] for r in rows], copy))
     vectors = IvfpqSearch.of(index, snapshot.sample_id)
     at_position = rows[vectors.ids]  # the index stores vectors by IVF cell, ids = sample rows
-    ctx = QueryContext(snapshot, graph, load_graph_settings(REPO / "conf").association, vectors,
+    weights = graph_settings_from_config(load_config(["graph=embedded"])).association
+    ctx = QueryContext(snapshot, graph, weights, vectors,
                        prototypes(graph, vectors.xb, [datasets[r] for r in at_position],
                                   [classes[r] for r in at_position]))
     config = load_config().retrieval

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import REPO, machine, require_data, write_json
+from common import machine, require_data, write_json
 from query import COMMON_LABELS, label_graph, prototypes, real_features, samples_table
 
 # Query label (unified id in the label graph) -> UC Merced multi-label annotation label that
@@ -96,9 +96,9 @@ def main() -> None:
     args = parser.parse_args()
     data = require_data("eurosat_rgb", "ucmerced", "ucmerced_multilabel")
 
-    from samplehub.config import RetrievalConfig
+    from samplehub.config import RetrievalConfig, load_config
     from samplehub.index.ivfpq import build_ivfpq_index
-    from samplehub.labels.settings import load_graph_settings
+    from samplehub.labels.settings import graph_settings_from_config
     from samplehub.retrieval.context import QueryContext
     from samplehub.retrieval.query import query_context
     from samplehub.retrieval.search import IvfpqSearch
@@ -115,7 +115,7 @@ def main() -> None:
     ctx = QueryContext(
         snapshot,
         graph,
-        load_graph_settings(REPO / "conf").association,
+        graph_settings_from_config(load_config(["graph=embedded"])).association,
         vectors,
         prototypes(graph, xb, datasets, classes),
     )

@@ -20,8 +20,9 @@ from jobs.hashing import hash_codes_job, hash_index_job, hash_training_job
 from jobs.ingest import ingest_job
 from jobs.labels import label_graph_job
 from orchestration.resources import RESOURCES
-from orchestration.schedules import hash_retraining_schedule, rescan_schedule
+from orchestration.schedules import build_schedules
 from orchestration.sensors import automation_sensor, hash_retraining_sensor, new_dataset_sensor
+from samplehub.config import load_config
 
 ASSET_MODULES = [assets.ingest, assets.label_graph, assets.features, assets.hashing]
 
@@ -39,7 +40,8 @@ defs = Definitions(
         hash_index_job,
     ],
     sensors=[new_dataset_sensor, hash_retraining_sensor, automation_sensor],
-    schedules=[rescan_schedule, hash_retraining_schedule],
+    # The cron strings are configuration: composed here, once, when the code location loads.
+    schedules=build_schedules(load_config()),
     resources=RESOURCES,
     # One process per run: a step subprocess would import torch again for each step, and
     # the heavy steps already use every core (the run queue bounds the parallelism).

@@ -66,8 +66,26 @@ class MlflowConfig:
 
 
 @dataclass
+class SceneTrainingConfig:
+    """Training of the multi-label scene model (main paper, section 3.4.2; ``model.train``).
+
+    The hyperparameters of :class:`ml.features.SceneTrainConfig` but ``dim``, which is
+    ``model.dim``.
+    """
+
+    epochs: int = 15
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    pair_weight: float = 1.0
+    margin: float = 1.0
+    val_fraction: float = 0.2
+    seed: int = 0
+
+
+@dataclass
 class ModelConfig:
-    """Vision backbone and feature settings (retrieval issue)."""
+    """Vision backbone, feature extraction and scene-model training (main paper, 3.4.2)."""
 
     backbone: str = "tf_efficientnet_lite0"
     resolution: int = 224
@@ -78,6 +96,7 @@ class ModelConfig:
     registered_model: str = "scene_model"
     alias: str = "champion"
     train_dataset: str = "ucmerced_multilabel"
+    train: SceneTrainingConfig = field(default_factory=SceneTrainingConfig)
 
 
 @dataclass
@@ -104,7 +123,8 @@ class RetrievalConfig:
 
 @dataclass
 class HashingConfig:
-    """Deep hashing (issue 5): training, promotion, serving and retraining settings."""
+    """Deep hashing (DMCH and DUWH papers in ``../shared/papers``): training, promotion,
+    serving and retraining settings."""
 
     method: str = "dmch"
     bits: int = 64
@@ -129,6 +149,82 @@ class HashingConfig:
     retrain_cron: str = "0 4 * * 0"
 
 
+GRAPH_BACKENDS = ("embedded", "neo4j")
+
+
+@dataclass
+class Neo4jConfig:
+    """Bolt connection of the Neo4j label-graph backend (``NEO4J_*`` in ``conf/graph``)."""
+
+    uri: str = "bolt://localhost:7687"
+    user: str = "neo4j"
+    password: str = "samplehub"
+    database: str = "neo4j"
+
+
+@dataclass
+class LabelMergeConfig:
+    """Parameters of Algorithm 1, the label-tree merge (main paper, section 3.3).
+
+    Read by :class:`samplehub.labels.merge.MergeSettings`, whose attributes they name.
+    """
+
+    k: int = 10
+    text_weight: float = 0.5
+    map_threshold: float = 0.7
+    similar_threshold: float = 0.6
+    related_threshold: float = 0.3
+    augment_weight: float = 0.5
+    definition_sentences: int = 2
+
+
+@dataclass
+class AssociationConfig:
+    """Tuning parameters of Eq. 1 (main paper, section 3.4.1).
+
+    Read by :class:`samplehub.labels.association.AssociationWeights`.
+    """
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    theta: float = 0.1
+    max_distance: float = 3.0
+
+
+@dataclass
+class GraphConfig:
+    """The label category graph (``conf/graph/*.yaml``; main paper, section 3.3).
+
+    Relative paths are taken from the repository root (the parent of ``conf/``);
+    :func:`samplehub.labels.settings.graph_settings_from_config` resolves them.
+
+    Attributes:
+        backend: ``embedded`` (networkx + Delta under the home) or ``neo4j``.
+        taxonomy: ``dataset_labels.json``.
+        osm_network: ``osm_semantic_network.skos.rdf.gz``.
+        overrides: the human override file (pin/forbid); null for none.
+        embedding_model: ``bundled:all-MiniLM-L6-v2`` or a local model path.
+        min_in_links: OSM tags with fewer incoming links get the smoothed citation set.
+        narrower_decay: structural-similarity factor per narrower (qualified-label) hop.
+        cooccurrence_min_count: minimum joint count for a ``CO_OCCURS`` edge.
+        merge: Algorithm 1.
+        association: Eq. 1.
+        neo4j: Bolt connection of the ``neo4j`` backend.
+    """
+
+    backend: str = "embedded"
+    taxonomy: str = "../shared/taxonomy/dataset_labels.json"
+    osm_network: str = "../shared/data/osm_semantic_network/osm_semantic_network.skos.rdf.gz"
+    overrides: str | None = "conf/label_overrides.yaml"
+    embedding_model: str = "bundled:all-MiniLM-L6-v2"
+    min_in_links: int = 3
+    narrower_decay: float = 0.5
+    cooccurrence_min_count: int = 5
+    merge: LabelMergeConfig = field(default_factory=LabelMergeConfig)
+    association: AssociationConfig = field(default_factory=AssociationConfig)
+    neo4j: Neo4jConfig = field(default_factory=Neo4jConfig)
+
+
 @dataclass
 class SampleHubConfig:
     """The whole configuration (``conf/config.yaml`` plus the chosen group options)."""
@@ -145,7 +241,7 @@ class SampleHubConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     hashing: HashingConfig = field(default_factory=HashingConfig)
-    graph: dict[str, Any] = field(default_factory=dict)
+    graph: GraphConfig = field(default_factory=GraphConfig)
 
     @property
     def home_path(self) -> Path:
@@ -221,6 +317,11 @@ def load_config(
         config = cast(SampleHubConfig, OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         raise config_error(exc, f"{directory}/config.yaml") from exc
+    if config.graph.backend not in GRAPH_BACKENDS:
+        raise ConfigError(
+            f"{directory}/config.yaml: graph.backend must be one of {list(GRAPH_BACKENDS)}, got "
+            f"{config.graph.backend!r}; choose a conf/graph option (graph=embedded, graph=neo4j)"
+        )
     config.sources_dir = config.sources_dir or str(directory / "sources")
     return config
 

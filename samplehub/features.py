@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -271,7 +271,8 @@ def train_registered_scene_model(
     Args:
         repo: the repository.
         dataset: the multi-label dataset; None uses ``config.model.train_dataset``.
-        train_config: hyperparameters; None uses the defaults with ``dim = config.model.dim``.
+        train_config: hyperparameters; None uses ``config.model.train`` with
+            ``dim = config.model.dim``.
         progress: show a progress bar while pooling.
 
     Returns:
@@ -315,7 +316,7 @@ def train_registered_scene_model(
         xt,
         Y,
         pooling.stage_channels,
-        train_config or SceneTrainConfig(dim=config.model.dim),
+        train_config or SceneTrainConfig(dim=config.model.dim, **asdict(config.model.train)),
         label_names=label_names,
         tracking_uri=tracking_uri(config),
         artifact_location=artifact_location(config),

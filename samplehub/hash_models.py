@@ -1,6 +1,6 @@
 """Deep hash models of the repository: train DMCH or DUWH on stored features, track, promote, load.
 
-Issue 5 builds on the ``features`` table (:mod:`samplehub.features`):
+Both build on the ``features`` table (:mod:`samplehub.features`):
 
 * **DMCH** (``../shared/papers/dmch-deep-metric-category-hashing.txt``, Sec. 3, Eq. 1-7,
   settings of Sec. 4.2) is supervised: it trains on a labelled dataset's features
@@ -26,7 +26,9 @@ read stops the promotion (:class:`~samplehub.errors.ModelRegistryError`): an unr
 champion is not an absent one.
 
 The served model's version string is ``<method>-<bits>-v<registered version>``; it keys the
-``hash_codes`` table and the Hamming index folder (:mod:`samplehub.index.hamming`).
+``hash_codes`` table and the Hamming index folder (:mod:`samplehub.index.hamming`). A loaded
+model is kept on its repository (:attr:`samplehub.repository.Repository.models`), never in
+this module.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from samplehub.errors import (
 )
 from samplehub.features import load_features
 from samplehub.models import artifact_location, has_tracking_store, model_version, tracking_uri
-from samplehub.repository import Repository
+from samplehub.repository import ModelCache, Repository
 
 log = logging.getLogger(__name__)
 
@@ -389,11 +391,14 @@ def champion(config: SampleHubConfig, method: str | None = None) -> Champion | N
     return Champion(name, str(found.version), str(found.run_id), tags)
 
 
-_MODELS: dict[tuple[str, str], HashModel] = {}
+def load_hash_model(
+    config: SampleHubConfig, method: str | None = None, models: ModelCache | None = None
+) -> HashModel:
+    """The champion hash model of ``method`` (default ``hashing.method``).
 
-
-def load_hash_model(config: SampleHubConfig, method: str | None = None) -> HashModel:
-    """The champion hash model of ``method`` (default ``hashing.method``), cached per version.
+    The champion is looked up on every call (cheap); its weights are loaded once per
+    registered version into ``models`` (the repository's
+    :attr:`~samplehub.repository.Repository.models`), or for this call alone when None.
 
     Raises:
         IndexNotTrainedError: no champion yet, or it was trained on features of another
@@ -412,14 +417,18 @@ def load_hash_model(config: SampleHubConfig, method: str | None = None) -> HashM
             f"{name}@{config.hashing.alias} was trained on features {found.tags.get(FEATURE_TAG)} "
             f"but the repository is at {current}; retrain it (asset {name.split('-')[0]}_model)"
         )
-    key = (str(config.home_path), f"{name}-v{found.version}")
-    if key not in _MODELS:
+    version = found.version
+
+    def load() -> HashModel:
         import mlflow.pytorch
 
         mlflow.set_tracking_uri(tracking_uri(config))
-        net = mlflow.pytorch.load_model(f"models:/{name}/{found.version}", map_location="cpu")
-        _MODELS[key] = HashModel(name.split("-")[0], name, found.version, net.eval(), current)
-    return _MODELS[key]
+        net = mlflow.pytorch.load_model(f"models:/{name}/{version}", map_location="cpu")
+        return HashModel(name.split("-")[0], name, version, net.eval(), current)
+
+    if models is None:
+        return load()
+    return models.get("hash", f"{name}-v{version}", load)
 
 
 @dataclass(frozen=True)

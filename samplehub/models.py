@@ -21,6 +21,9 @@ Features depend on the input resolution too, so a resolution other than the back
 version string keys the ``features`` and ``prototypes`` tables and the index folder:
 promoting a new model version to the alias makes the next feature run compute every
 sample again under the new key, while the old rows stay readable.
+
+A loaded model is kept on its repository (:func:`feature_model`,
+:attr:`samplehub.repository.Repository.models`), never in this module.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,7 +44,10 @@ from ml.features import (
 from ml.features.backbone import DEFAULT_BACKBONE
 from ml.features.extract import DEFAULT_RESOLUTION
 from samplehub.config import ModelConfig, SampleHubConfig
-from samplehub.errors import ConfigError
+from samplehub.errors import ConfigError, IndexNotTrainedError
+
+if TYPE_CHECKING:
+    from samplehub.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -197,3 +204,22 @@ def load_feature_model(config: SampleHubConfig) -> FeatureModel:
         log.info("feature model: %s (version %s)", uri, registered)
     encoder = build_multiscale_encoder(dim=config.model.dim, head=head)
     return FeatureModel(encoder, version_string(config.model, registered), config.model)
+
+
+def feature_model(repo: Repository, version: str) -> FeatureModel:
+    """The feature model of ``version`` (an index's), loaded once per repository.
+
+    Raises:
+        IndexNotTrainedError: the current model version has moved past ``version``.
+    """
+
+    def load() -> FeatureModel:
+        model = load_feature_model(repo.config)
+        if model.version != version:
+            raise IndexNotTrainedError(
+                f"the feature model is at {model.version} but the index holds {version}; "
+                "recompute features and the index (assets image_features, ivfpq_index)"
+            )
+        return model
+
+    return repo.models.get("features", version, load)

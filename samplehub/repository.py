@@ -1,15 +1,18 @@
 """The repository: the catalog, the image store and the sources of one configuration.
 
 A thin façade so the CLI, the HTTP API and the Dagster resources open the same things
-the same way.
+the same way. State that outlives one call (the label-graph store, loaded models) lives on
+the repository, so it ends with it and follows its configuration, never in module globals.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 
@@ -22,7 +25,11 @@ from samplehub.sources.filesystem import is_remote
 from samplehub.store import SampleStore
 
 if TYPE_CHECKING:
+    from samplehub.labels.settings import GraphSettings
+    from samplehub.labels.store import LabelGraphStore
     from samplehub.retrieval.context import QueryContexts
+
+T = TypeVar("T")
 
 
 def watched_folders(config: SampleHubConfig) -> dict[str, Path]:
@@ -33,6 +40,36 @@ def watched_folders(config: SampleHubConfig) -> dict[str, Path]:
     if not root.is_dir():
         return {}
     return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+
+
+class ModelCache:
+    """Models loaded once and kept for their owner (a repository): feature encoders, hash
+    models, text embedders.
+
+    A model is named by its kind and version (``("features", "scene_model-v3")``); the
+    owner's configuration fixes everything else, so a cache never serves a model of another
+    configuration. Thread-safe: a model is loaded once even when threads ask together.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, str], object] = {}
+        self._lock = threading.RLock()
+
+    def get(self, kind: str, version: str, load: Callable[[], T]) -> T:
+        """The model ``(kind, version)``, calling ``load()`` the first time.
+
+        An exception of ``load`` propagates and nothing is kept.
+        """
+        key = (kind, version)
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = load()
+            return cast(T, self._loaded[key])
+
+    def clear(self) -> None:
+        """Forget every loaded model."""
+        with self._lock:
+            self._loaded.clear()
 
 
 @dataclass
@@ -59,6 +96,26 @@ class Repository:
             thumb_size=self.config.storage.thumb_size,
             storage_options=self.config.storage.storage_options,
         )
+
+    @cached_property
+    def models(self) -> ModelCache:
+        """Models loaded for this repository (:func:`samplehub.models.feature_model`,
+        :func:`samplehub.hash_models.load_hash_model`, label text embedders)."""
+        return ModelCache()
+
+    @cached_property
+    def graph_settings(self) -> GraphSettings:
+        """The label-graph settings of the configuration (``conf/graph``), paths resolved."""
+        from samplehub.labels.settings import graph_settings_from_config
+
+        return graph_settings_from_config(self.config)
+
+    @cached_property
+    def labels(self) -> LabelGraphStore:
+        """The label-graph store of the configured backend (``graph.backend``)."""
+        from samplehub.labels.workflow import open_store
+
+        return open_store(self.graph_settings, self.config.home_path)
 
     def sources(self) -> dict[str, SourceSpec]:
         """Sources configured in ``conf/sources``, then one per sub-folder of ``watch_root``.

@@ -1,62 +1,49 @@
-"""``samplehub labels ...``: the label category graph from the command line (issue 3).
+"""``samplehub labels ...``: the label category graph from the command line (main paper,
+section 3.3).
 
-Mounted on the main CLI by the integrator (``app.add_typer(labels_app, name="labels")``).
-The SampleHub home and the graph settings come from ``samplehub.config.load_config()``
-(``conf/config.yaml``, ``SAMPLEHUB_HOME``); ``--home`` overrides the home and ``--graph``
-picks ``conf/graph/<name>.yaml``.
+Every command opens the repository of ``conf/`` (:meth:`samplehub.repository.Repository.open`)
+and its label-graph store (:attr:`~samplehub.repository.Repository.labels`); ``--set`` takes
+Hydra overrides as everywhere in the CLI (``--set home=DIR``, ``--set graph=neo4j``). Errors
+reach the CLI's one handler (:func:`samplehub.cli.main.main`: one line, exit code 2).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from samplehub.errors import SampleHubError
+if TYPE_CHECKING:
+    from samplehub.repository import Repository
 
 labels_app = typer.Typer(help="Label category graph: base taxonomy, merged datasets, associations.")
 
-HomeOption = Annotated[
-    Path | None,
-    typer.Option("--home", help="SampleHub home (default: the config's home, $SAMPLEHUB_HOME)."),
-]
-GraphOption = Annotated[
-    str, typer.Option("--graph", help="conf/graph/<name>.yaml: embedded or neo4j.")
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Hydra override KEY=VALUE (repeatable), e.g. graph=neo4j"),
 ]
 
 
-def _fail(exc: SampleHubError) -> typer.Exit:
-    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=1)
+def _open(overrides: list[str] | None) -> Repository:
+    """The repository of ``conf/`` with ``--set`` overrides."""
+    from samplehub.repository import Repository
 
-
-def _open(home: Path | None, graph: str):
-    from samplehub.config import load_config
-    from samplehub.labels.settings import graph_settings_from_config
-    from samplehub.labels.workflow import open_store
-
-    config = load_config([f"graph={graph}"])
-    settings = graph_settings_from_config(config)
-    root = home if home is not None else config.home_path
-    return settings, root, open_store(settings, root)
+    return Repository.open(overrides or [])
 
 
 @labels_app.command("merge-taxonomy")
 def merge_taxonomy(
     datasets: Annotated[list[str], typer.Argument(help="dataset keys of the taxonomy file")],
-    home: HomeOption = None,
-    graph: GraphOption = "embedded",
+    overrides: Overrides = None,
 ) -> None:
     """Merge class lists from the taxonomy file (by dataset key) and commit a new version."""
     from samplehub.labels.workflow import merge_taxonomy_datasets, open_semantics
 
-    try:
-        settings, root, store = _open(home, graph)
-        semantics = open_semantics(settings, root)
-        merged, rows = merge_taxonomy_datasets(store, settings, semantics, datasets)
-    except SampleHubError as exc:
-        raise _fail(exc) from exc
+    repo = _open(overrides)
+    settings = repo.graph_settings
+    semantics = open_semantics(settings, repo.config.home_path, repo.models)
+    merged, rows = merge_taxonomy_datasets(repo.labels, settings, semantics, datasets)
     grown = sum(r.new for rs in rows.values() for r in rs)
     print(
         f"label graph version {merged.version}: merged {', '.join(rows)}; "
@@ -65,15 +52,11 @@ def merge_taxonomy(
 
 
 @labels_app.command("tree")
-def tree(home: HomeOption = None, graph: GraphOption = "embedded") -> None:
+def tree(overrides: Overrides = None) -> None:
     """Print the unified label hierarchy (IS_A), '?' marking uncertain placements."""
     from samplehub.labels.graph import UNIFIED_ORIGINS
 
-    try:
-        _, _, store = _open(home, graph)
-        g = store.load()
-    except SampleHubError as exc:
-        raise _fail(exc) from exc
+    g = _open(overrides).labels.load()
 
     def show(label: str, depth: int) -> None:
         data = g.label(label)
@@ -99,17 +82,12 @@ def tree(home: HomeOption = None, graph: GraphOption = "embedded") -> None:
 def map_(
     dataset: Annotated[str, typer.Argument(help="a merged dataset key")],
     markdown: Annotated[bool, typer.Option("--markdown", help="print a Markdown table")] = False,
-    home: HomeOption = None,
-    graph: GraphOption = "embedded",
+    overrides: Overrides = None,
 ) -> None:
     """Table of dataset label -> unified label, score and why."""
     from samplehub.labels.merge import mapping_table
 
-    try:
-        _, _, store = _open(home, graph)
-        rows = mapping_table(store.load(), dataset)
-    except SampleHubError as exc:
-        raise _fail(exc) from exc
+    rows = mapping_table(_open(overrides).labels.load(), dataset)
     if markdown:
         print("| dataset label | unified label | score | why |\n|---|---|---|---|")
     for row in rows:
@@ -130,22 +108,19 @@ def associated(
             "--max-distance", help="Eq. 1 distance threshold (default: association.max_distance)"
         ),
     ] = None,
-    home: HomeOption = None,
-    graph: GraphOption = "embedded",
+    overrides: Overrides = None,
 ) -> None:
     """Associated labels within a distance (Eq. 1 weighted shortest paths), with paths."""
     from samplehub.labels.association import associated_labels
 
-    try:
-        settings, _, store = _open(home, graph)
-        found = associated_labels(
-            store.load(),
-            label,
-            max_distance if max_distance is not None else settings.association.max_distance,
-            settings.association,
-        )
-    except SampleHubError as exc:
-        raise _fail(exc) from exc
+    repo = _open(overrides)
+    weights = repo.graph_settings.association
+    found = associated_labels(
+        repo.labels.load(),
+        label,
+        max_distance if max_distance is not None else weights.max_distance,
+        weights,
+    )
     for a in found:
         hops = " ".join(
             f"-{rel}-> {node}" for rel, node in zip(a.relations, a.path[1:], strict=True)
@@ -157,15 +132,10 @@ def associated(
 def export(
     out: Annotated[Path, typer.Argument(help="output file")],
     format: Annotated[str, typer.Option("--format", help="graphml or json")] = "json",
-    home: HomeOption = None,
-    graph: GraphOption = "embedded",
+    overrides: Overrides = None,
 ) -> None:
     """Export the latest graph version as GraphML or node-link JSON."""
-    try:
-        _, _, store = _open(home, graph)
-        path = store.load().export(out, format)
-    except SampleHubError as exc:
-        raise _fail(exc) from exc
+    path = _open(overrides).labels.load().export(out, format)
     print(f"wrote {path}")
 
 
@@ -177,37 +147,30 @@ def draw(
         float | None,
         typer.Option("--max-distance", help="default: association.max_distance"),
     ] = None,
-    home: HomeOption = None,
-    graph: GraphOption = "embedded",
+    overrides: Overrides = None,
 ) -> None:
     """Draw a label's neighbourhood (labels within --max-distance) to PNG/SVG."""
     from samplehub.labels.draw import draw_neighbourhood
 
-    try:
-        settings, _, store = _open(home, graph)
-        bound = max_distance if max_distance is not None else settings.association.max_distance
-        path = draw_neighbourhood(store.load(), label, out, bound, settings.association)
-    except SampleHubError as exc:
-        raise _fail(exc) from exc
+    repo = _open(overrides)
+    weights = repo.graph_settings.association
+    bound = max_distance if max_distance is not None else weights.max_distance
+    path = draw_neighbourhood(repo.labels.load(), label, out, bound, weights)
     print(f"wrote {path}")
 
 
 @labels_app.command("cooccur-ucmerced")
 def cooccur_ucmerced(
     path: Annotated[Path, typer.Argument(help="LandUse_Multilabeled.txt of UC Merced multi-label")],
-    home: HomeOption = None,
-    graph: GraphOption = "embedded",
+    overrides: Overrides = None,
 ) -> None:
     """Add CO_OCCURS edges from UC Merced multi-label (merge uc_merced_21 and
     uc_merced_multilabel_17 first) and commit a new version."""
     from samplehub.labels.cooccurrence import read_ucmerced_multilabel
     from samplehub.labels.workflow import add_cooccurrence_source
 
-    try:
-        settings, _, store = _open(home, graph)
-        merged, added = add_cooccurrence_source(
-            store, settings, read_ucmerced_multilabel(path), "ucmerced_multilabel"
-        )
-    except SampleHubError as exc:
-        raise _fail(exc) from exc
+    repo = _open(overrides)
+    merged, added = add_cooccurrence_source(
+        repo.labels, repo.graph_settings, read_ucmerced_multilabel(path), "ucmerced_multilabel"
+    )
     print(f"label graph version {merged.version}: {added} CO_OCCURS edges from {path}")

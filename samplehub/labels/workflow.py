@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from samplehub.errors import LabelGraphError
 from samplehub.labels.cooccurrence import CATALOG_SOURCE, MultiLabelSamples, add_cooccurrence
@@ -32,21 +32,33 @@ from samplehub.labels.taxonomy import (
     load_taxonomy_file,
 )
 
+if TYPE_CHECKING:
+    from samplehub.repository import ModelCache, Repository
 
-def open_semantics(settings: GraphSettings, home: str | Path) -> LabelSemantics:
-    """OSM network + vocabulary + cached embedder (cache under ``<home>/label_graph``)."""
+
+def open_semantics(
+    settings: GraphSettings, home: str | Path, models: ModelCache | None = None
+) -> LabelSemantics:
+    """OSM network + vocabulary + cached embedder (cache under ``<home>/label_graph``).
+
+    ``models`` keeps the text-embedding model loaded (a repository's
+    :attr:`~samplehub.repository.Repository.models`); None loads it for this call.
+    """
     network = OsmSemanticNetwork.from_rdf(
         settings.osm_network,
         min_in_links=settings.min_in_links,
         narrower_decay=settings.narrower_decay,
     )
     vocabulary = network.vocabulary() | label_vocabulary(load_taxonomy_file(settings.taxonomy))
-    embedder = TextEmbedder(settings.embedding_model, Path(home) / "label_graph" / "embeddings")
+    embedder = TextEmbedder(
+        settings.embedding_model, Path(home) / "label_graph" / "embeddings", models
+    )
     return LabelSemantics(network, embedder, vocabulary, settings.merge)
 
 
 def open_store(settings: GraphSettings, home: str | Path) -> LabelGraphStore:
-    """The configured backend."""
+    """The store of the configured backend (a repository's is
+    :attr:`~samplehub.repository.Repository.labels`)."""
     if settings.backend == "neo4j":
         from samplehub.labels.neo4j_store import Neo4jLabelGraphStore
 
@@ -167,8 +179,7 @@ def catalog_label_trees(catalog: LabelTrees, datasets: Iterable[str]) -> Catalog
 
 
 def commit_label_trees(
-    settings: GraphSettings,
-    home: str | Path,
+    repo: Repository,
     trees: dict[str, list[tuple[str, str | None]]],
     multilabel: MultiLabelSamples | None = None,
 ) -> LabelGraphUpdate:
@@ -182,8 +193,9 @@ def commit_label_trees(
     the catalog's edges of the previous one.
 
     Args:
-        settings: graph settings (``cooccurrence_min_count`` is the edge threshold).
-        home: the SampleHub home (embedding cache, embedded store).
+        repo: the repository: its label-graph store and settings
+            (``graph.cooccurrence_min_count`` is the edge threshold), its home (embedding
+            cache) and its loaded models.
         trees: label trees by dataset.
         multilabel: the catalog's multi-label samples
             (:func:`samplehub.labels.cooccurrence.catalog_multilabel_samples`); ``None``:
@@ -196,8 +208,8 @@ def commit_label_trees(
         raise LabelGraphError("no label trees to merge; materialize label_tree for a dataset first")
     multilabel = multilabel or MultiLabelSamples([], frozenset())
     land_cover = multilabel.land_cover & set(trees)
-    semantics = open_semantics(settings, home)
-    store = open_store(settings, home)
+    settings, store = repo.graph_settings, repo.labels
+    semantics = open_semantics(settings, repo.config.home_path, repo.models)
     graph, rows = merge_label_trees(
         current_graph(store, settings, semantics),
         [(dataset, nodes, {}) for dataset, nodes in trees.items()],

@@ -10,8 +10,6 @@ from assets.label_graph import every_dataset_label_maps, is_a_acyclic, label_gra
 from assets.partitions import dataset_partitions
 from assets.resources import SampleHubResource
 from samplehub.labels.graph import CO_OCCURS, LAND_COVER
-from samplehub.labels.settings import graph_settings_from_config
-from samplehub.labels.workflow import open_store
 from samplehub.sources import SourceSpec
 
 MANIFEST = FIXTURES / "multilabel_manifest"
@@ -37,7 +35,7 @@ def test_label_graph_derives_cooccurrence_from_multilabel_samples(
     assert meta["land_cover_datasets"] == ["ml"]
     assert meta["datasets_not_in_catalog"] == ["not_yet"]
     assert meta["multi_label_images"] == 3
-    graph = open_store(graph_settings_from_config(repo.config), home).load()
+    graph = repo.labels.load()
     assert meta["version"] == graph.version == 1  # trees and co-occurrence in one version
     counts = {frozenset((e.source, e.target)): e.props["count"] for e in graph.edges(CO_OCCURS)}
     assert meta["co_occurs_edges"] == len(counts) > 0

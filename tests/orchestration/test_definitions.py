@@ -1,6 +1,7 @@
 """Dagster glue in-process: the definitions load, a partition materializes with passing
 checks, the sensor adds partitions once, the schedule requests every partition."""
 
+import importlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from dagster import (
     DagsterInstance,
     Definitions,
+    SensorResult,
     build_schedule_context,
     build_sensor_context,
     instance_for_test,
@@ -16,8 +18,9 @@ from dagster import (
 
 from assets.partitions import dataset_partitions
 from orchestration.definitions import defs
-from orchestration.schedules import rescan_schedule
+from orchestration.resources import RESOURCES
 from orchestration.sensors import new_dataset_sensor
+from samplehub.config import load_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data"
 
@@ -74,16 +77,23 @@ def test_partition_materializes_with_metadata_and_passing_checks(sources: Path) 
         assert added == 0
 
 
+def sense(instance: DagsterInstance, cursor: str | None = None) -> SensorResult:
+    """One evaluation of the new-dataset sensor with the deployment's resources."""
+    return new_dataset_sensor(
+        build_sensor_context(instance=instance, resources=RESOURCES, cursor=cursor)
+    )
+
+
 def test_sensor_adds_each_new_dataset_once(sources: Path) -> None:
     with instance_for_test() as instance:
-        first = new_dataset_sensor(build_sensor_context(instance=instance))
+        first = sense(instance)
         assert [r.partition_key for r in first.run_requests] == ["tree"]
         assert first.dynamic_partitions_requests[0].partition_keys == ["tree"]
         assert json.loads(first.cursor) == ["tree"]
         (sources / "more.yaml").write_text(f"name: more\nuri: {FIXTURES / 'geotiff'}\n")
-        second = new_dataset_sensor(build_sensor_context(instance=instance, cursor=first.cursor))
+        second = sense(instance, first.cursor)
         assert [r.partition_key for r in second.run_requests] == ["more"]
-        third = new_dataset_sensor(build_sensor_context(instance=instance, cursor=second.cursor))
+        third = sense(instance, second.cursor)
         assert third.run_requests == []
 
 
@@ -95,10 +105,26 @@ def test_sensor_notices_a_new_folder_under_the_watched_root(
     config = sources.parent / "config.yaml"
     config.write_text(config.read_text().replace("watch_root: null", f"watch_root: {watched}"))
     with instance_for_test() as instance:
-        cursor = new_dataset_sensor(build_sensor_context(instance=instance)).cursor
+        cursor = sense(instance).cursor
         (watched / "new_crops").mkdir()
-        result = new_dataset_sensor(build_sensor_context(instance=instance, cursor=cursor))
+        result = sense(instance, cursor)
         assert [r.partition_key for r in result.run_requests] == ["new_crops"]
+
+
+def test_schedules_take_their_cron_from_config_and_compose_none_at_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import orchestration.schedules
+
+    config = load_config(["rescan_cron='0 5 * * *'", "hashing.retrain_cron='0 6 * * 1'"])
+    crons = {s.name: s.cron_schedule for s in orchestration.schedules.build_schedules(config)}
+    assert crons == {"rescan_schedule": "0 5 * * *", "hash_retraining_schedule": "0 6 * * 1"}
+
+    def compose(*args: object, **kwargs: object) -> None:
+        raise AssertionError("orchestration.schedules composed the configuration at import")
+
+    monkeypatch.setattr("samplehub.config.load_config", compose)
+    importlib.reload(orchestration.schedules)
 
 
 def test_rescan_schedule_requests_every_partition() -> None:
@@ -106,7 +132,7 @@ def test_rescan_schedule_requests_every_partition() -> None:
         instance.add_dynamic_partitions(dataset_partitions.name, ["a", "b"])
         when = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
         context = build_schedule_context(instance=instance, scheduled_execution_time=when)
-        requests = list(rescan_schedule(context))
+        requests = list(defs.resolve_schedule_def("rescan_schedule")(context))
         assert sorted(r.partition_key for r in requests) == ["a", "b"]
         assert requests[0].run_key == "rescan-a-202611230300"
 

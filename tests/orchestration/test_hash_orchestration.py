@@ -19,7 +19,6 @@ from assets.features import image_features
 from assets.hashing import dmch_model
 from assets.resources import SampleHubResource
 from orchestration.definitions import defs
-from orchestration.schedules import hash_retraining_schedule
 from orchestration.sensors import hash_retraining_sensor
 from samplehub.sources import SourceSpec
 
@@ -45,6 +44,7 @@ def test_retraining_sensor_fires_once_per_batch_of_new_samples(home: Path) -> No
 
 
 def test_retraining_schedule_and_jobs_are_registered() -> None:
+    hash_retraining_schedule = defs.resolve_schedule_def("hash_retraining_schedule")
     when = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
     with instance_for_test() as instance:
         request = hash_retraining_schedule(

@@ -1,11 +1,14 @@
 """Hydra configuration: composition, validation errors that name the key, source files."""
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from samplehub.config import load_config, load_source, load_sources
+from samplehub.config import REPO_CONF_DIR, SampleHubConfig, load_config, load_source, load_sources
 from samplehub.errors import ConfigError
+from samplehub.labels.merge import MergeSettings
+from samplehub.labels.settings import graph_settings_from_config
 
 
 def test_defaults_compose_and_env_sets_home(home: Path) -> None:
@@ -22,6 +25,9 @@ def test_defaults_compose_and_env_sets_home(home: Path) -> None:
         ("executor.workerz=3", "executor.workerz"),
         ("executor.workers=abc", "executor.workers"),
         ("retrieval.nprobe=many", "retrieval.nprobe"),
+        ("+graph.merge.kk=3", "graph.merge.kk"),
+        ("graph.merge.k=ten", "graph.merge.k"),
+        ("model.train.epochs=many", "model.train.epochs"),
     ],
 )
 def test_bad_override_names_the_key(override: str, key: str) -> None:
@@ -70,3 +76,27 @@ def test_repository_sources_are_unique_and_valid(home: Path) -> None:
     specs = load_sources(load_config())
     assert {"eurosat", "ucmerced", "ucmerced_multilabel", "bigearthnet_s2", "rgbn"} <= set(specs)
     assert all(spec.name == name for name, spec in specs.items())
+
+
+def test_code_defaults_are_the_conf_values(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One source of truth: every dataclass default equals the composed ``conf/`` value."""
+    for name in ("NEO4J_URI", "NEO4J_USER", "NEO4J_PASSWORD", "NEO4J_DATABASE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("SAMPLEHUB_OVERRIDES", "SAMPLEHUB_DATA", "SAMPLEHUB_CONF"):
+        monkeypatch.delenv(name, raising=False)
+    composed, defaults = asdict(load_config()), asdict(SampleHubConfig())
+    for key in ("home", "sources_dir"):  # the environment's and the conf folder's
+        del composed[key], defaults[key]
+    assert composed == defaults
+
+
+def test_graph_section_is_typed_and_resolved_for_the_label_graph(home: Path) -> None:
+    config = load_config(["graph.merge.k=7"])
+    assert config.graph.merge.k == 7 and config.graph.overrides == "conf/label_overrides.yaml"
+    settings = graph_settings_from_config(config)
+    assert settings.merge == MergeSettings(**asdict(config.graph.merge))
+    assert (settings.merge.text_weight, settings.merge.map_threshold) == (0.5, 0.7)
+    assert settings.taxonomy == REPO_CONF_DIR.parent / "../shared/taxonomy/dataset_labels.json"
+    assert settings.overrides == REPO_CONF_DIR.parent / "conf/label_overrides.yaml"
+    with pytest.raises(ConfigError, match=r"graph\.backend"):
+        load_config(["graph.backend=graphdb"])

@@ -59,6 +59,8 @@ def test_codes_are_cached_per_model_version_and_the_index_reloads(repo: Reposito
         load_hash_model(repo.config)
     train_hash_model(repo, "dmch")
     model = load_hash_model(repo.config)
+    kept = load_hash_model(repo.config, models=repo.models)  # weights kept by the repository
+    assert load_hash_model(repo.config, models=repo.models) is kept is not model
     first = compute_hash_codes(repo, "tree")
     assert (first.model, first.computed, first.cached) == ("dmch-16-v1", 12, 0)
     assert compute_hash_codes(repo, "tree").computed == 0

@@ -18,6 +18,5 @@ def embedder(tmp_path_factory: pytest.TempPathFactory) -> TextEmbedder:
 @pytest.fixture()
 def bare_semantics(embedder: TextEmbedder) -> LabelSemantics:
     """Text-only semantics (no OSM network), thresholds for small hand-made taxonomies."""
-    return LabelSemantics(
-        None, embedder, frozenset(), MergeSettings(map_threshold=0.8, similar_threshold=0.5)
-    )
+    merge = MergeSettings(text_weight=0.7, map_threshold=0.8, similar_threshold=0.5)
+    return LabelSemantics(None, embedder, frozenset(), merge)

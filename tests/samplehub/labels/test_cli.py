@@ -1,21 +1,24 @@
-"""``samplehub labels ...`` end to end on a temporary home (needs ../shared)."""
+"""``samplehub labels ...`` end to end on a temporary home (needs ../shared); errors go
+through the CLI's one handler."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 from labels_shared import UCM_MULTILABEL, needs_shared
 from typer.testing import CliRunner
 
 from samplehub.cli.labels import labels_app
+from samplehub.cli.main import main
 
 pytestmark = needs_shared
 runner = CliRunner()
 
 
 def test_merge_map_associated_export_draw(tmp_path: Path) -> None:
-    home = ["--home", str(tmp_path)]
+    home = ["--set", f"home={tmp_path}"]
     result = runner.invoke(
         labels_app, ["merge-taxonomy", "uc_merced_21", "uc_merced_multilabel_17", *home]
     )
@@ -51,10 +54,22 @@ def test_merge_map_associated_export_draw(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_errors_are_one_line_not_tracebacks(tmp_path: Path) -> None:
-    result = runner.invoke(labels_app, ["map", "uc_merced_21", "--home", str(tmp_path)])
-    assert result.exit_code == 1 and "no label graph" in result.output
-    result = runner.invoke(
-        labels_app, ["merge-taxonomy", "no_such_dataset", "--home", str(tmp_path)]
-    )
-    assert result.exit_code == 1 and "no_such_dataset" in result.output
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [(["map", "uc_merced_21"], "no label graph"), (["merge-taxonomy", "no_such_dataset"],
+                                                   "no_such_dataset")],
+)
+def test_errors_are_one_line_and_exit_2(
+    command: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["samplehub", "labels", *command, "--set", f"home={tmp_path}"]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    out = capsys.readouterr().out
+    assert message in out and "Traceback" not in out
