@@ -90,8 +90,8 @@ class MergeSettings:
     """
 
     k: int = 10
-    text_weight: float = 0.7
-    map_threshold: float = 0.8
+    text_weight: float = 0.5
+    map_threshold: float = 0.7
     similar_threshold: float = 0.6
     related_threshold: float = 0.3
     augment_weight: float = 0.5
