@@ -60,10 +60,14 @@ def show_query(repo: Repository, labels: tuple[str, ...]) -> None:
             hit.kind, hit.query_label, hit.dataset, hit.relpath, f"{hit.score:.2f}", hit.reason
         )
     console.print(table)
-    console.print(
-        f"{len(result.exact)} exact and {len(result.supplementary)} supplementary "
-        f"samples; plan: {result.plan.get('search', result.plan)}"
-    )
+    exact, supplementary = len(result.exact), len(result.supplementary)
+    console.print(f"{exact} exact and {supplementary} supplementary samples")
+    per_label = result.plan.get("labels", {})
+    for label, plan in per_label.items() if isinstance(per_label, dict) else []:
+        search = plan.get("search", {})
+        knobs = [f"{k} {search[k]}" for k in ("nprobe", "k_factor", "max_codes") if search.get(k)]
+        why = ", ".join(knobs) or search.get("reason")
+        console.print(f"  {label}: {search.get('method')} search ({why})")
 
 
 def main() -> int:
