@@ -127,15 +127,17 @@ def prepare(work: Path, data: Path) -> Path:
     os.environ.update(SAMPLEHUB_CONF=str(conf), SAMPLEHUB_HOME=str(home),
                       SAMPLEHUB_DATA=str(data), DAGSTER_HOME=str(home / "dagster"))
     pristine = work / "home.pristine"
-    shutil.rmtree(home, ignore_errors=True)
     if pristine.is_dir():
         print(f"set-up: EuroSAT from {pristine}")
+        shutil.rmtree(home, ignore_errors=True)
         shutil.copytree(pristine, home, symlinks=True)
         return home
+    # An interrupted set-up resumes: ingest adds nothing, features only what is missing.
     write_instance_yaml(Repository.open().config, home / "dagster")
     with DagsterInstance.get() as instance:
         print("set-up: EuroSAT ingest, features, label graph, index (in-process) ...")
-        instance.add_dynamic_partitions("dataset", ["eurosat"])
+        if not instance.has_dynamic_partition("dataset", "eurosat"):
+            instance.add_dynamic_partitions("dataset", ["eurosat"])
         for job in (ingest_job, features_job):
             assert run_job(instance, job.name, "eurosat").success
         for job in (label_graph_job, index_job):
