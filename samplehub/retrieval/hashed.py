@@ -34,12 +34,13 @@ from samplehub.retrieval.types import IndexChoice
 
 
 def hamming_stamp(repo: Repository) -> tuple[HashModel, Hashable]:
-    """The champion hash model of ``repo`` and a value that changes with it or its index.
+    """The champion hash model of ``repo`` (its weights loaded once, ``Repository.models``)
+    and a value that changes with it or its index.
 
     Raises:
         IndexNotTrainedError: no champion hash model.
     """
-    model = load_hash_model(repo.config)
+    model = load_hash_model(repo.config, models=repo.models)
     meta = hash_index_path(repo.config, model.model_version) / META_FILE
     return model, (model.model_version, meta.stat().st_mtime_ns if meta.is_file() else None)
 

@@ -25,7 +25,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -43,9 +43,6 @@ from samplehub.retrieval.expansion import (
 from samplehub.retrieval.filters import describe_filter, filter_rows, validate_spec
 from samplehub.retrieval.planner import LabelPlan
 from samplehub.retrieval.types import Hit, IndexChoice, QueryResult, QuerySpec
-
-if TYPE_CHECKING:
-    from samplehub.models import FeatureModel
 
 
 @dataclass(frozen=True)
@@ -382,30 +379,10 @@ def _encode(repo: Repository, ctx: QueryContext, image: np.ndarray) -> np.ndarra
         raise QueryError(f"image must be (H, W, 3) or (3, H, W) RGB; got shape {x.shape}")
     if x.shape[0] != 3:
         x = x.transpose(2, 0, 1)
-    return feature_model(repo, ctx).encode(x[None])
+    from samplehub.models import feature_model
 
-
-_FEATURE_MODELS: dict[str, FeatureModel] = {}
-
-
-def feature_model(repo: Repository, ctx: QueryContext) -> FeatureModel:
-    """The feature model of the index's version, loaded once per version.
-
-    Raises:
-        IndexNotTrainedError: the current model version has moved past the index's.
-    """
-    from samplehub.models import load_feature_model
-
-    version = ctx.model_version or ""
-    if version not in _FEATURE_MODELS:
-        model = load_feature_model(repo.config)
-        if model.version != version:
-            raise IndexNotTrainedError(
-                f"the feature model is at {model.version} but the index holds {version}; "
-                "recompute features and the index (assets image_features, ivfpq_index)"
-            )
-        _FEATURE_MODELS[version] = model
-    return _FEATURE_MODELS[version]
+    # the index's version, loaded once per repository (Repository.models)
+    return feature_model(repo, ctx.model_version or "").encode(x[None])
 
 
 def _default(value: float | None, default: float) -> float:
