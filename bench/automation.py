@@ -98,6 +98,10 @@ def screenshot(url: str) -> str | None:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{url}/runs", wait_until="networkidle")
             page.wait_for_timeout(3000)
+            skip = page.get_by_role("button", name="Skip")  # the first visit's community dialog
+            if skip.count():
+                skip.first.click()
+                page.wait_for_timeout(1000)
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
         finally:
