@@ -14,6 +14,7 @@ SCRIPTS = [
     "supplementary.py",
     "hamming_vs_ivfpq.py",  # before hashing.py, whose report includes hamming.json
     "hashing.py",
+    "automation.py",
 ]
 
 failed = []
