@@ -17,7 +17,7 @@ term below 1) and K the code length, so 1 is an identical code and the query's
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +27,6 @@ from samplehub.errors import SampleNotFoundError
 from samplehub.hash_models import HashModel, load_hash_model
 from samplehub.index.hamming import META_FILE, hash_index_path, load_hash_index
 from samplehub.repository import Repository
-from samplehub.retrieval.memo import Memo
 from samplehub.retrieval.planner import AllowedPositions, SearchPlan, plan_hash_search
 from samplehub.retrieval.search import PositionMap
 from samplehub.retrieval.types import IndexChoice
@@ -62,7 +61,6 @@ class HammingSearch:
     positions: PositionMap
     top_m: int
     stamp: Hashable = None
-    _allowed: Memo[AllowedPositions] = field(init=False, default_factory=Memo, repr=False)
 
     @classmethod
     def load(
@@ -92,10 +90,8 @@ class HammingSearch:
     def allowed(
         self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
     ) -> AllowedPositions:
-        """:meth:`PositionMap.allowed`, memoised under ``key`` when ``rows`` is None."""
-        if rows is None and key is not None:
-            return self._allowed.get(key, lambda: self.positions.allowed(None, excluded))
-        return self.positions.allowed(rows, excluded)
+        """:meth:`PositionMap.allowed` (memoised per query label when unfiltered)."""
+        return self.positions.allowed(rows, excluded, key)
 
     def plan(
         self, choice: IndexChoice, n_candidates: int, k: int, config: RetrievalConfig

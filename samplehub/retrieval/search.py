@@ -93,6 +93,9 @@ class PositionMap:
 
     row_position: np.ndarray
     position_row: np.ndarray
+    _unfiltered: Memo[AllowedPositions] = field(
+        default_factory=Memo, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, ids: np.ndarray, sample_id: np.ndarray) -> PositionMap:
@@ -115,18 +118,28 @@ class PositionMap:
         """Number of index positions."""
         return len(self.position_row)
 
-    def allowed(self, rows: np.ndarray | None, excluded: np.ndarray) -> AllowedPositions:
+    def allowed(
+        self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
+    ) -> AllowedPositions:
         """Index positions a search may return: catalogued, in ``rows``, not ``excluded``.
 
-        Works in position space, without materialising position lists.
+        Works in position space, without materialising position lists. An unfiltered
+        query's set depends only on its exact matches, fixed for this snapshot, so with
+        ``key`` (the query label) and ``rows`` None it is built once and reused.
 
         Args:
             rows: (n,) bool mask of catalog rows that passed the filter; None for all.
             excluded: catalog row numbers to leave out (the exact matches).
+            key: memo key of an unfiltered set.
 
         Returns:
             The packed positions and their count.
         """
+        if rows is None and key is not None:
+            return self._unfiltered.get(key, lambda: self._allowed(None, excluded))
+        return self._allowed(rows, excluded)
+
+    def _allowed(self, rows: np.ndarray | None, excluded: np.ndarray) -> AllowedPositions:
         catalogued = self.position_row >= 0
         allowed = catalogued if rows is None else rows[np.maximum(self.position_row, 0)]
         allowed &= catalogued
@@ -161,7 +174,6 @@ class IvfpqSearch:
     positions: PositionMap
     flat: Any
     xb: np.ndarray | None
-    _allowed: Memo[AllowedPositions] = field(init=False, default_factory=Memo, repr=False)
 
     @classmethod
     def of(cls, index: IvfpqIndex, sample_id: np.ndarray) -> IvfpqSearch:
@@ -188,12 +200,8 @@ class IvfpqSearch:
     def allowed(
         self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
     ) -> AllowedPositions:
-        """:meth:`PositionMap.allowed`; an unfiltered query's set depends only on its
-        exact matches, fixed for this snapshot, so with ``key`` (the query label) it is
-        built once and reused."""
-        if rows is None and key is not None:
-            return self._allowed.get(key, lambda: self.positions.allowed(None, excluded))
-        return self.positions.allowed(rows, excluded)
+        """:meth:`PositionMap.allowed` (memoised per query label when unfiltered)."""
+        return self.positions.allowed(rows, excluded, key)
 
     def plan(
         self, choice: IndexChoice, n_candidates: int, k: int, config: RetrievalConfig
