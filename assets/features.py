@@ -18,13 +18,13 @@ from assets.ingest import samples
 from assets.label_graph import label_graph
 from assets.partitions import HEAVY_POOL, dataset_partitions
 from assets.resources import SampleHubResource
-from samplehub.features import (
+from samplehub.feature_store import (
     compute_features,
     count_non_finite,
     train_registered_scene_model,
 )
 from samplehub.index.lifecycle import index_recall, update_ivfpq_index
-from samplehub.models import model_version
+from samplehub.models.feature_model import model_version
 from samplehub.retrieval.prototypes import compute_prototypes
 
 

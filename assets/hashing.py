@@ -18,13 +18,13 @@ from assets.automation import across_datasets, per_dataset
 from assets.features import image_features
 from assets.partitions import HEAVY_POOL, dataset_partitions
 from assets.resources import SampleHubResource
-from samplehub.hash_models import HashTraining, load_hash_model, train_hash_model
 from samplehub.index.hamming import (
     compute_hash_codes,
     load_hash_codes,
     load_hash_index,
     update_hash_index,
 )
+from samplehub.models.hash_model import HashTraining, load_hash_model, train_hash_model
 
 ALL_FEATURES = AssetDep(image_features, partition_mapping=AllPartitionMapping())
 

@@ -31,7 +31,7 @@ from common import machine, require_data, write_json
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from samplehub.config import load_config
-from samplehub.features import compute_features
+from samplehub.feature_store import compute_features
 from samplehub.index.lifecycle import update_ivfpq_index
 from samplehub.repository import Repository
 from samplehub.sources import SourceSpec

@@ -26,7 +26,7 @@ from assets.partitions import dataset_partitions
 from assets.resources import SampleHubResource
 from jobs.hashing import hash_training_job
 from jobs.ingest import ingest_job
-from samplehub.hash_models import retraining_due
+from samplehub.models.hash_model import retraining_due
 
 automation_sensor = AutomationConditionSensorDefinition(
     "samplehub_automation",

@@ -24,10 +24,10 @@ from samplehub.catalog import schema as catalog_schema
 from samplehub.config import ExecutorConfig
 from samplehub.errors import InvalidSampleError, SampleHubError
 from samplehub.executors import map_batch
+from samplehub.hilbert import hilbert_key
 from samplehub.progress import progress_bar
 from samplehub.records import FileEntry, Quarantined, SampleRecord, content_hash
 from samplehub.sources import Source
-from samplehub.spatial import hilbert_key
 from samplehub.store import SampleStore
 
 log = logging.getLogger(__name__)

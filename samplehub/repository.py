@@ -100,7 +100,7 @@ class Repository:
     @cached_property
     def models(self) -> ModelCache:
         """Models loaded for this repository (:func:`samplehub.models.feature_model`,
-        :func:`samplehub.hash_models.load_hash_model`, label text embedders)."""
+        :func:`samplehub.models.hash_model.load_hash_model`, label text embedders)."""
         return ModelCache()
 
     @cached_property

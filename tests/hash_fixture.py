@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from samplehub.config import load_config
-from samplehub.features import feature_table
-from samplehub.models import model_version
+from samplehub.feature_store import feature_table
+from samplehub.models.feature_model import model_version
 from samplehub.repository import Repository
 from samplehub.sources import SourceSpec
 

@@ -89,12 +89,23 @@ class Catalog:
             by_dataset = pc.field("dataset") == dataset
             expression = by_dataset if expression is None else expression & by_dataset
         data = table.to_pyarrow_dataset()
-        wanted = list(columns) if columns else [*data.schema.names]
+        renamed = self.legacy_names(name, data.schema.names)
+        stored = [renamed.get(c, c) for c in data.schema.names]
+        wanted = list(columns) if columns else [*stored]
         if not columns:
             wanted += [n for n in declared.names if n not in wanted]
-        absent = [c for c in wanted if c not in data.schema.names and c in declared.names]
+        absent = [c for c in wanted if c not in stored and c in declared.names]
         present = [c for c in wanted if c not in absent]
-        out = data.to_table(columns=present, filter=expression)
+        if renamed:
+            # A table written before a column was renamed (schema.RENAMED_COLUMNS): read the
+            # partition, rename, then filter, so filters and columns use the declared names.
+            by_dataset = None if dataset is None else pc.field("dataset") == dataset
+            out = data.to_table(filter=by_dataset).rename_columns(stored)
+            if filter_expression is not None:
+                out = out.filter(filter_expression)
+            out = out.select(present)
+        else:
+            out = data.to_table(columns=present, filter=expression)
         # Columns added to the schema after this table was written read as null
         # (see add_missing_columns); the next write adds them to the table.
         for column in absent:
@@ -112,8 +123,44 @@ class Catalog:
         table = table or self.table(name)
         if table is None:
             return []
-        stored = set(table.schema().to_arrow().names)
+        names = table.schema().to_arrow().names
+        renamed = self.legacy_names(name, names)
+        stored = {renamed.get(n, n) for n in names}
         return [n for n in getattr(schema, name.upper()).names if n not in stored]
+
+    @staticmethod
+    def legacy_names(name: str, stored: Sequence[str]) -> dict[str, str]:
+        """``{old: new}`` for the renamed columns (``schema.RENAMED_COLUMNS``) a table still has.
+
+        Args:
+            name: the table's name.
+            stored: the column names of the stored table.
+        """
+        renames = schema.RENAMED_COLUMNS.get(name, {})
+        return {old: new for old, new in renames.items() if old in stored and new not in stored}
+
+    def rename_legacy_columns(self, name: str) -> dict[str, str]:
+        """Rewrite a table that still has a renamed column under the new name, in one commit.
+
+        Returns:
+            ``{old: new}`` for the columns renamed (empty when the table is current or absent).
+        """
+        table = self.table(name)
+        if table is None:
+            return {}
+        renamed = self.legacy_names(name, table.schema().to_arrow().names)
+        if renamed:
+            declared = getattr(schema, name.upper())
+            data = self.read(name).select(declared.names).cast(declared)
+            write_deltalake(
+                self.uri(name),
+                data,
+                partition_by=["dataset"],
+                mode="overwrite",
+                schema_mode="overwrite",
+                storage_options=self.storage_options or None,
+            )
+        return renamed
 
     def add_missing_columns(self, name: str) -> list[str]:
         """Add the declared columns a table written by an older SampleHub lacks.
@@ -135,6 +182,7 @@ class Catalog:
         """Append rows in one atomic commit."""
         if data.num_rows == 0:
             return
+        self.rename_legacy_columns(name)
         self.add_missing_columns(name)
         write_deltalake(
             self.uri(name),
@@ -159,6 +207,7 @@ class Catalog:
                 storage_options=self.storage_options or None,
             )
             return
+        self.rename_legacy_columns(name)
         self.add_missing_columns(name)
         write_deltalake(
             self.uri(name),

@@ -106,12 +106,20 @@ HASH_CODES = pa.schema(
     [
         pa.field("sample_id", pa.int64(), nullable=False),
         pa.field("dataset", pa.string(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
         pa.field("bits", pa.binary(), nullable=False),
         pa.field("values", VECTOR, nullable=False),
         pa.field("computed_at", TIMESTAMP),
     ]
 )
+
+RENAMED_COLUMNS: dict[str, dict[str, str]] = {"hash_codes": {"model": "model_version"}}
+"""Columns renamed after tables were written, ``{table: {old name: new name}}``.
+
+A stored table that still has an old name reads as if it had the new one, and its next
+write rewrites it under the new name (:meth:`samplehub.catalog.Catalog.rename_legacy_columns`).
+``hash_codes`` called its model-version column ``model`` before it took the features
+table's name ``model_version``."""
 
 FEEDBACK = pa.schema(
     [

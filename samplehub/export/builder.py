@@ -28,9 +28,9 @@ import pyarrow.compute as pc
 from samplehub.catalog import Catalog
 from samplehub.export.feedback import rejected_ids
 from samplehub.export.spec import DatasetSpec
+from samplehub.hilbert import HILBERT_ORDER
 from samplehub.repository import Repository
 from samplehub.retrieval.types import Hit, HitKind, QueryResult, QuerySpec
-from samplehub.spatial import HILBERT_ORDER
 
 QueryFunction = Callable[[Repository, QuerySpec], QueryResult]
 

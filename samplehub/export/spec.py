@@ -34,8 +34,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from samplehub.errors import ConfigError
+from samplehub.hilbert import HILBERT_ORDER
 from samplehub.retrieval.types import IndexChoice, QuerySpec
-from samplehub.spatial import HILBERT_ORDER
 
 SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 

@@ -1,6 +1,6 @@
 """Hash codes of the catalog's samples and the Hamming index over them (DESIGN.md, section 5).
 
-Codes come from the champion hash model (:mod:`samplehub.hash_models`) applied to the
+Codes come from the champion hash model (:mod:`samplehub.models.hash_model`) applied to the
 stored features: DMCH Eq. 1 (``../shared/papers/dmch-deep-metric-category-hashing.txt``) or
 DUWH Eq. 2 (``../shared/papers/duwh-deep-unsupervised-weighted-hashing.txt``), with the
 pre-quantization values that DMCH Eq. 7's coarse-to-fine ranking re-ranks on.
@@ -8,7 +8,7 @@ pre-quantization values that DMCH Eq. 7's coarse-to-fine ranking re-ranks on.
 Storage contract:
 
 * the Delta table ``hash_codes`` (partitioned by dataset) holds one row per (``sample_id``,
-  ``model``) with the codes packed 8 bits per byte (``bits``, binary, K / 8 bytes) and the
+  ``model_version``) with the codes packed 8 bits per byte (``bits``, binary, K / 8 bytes) and the
   pre-quantization ``values`` (list<float32>, length K); :func:`compute_hash_codes` encodes
   only the samples without codes of the model version, so re-runs are cheap and a new
   champion computes everything again under its own key;
@@ -39,9 +39,9 @@ from samplehub.catalog import Catalog
 from samplehub.catalog import schema as catalog_schema
 from samplehub.config import SampleHubConfig
 from samplehub.errors import IndexNotTrainedError
-from samplehub.features import load_features
-from samplehub.hash_models import HashModel, load_hash_model
+from samplehub.feature_store import load_features
 from samplehub.index.files import publish_version, published_folder
+from samplehub.models.hash_model import HashModel, load_hash_model
 from samplehub.repository import Repository
 
 INDEX_FILE = "index.faissbin"
@@ -56,7 +56,7 @@ def hash_index_path(config: SampleHubConfig, model_version: str) -> Path:
 
 
 def hash_code_table(
-    ids: np.ndarray, dataset: str, model: str, codes: np.ndarray, values: np.ndarray
+    ids: np.ndarray, dataset: str, model_version: str, codes: np.ndarray, values: np.ndarray
 ) -> pa.Table:
     """Rows of the ``hash_codes`` table for {0, 1} ``codes`` (n, K) and ``values`` (n, K)."""
     n, k = codes.shape
@@ -75,7 +75,7 @@ def hash_code_table(
         {
             "sample_id": pa.array(ids, pa.int64()),
             "dataset": pa.array([dataset] * n, pa.string()),
-            "model": pa.array([model] * n, pa.string()),
+            "model_version": pa.array([model_version] * n, pa.string()),
             "bits": bits,
             "values": vectors,
             "computed_at": pa.array([datetime.now(UTC)] * n, catalog_schema.TIMESTAMP),
@@ -83,16 +83,19 @@ def hash_code_table(
     )
 
 
-def hash_code_ids(catalog: Catalog, dataset: str, model: str) -> np.ndarray:
-    """Ids of ``dataset`` that already have codes of hash model version ``model`` (int64)."""
+def hash_code_ids(catalog: Catalog, dataset: str, model_version: str) -> np.ndarray:
+    """Ids of ``dataset`` that already have codes of hash model version ``model_version``."""
     table = catalog.read(
-        "hash_codes", dataset, columns=["sample_id"], filter_expression=pc.field("model") == model
+        "hash_codes",
+        dataset,
+        columns=["sample_id"],
+        filter_expression=pc.field("model_version") == model_version,
     )
     return table.column("sample_id").to_numpy().astype(np.int64)
 
 
 def load_hash_codes(
-    catalog: Catalog, model: str, datasets: Sequence[str] | None = None
+    catalog: Catalog, model_version: str, datasets: Sequence[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The stored codes of one hash model version.
 
@@ -100,7 +103,7 @@ def load_hash_codes(
         ``ids`` (n,) int64 ascending and unique, packed codes (n, K / 8) uint8 and
         pre-quantization values (n, K) float32 in the same order.
     """
-    expression = pc.field("model") == model
+    expression = pc.field("model_version") == model_version
     if datasets is not None:
         expression = expression & pc.field("dataset").isin(list(datasets))
     table = catalog.read(

@@ -30,7 +30,7 @@ import numpy as np
 
 from samplehub.config import RetrievalConfig, SampleHubConfig
 from samplehub.errors import ConfigError, IndexNotTrainedError
-from samplehub.features import load_features
+from samplehub.feature_store import load_features
 from samplehub.index.ivfpq import (
     IvfpqIndex,
     add_to_index,
@@ -45,7 +45,7 @@ from samplehub.index.ivfpq import (
     stored_vectors,
     suggest_nlist,
 )
-from samplehub.models import model_version as current_model_version
+from samplehub.models.feature_model import model_version as current_model_version
 from samplehub.repository import Repository
 
 Action = Literal["built", "added", "retrained", "unchanged"]

@@ -3,7 +3,7 @@
 Main paper, section 3.4 (step 1 of the query): "for spatial constraints, efficient spatial
 retrieval is achieved using a pre-constructed quadtree and Hilbert indexing". The catalog
 stores per sample its bbox (``minx, miny, maxx, maxy``, EPSG:4326) and the Hilbert key of
-the bbox centre (``hilbert``, :func:`samplehub.spatial.hilbert_key`). A query box is
+the bbox centre (``hilbert``, :func:`samplehub.hilbert.hilbert_key`). A query box is
 covered by quadtree cells; each cell is one contiguous run of Hilbert keys, so rows whose
 key falls in none of the runs are pruned without touching their geometry. Keys describe
 centres, so the query box is first grown by the largest sample half-extent: a sample that
@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from samplehub.errors import OptionalDependencyError
-from samplehub.spatial import HILBERT_ORDER, hilbert_range_for_bbox
+from samplehub.hilbert import HILBERT_ORDER, hilbert_range_for_bbox
 
 BBox = tuple[float, float, float, float]
 Frame = TypeVar("Frame", pd.DataFrame, pa.Table)

@@ -187,7 +187,7 @@ def load_context(repo: Repository) -> QueryContext:
     from samplehub.index.lifecycle import load_ivfpq_index
     from samplehub.labels.settings import graph_settings_from_config
     from samplehub.labels.workflow import open_store
-    from samplehub.models import model_version as current_model_version
+    from samplehub.models.feature_model import model_version as current_model_version
     from samplehub.retrieval.prototypes import load_prototypes
 
     settings = graph_settings_from_config(repo.config)
@@ -239,7 +239,7 @@ def open_context(repo: Repository) -> QueryContext:
 
 def repository_stamp(repo: Repository) -> Hashable:
     """A value that changes whenever anything :func:`load_context` reads changes."""
-    from samplehub.models import registry_stamp
+    from samplehub.models.feature_model import registry_stamp
 
     home = repo.config.home_path
     index_root = home / "index" / "ivfpq"

@@ -2,7 +2,7 @@
 
 ``index="hash"`` replaces the IVF-PQ search of step 3 (prototype matching) and of
 query-by-image: query vectors (label prototypes, an image's feature) are encoded by the
-same champion hash model that coded the repository (:mod:`samplehub.hash_models`); the
+same champion hash model that coded the repository (:mod:`samplehub.models.hash_model`); the
 Hamming index (:mod:`samplehub.index.hamming`) returns the top M codes among the allowed
 samples and DMCH Eq. 7 re-ranks them by the pre-quantization values (coarse-to-fine
 ranking, DMCH Sec. 3.5, ``../shared/papers/dmch-deep-metric-category-hashing.txt``).
@@ -24,8 +24,8 @@ import numpy as np
 from ml.hashing.serving import HammingIndex, unpack_codes
 from samplehub.config import RetrievalConfig
 from samplehub.errors import SampleNotFoundError
-from samplehub.hash_models import HashModel, load_hash_model
 from samplehub.index.hamming import META_FILE, hash_index_path, load_hash_index
+from samplehub.models.hash_model import HashModel, load_hash_model
 from samplehub.repository import Repository
 from samplehub.retrieval.planner import AllowedPositions, SearchPlan, plan_hash_search
 from samplehub.retrieval.search import PositionMap

@@ -35,10 +35,10 @@ from deltalake import write_deltalake
 from samplehub.catalog import Catalog
 from samplehub.catalog import schema as catalog_schema
 from samplehub.catalog.delta import sql_literal
-from samplehub.features import load_features
+from samplehub.feature_store import load_features
 from samplehub.labels.settings import graph_settings_from_config
 from samplehub.labels.workflow import open_store
-from samplehub.models import model_version as current_model_version
+from samplehub.models.feature_model import model_version as current_model_version
 from samplehub.repository import Repository
 
 KMEANS_ITERATIONS = 20

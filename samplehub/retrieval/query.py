@@ -305,8 +305,8 @@ def query_by_image(
     """Content-based image retrieval: the k catalogued samples most similar to an image.
 
     The image is encoded by the repository's current feature model (the one the index
-    was built from, :func:`samplehub.models.load_feature_model`); a ``sample_id`` query
-    reuses that sample's indexed vector and leaves the sample itself out. With
+    was built from, :func:`samplehub.models.feature_model.load_feature_model`); a
+    ``sample_id`` query reuses that sample's indexed vector and leaves the sample itself out. With
     ``index="hash"`` the feature is hashed by the champion hash model (a ``sample_id``
     query reuses its stored code) and the Hamming index answers; either way through the
     chosen index's :class:`~samplehub.retrieval.search.VectorSearch`.
@@ -379,7 +379,7 @@ def _encode(repo: Repository, ctx: QueryContext, image: np.ndarray) -> np.ndarra
         raise QueryError(f"image must be (H, W, 3) or (3, H, W) RGB; got shape {x.shape}")
     if x.shape[0] != 3:
         x = x.transpose(2, 0, 1)
-    from samplehub.models import feature_model
+    from samplehub.models.feature_model import feature_model
 
     # the index's version, loaded once per repository (Repository.models)
     return feature_model(repo, ctx.model_version or "").encode(x[None])

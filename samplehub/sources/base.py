@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 import fsspec
 
 from samplehub.errors import ConfigError, InvalidSampleError
-from samplehub.label_tree import LabelTree
 from samplehub.records import FileEntry, SampleRecord
 from samplehub.sources.filesystem import (
     ReadThroughCache,
@@ -28,6 +27,7 @@ from samplehub.sources.filesystem import (
     filesystem_for,
     is_remote,
 )
+from samplehub.sources.label_tree import LabelTree
 from samplehub.sources.readers import checksum, decode_image
 
 

@@ -31,10 +31,10 @@ import fsspec
 import numpy as np
 
 from samplehub.errors import InvalidSampleError
-from samplehub.label_tree import LabelTree
 from samplehub.records import FileEntry, GeoInfo, SampleRecord
 from samplehub.sources.base import Source, batched
 from samplehub.sources.filesystem import relative
+from samplehub.sources.label_tree import LabelTree
 from samplehub.sources.readers import GEOTIFF_SUFFIXES, checksum, decode_geotiff, footprint_geo
 
 logger = logging.getLogger(__name__)

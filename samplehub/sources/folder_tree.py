@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 import fsspec
 
 from samplehub.errors import SourceNotFoundError
-from samplehub.label_tree import LabelTree
 from samplehub.records import FileEntry
 from samplehub.sources.base import Source
 from samplehub.sources.filesystem import relative
+from samplehub.sources.label_tree import LabelTree
 from samplehub.sources.readers import IMAGE_SUFFIXES
 
 

@@ -15,10 +15,10 @@ from dataclasses import replace
 import fsspec
 
 from samplehub.errors import ConfigError, InvalidSampleError
-from samplehub.label_tree import LabelTree
 from samplehub.records import FileEntry, SampleRecord
 from samplehub.sources.base import Source, SourceSpec, batched
 from samplehub.sources.filesystem import relative
+from samplehub.sources.label_tree import LabelTree
 from samplehub.sources.readers import GEOTIFF_SUFFIXES
 
 

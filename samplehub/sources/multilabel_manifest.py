@@ -26,10 +26,10 @@ from pathlib import Path
 import fsspec
 
 from samplehub.errors import ManifestError, ManifestRowError
-from samplehub.label_tree import LabelTree
 from samplehub.records import FileEntry, SampleRecord
 from samplehub.sources.base import Source, SourceSpec, batched
 from samplehub.sources.filesystem import check_root, filesystem_for, is_remote, relative
+from samplehub.sources.label_tree import LabelTree
 from samplehub.sources.readers import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)

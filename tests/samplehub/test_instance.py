@@ -20,7 +20,7 @@ from samplehub.instance import (
     instance_settings,
     write_instance_yaml,
 )
-from samplehub.models import artifact_location, has_tracking_store, tracking_uri
+from samplehub.models.tracking import artifact_location, has_tracking_store, tracking_uri
 
 URL = "postgresql://dagster:secret@127.0.0.1:5432/dagster"
 

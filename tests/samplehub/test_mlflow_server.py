@@ -16,8 +16,8 @@ import pytest
 from hash_fixture import tiny_hash_repository
 from loopback import Postgres, mlflow_server
 
-from samplehub.hash_models import champion, load_hash_model, train_hash_model
-from samplehub.models import artifact_location, has_tracking_store, tracking_uri
+from samplehub.models.hash_model import champion, load_hash_model, train_hash_model
+from samplehub.models.tracking import artifact_location, has_tracking_store, tracking_uri
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,12 @@ from samplehub.catalog import find_duplicates
 from samplehub.config import load_config
 from samplehub.export import build_dataset, parse_spec
 from samplehub.export.builder import placement_of
+from samplehub.hilbert import HILBERT_ORDER
 from samplehub.labels.graph import LabelGraph
 from samplehub.labels.store import EmbeddedLabelGraphStore
 from samplehub.repository import Repository
 from samplehub.retrieval.query import run_query
 from samplehub.retrieval.types import QuerySpec
-from samplehub.spatial import HILBERT_ORDER
 
 UCMERCED = ("ucmerced", "ucmerced_multilabel")
 BIGEARTHNET = ("bigearthnet_s1", "bigearthnet_s2")

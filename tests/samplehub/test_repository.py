@@ -9,7 +9,7 @@ import pytest
 from samplehub.config import load_config
 from samplehub.errors import IndexNotTrainedError
 from samplehub.labels.store import EmbeddedLabelGraphStore
-from samplehub.models import FeatureModel, feature_model
+from samplehub.models.feature_model import FeatureModel, feature_model
 from samplehub.repository import ModelCache, Repository
 
 
@@ -47,7 +47,7 @@ def test_feature_model_is_kept_per_repository(home: Path, monkeypatch: pytest.Mo
         loaded.append(model)
         return model
 
-    monkeypatch.setattr("samplehub.models.load_feature_model", fake_load)
+    monkeypatch.setattr("samplehub.models.feature_model.load_feature_model", fake_load)
     repo, other = Repository(load_config()), Repository(load_config())
     assert feature_model(repo, "v1") is feature_model(repo, "v1") is loaded[0]
     assert feature_model(other, "v1") is loaded[1]  # another repository loads its own

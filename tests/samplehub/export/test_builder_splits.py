@@ -17,9 +17,9 @@ from samplehub.export.builder import (
     placement_of,
     split_groups,
 )
+from samplehub.hilbert import HILBERT_ORDER, hilbert_key
 from samplehub.repository import Repository
 from samplehub.sources import SourceSpec
-from samplehub.spatial import HILBERT_ORDER, hilbert_key
 
 FIXTURES = Path(__file__).resolve().parents[2] / "data"
 

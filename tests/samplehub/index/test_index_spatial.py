@@ -11,8 +11,8 @@ import pytest
 import shapely
 
 from samplehub.errors import OptionalDependencyError
+from samplehub.hilbert import HILBERT_ORDER, hilbert_key
 from samplehub.index.spatial import bbox_filter, hilbert_candidates, polygon_filter
-from samplehub.spatial import HILBERT_ORDER, hilbert_key
 
 
 def sample_frame(n: int = 20_000, seed: int = 0) -> pd.DataFrame:

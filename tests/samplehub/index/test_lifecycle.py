@@ -8,7 +8,7 @@ import pytest
 
 from samplehub.config import load_config
 from samplehub.errors import IndexNotTrainedError
-from samplehub.features import feature_table
+from samplehub.feature_store import feature_table
 from samplehub.index.ivfpq import indexed_ids, suggest_nlist
 from samplehub.index.lifecycle import (
     index_path,

@@ -25,11 +25,11 @@ import pytest
 import shapely
 
 from samplehub.catalog import schema
-from samplehub.features import feature_table
+from samplehub.feature_store import feature_table
 from samplehub.index.lifecycle import update_ivfpq_index
 from samplehub.labels.graph import CO_OCCURS, IS_A, MAPS_TO, LabelGraph
 from samplehub.labels.store import EmbeddedLabelGraphStore
-from samplehub.models import model_version
+from samplehub.models.feature_model import model_version
 from samplehub.repository import Repository
 from samplehub.retrieval.prototypes import compute_prototypes
 
@@ -94,7 +94,7 @@ def sample_rows(rng: np.random.Generator) -> tuple[list[dict], list[str], list[b
 
 def build(home: Path, monkeypatch: pytest.MonkeyPatch) -> Fixture:
     """Write the catalog, graph, features, index and prototypes under ``home``."""
-    from samplehub.spatial import hilbert_key
+    from samplehub.hilbert import hilbert_key
 
     monkeypatch.setenv("SAMPLEHUB_HOME", str(home))
     repo = Repository.open()

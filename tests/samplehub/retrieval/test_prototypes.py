@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from samplehub.config import load_config
-from samplehub.features import feature_table
+from samplehub.feature_store import feature_table
 from samplehub.labels.graph import MAPS_TO, LabelGraph
 from samplehub.labels.store import EmbeddedLabelGraphStore
 from samplehub.repository import Repository

@@ -11,8 +11,8 @@ from query_fixture import Fixture, build
 
 from samplehub.config import load_config
 from samplehub.errors import SampleNotFoundError
-from samplehub.hash_models import train_hash_model
 from samplehub.index.hamming import compute_hash_codes, update_hash_index
+from samplehub.models.hash_model import train_hash_model
 from samplehub.repository import Repository
 from samplehub.retrieval.query import query_by_image, run_query
 from samplehub.retrieval.types import QuerySpec

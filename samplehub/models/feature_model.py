@@ -5,9 +5,9 @@ section 3.4.2 and Fig. 6: image features come from a multi-label scene classific
 model whose convolutional stages are fused; it is fine-tuned with BCE plus a
 label-similarity-weighted pair term on multi-label data (UC Merced multi-label here).
 
-The feature model is resolved from MLflow (:func:`tracking_uri`: ``mlflow.tracking_uri`` of
-the config, by default ``sqlite:///<home>/mlflow.db`` with artifacts under
-``<home>/mlartifacts``; DESIGN.md section 3, "model tracking"):
+The feature model is resolved from MLflow (:mod:`samplehub.models.tracking`:
+``mlflow.tracking_uri`` of the config, by default ``sqlite:///<home>/mlflow.db`` with
+artifacts under ``<home>/mlartifacts``; DESIGN.md section 3, "model tracking"):
 
 * if the registered model ``config.model.registered_model`` has the alias
   ``config.model.alias``, its fusion head is put on the ImageNet backbone and the model
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,47 +44,12 @@ from ml.features.backbone import DEFAULT_BACKBONE
 from ml.features.extract import DEFAULT_RESOLUTION
 from samplehub.config import ModelConfig, SampleHubConfig
 from samplehub.errors import ConfigError, IndexNotTrainedError
+from samplehub.models.tracking import has_tracking_store, local_store, tracking_uri
 
 if TYPE_CHECKING:
     from samplehub.repository import Repository
 
 log = logging.getLogger(__name__)
-
-MLFLOW_DB = "mlflow.db"
-MLFLOW_ARTIFACTS = "mlartifacts"
-
-
-def tracking_uri(config: SampleHubConfig) -> str:
-    """The MLflow tracking URI: ``mlflow.tracking_uri``, else ``sqlite:///<home>/mlflow.db``."""
-    return config.mlflow.tracking_uri or f"sqlite:///{config.home_path / MLFLOW_DB}"
-
-
-def artifact_location(config: SampleHubConfig) -> Path | None:
-    """Where new experiments store artifacts; None leaves it to the tracking server.
-
-    ``mlflow.artifact_location`` when set; else ``<home>/mlartifacts`` for the default
-    SQLite store, and None (the server's ``--artifacts-destination``) for a configured URI.
-    """
-    if config.mlflow.artifact_location:
-        return Path(config.mlflow.artifact_location).expanduser().resolve()
-    if config.mlflow.tracking_uri:
-        return None
-    return config.home_path / MLFLOW_ARTIFACTS
-
-
-def local_store(config: SampleHubConfig) -> Path | None:
-    """The SQLite file behind a ``sqlite:///`` tracking URI, None for a server."""
-    uri = tracking_uri(config)
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-
-
-def has_tracking_store(config: SampleHubConfig) -> bool:
-    """Whether the tracking store can hold a model: a server, or an existing SQLite file.
-
-    Lets the readers below answer "nothing registered" without creating an empty store.
-    """
-    store = local_store(config)
-    return store is None or store.is_file()
 
 
 def registry_stamp(config: SampleHubConfig) -> int | str | None:
@@ -161,7 +125,7 @@ class FeatureModel:
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Features (N, D) float32 of three-channel images (N, 3, H, W).
 
-        Images are uint8 in [0, 255] or float in [0, 1] (``samplehub.features.harmonize``).
+        Images are uint8 in [0, 255] or float in [0, 1] (``samplehub.feature_store.harmonize``).
 
         Batched under ``torch.inference_mode`` with channels-last memory format, bf16
         autocast per ``settings.precision`` and ``settings.threads`` intra-op threads.

@@ -10,7 +10,7 @@ Storage contract (read by the query, ``samplehub.retrieval``): the Delta table
 ``features`` (partitioned by dataset) holds one row per (``sample_id``, ``model_version``)
 with the unit-norm ``vector`` (list<float32>, length D) and ``computed_at``;
 :func:`load_features` reads it as faiss-style ``(ids, xb)``. Model version strings are
-described in :mod:`samplehub.models`.
+described in :mod:`samplehub.models.feature_model`.
 """
 
 from __future__ import annotations
@@ -39,14 +39,13 @@ from samplehub.bands import to_three_channels
 from samplehub.catalog import Catalog
 from samplehub.catalog import schema as catalog_schema
 from samplehub.errors import SampleHubError
-from samplehub.models import (
+from samplehub.models.feature_model import (
     FeatureModel,
-    artifact_location,
     check_backbone,
     load_feature_model,
     model_version,
-    tracking_uri,
 )
+from samplehub.models.tracking import artifact_location, tracking_uri
 from samplehub.progress import progress_bar
 from samplehub.repository import Repository
 from samplehub.store import DatasetStore
@@ -64,7 +63,7 @@ def load_features(
 
     Args:
         catalog: the catalog holding the ``features`` table.
-        model_version: e.g. ``samplehub.models.model_version(config)``.
+        model_version: e.g. ``samplehub.models.feature_model.model_version(config)``.
         datasets: only these datasets; None reads every dataset.
 
     Returns:
@@ -219,7 +218,8 @@ def compute_features(
     Args:
         repo: the repository.
         dataset: a catalogued dataset.
-        model: the feature model; None loads :func:`samplehub.models.load_feature_model`
+        model: the feature model; None loads
+            :func:`samplehub.models.feature_model.load_feature_model`
             (only when some sample needs encoding).
         progress: show a progress bar.
 

@@ -12,18 +12,18 @@ import pytest
 from hash_fixture import tiny_hash_repository
 
 from samplehub.errors import IndexNotTrainedError, ModelRegistryError
-from samplehub.hash_models import (
-    champion,
-    load_hash_model,
-    retraining_due,
-    train_hash_model,
-    validation_split,
-)
 from samplehub.index.hamming import (
     compute_hash_codes,
     load_hash_codes,
     load_hash_index,
     update_hash_index,
+)
+from samplehub.models.hash_model import (
+    champion,
+    load_hash_model,
+    retraining_due,
+    train_hash_model,
+    validation_split,
 )
 from samplehub.repository import Repository
 

@@ -8,14 +8,14 @@ import pytest
 
 from ml.features import SceneTrainConfig
 from samplehub.config import load_config
-from samplehub.features import (
+from samplehub.feature_store import (
     compute_features,
     count_non_finite,
     harmonize,
     load_features,
     train_registered_scene_model,
 )
-from samplehub.models import FeatureModel, load_feature_model, model_version
+from samplehub.models.feature_model import FeatureModel, load_feature_model, model_version
 from samplehub.repository import Repository
 from samplehub.sources import SourceSpec
 

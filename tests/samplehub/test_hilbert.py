@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from samplehub.spatial import HILBERT_ORDER, hilbert_key, hilbert_range_for_bbox
+from samplehub.hilbert import HILBERT_ORDER, hilbert_key, hilbert_range_for_bbox
 
 
 def cell_centres(order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

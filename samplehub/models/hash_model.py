@@ -1,6 +1,6 @@
 """Deep hash models of the repository: train DMCH or DUWH on stored features, track, promote, load.
 
-Both build on the ``features`` table (:mod:`samplehub.features`):
+Both build on the ``features`` table (:mod:`samplehub.feature_store`):
 
 * **DMCH** (``../shared/papers/dmch-deep-metric-category-hashing.txt``, Sec. 3, Eq. 1-7,
   settings of Sec. 4.2) is supervised: it trains on a labelled dataset's features
@@ -13,9 +13,10 @@ Both build on the ``features`` table (:mod:`samplehub.features`):
   (EuroSAT by default), labelled or not; labels only score the validation protocol
   (100 queries per class, the rest as database).
 
-Every run is logged to the configured MLflow store (:func:`samplehub.models.tracking_uri`:
-``sqlite:///<home>/mlflow.db`` with artifacts under ``<home>/mlartifacts`` by default, or
-``mlflow.tracking_uri``; experiment ``hashing``) by :func:`ml.hashing.train.track_run`:
+Every run is logged to the configured MLflow store
+(:func:`samplehub.models.tracking.tracking_uri`: ``sqlite:///<home>/mlflow.db`` with
+artifacts under ``<home>/mlartifacts`` by default, or ``mlflow.tracking_uri``; experiment
+``hashing``) by :func:`ml.hashing.train.track_run`:
 params, per-epoch losses and mAP, the model and ``retrieval_metrics.json``; the run also
 carries the tags ``feature_version``, ``dataset`` and ``catalog_samples`` (the catalog size
 at training, read by the retraining sensor). The model is registered as
@@ -59,8 +60,9 @@ from samplehub.errors import (
     ModelRegistryError,
     SampleHubError,
 )
-from samplehub.features import load_features
-from samplehub.models import artifact_location, has_tracking_store, model_version, tracking_uri
+from samplehub.feature_store import load_features
+from samplehub.models.feature_model import model_version
+from samplehub.models.tracking import artifact_location, has_tracking_store, tracking_uri
 from samplehub.repository import ModelCache, Repository
 
 log = logging.getLogger(__name__)
@@ -294,7 +296,7 @@ def retrieval_metrics(
 
 
 def _ensure_experiment(config: SampleHubConfig) -> None:
-    """Create the ``hashing`` experiment at :func:`~samplehub.models.artifact_location`."""
+    """Create the ``hashing`` experiment at :func:`~.tracking.artifact_location`."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri(config))
