@@ -91,6 +91,7 @@ class ModelConfig:
     resolution: int = 224
     dim: int = 512
     precision: str = "auto"
+    runtime: str = "auto"
     batch_size: int = 32
     threads: int = 0
     registered_model: str = "scene_model"

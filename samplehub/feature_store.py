@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from ml.features import (
     SceneTrainConfig,
     StagePooling,
+    compile_encoder,
     create_backbone,
     extract_features,
     train_scene_model,
@@ -210,8 +211,8 @@ def compute_features(
     """Encode the dataset's samples that have no features of the model's version yet.
 
     Reads catalog rows and Zarr pixels batch by batch (``config.executor.batch_size``
-    rows), harmonizes bands, encodes (``FeatureModel.encode``: ``torch.inference_mode``,
-    channels-last, bf16 per ``config.model.precision``) and appends each batch to the
+    rows), harmonizes bands, encodes (``FeatureModel.encode``: ONNX Runtime or PyTorch per
+    ``config.model.runtime`` and ``precision``) and appends each batch to the
     ``features`` table in one Delta commit, so an interrupted run resumes where it stopped
     and a re-run with nothing new computes nothing.
 
@@ -299,12 +300,19 @@ def train_registered_scene_model(
     for i, labels in enumerate(rows["labels"]):
         Y[i, [column[label] for label in labels]] = 1.0
     pooling = StagePooling(create_backbone())
+    pool = compile_encoder(
+        pooling,
+        config.model.runtime,  # type: ignore[arg-type]
+        precision=config.model.precision,  # type: ignore[arg-type]
+        resolution=config.model.resolution,
+        num_threads=config.model.threads or None,
+    )
     xt = np.zeros((len(rows), sum(pooling.stage_channels)), dtype=np.float32)
     store = repo.store.dataset(name)
     with progress_bar(f"pooling {name}", len(rows), "img", progress) as bar:
         for batch, images in image_batches(store, rows, config.executor.batch_size):
             xt[batch.index.to_numpy()] = extract_features(
-                pooling,
+                pool,
                 images,
                 batch_size=config.model.batch_size,
                 num_threads=config.model.threads or None,

@@ -12,6 +12,7 @@ from ml.features.multiscale import (
     StagePooling,
     build_multiscale_encoder,
 )
+from ml.features.runtime import OnnxEncoder, compile_encoder, resolve_runtime
 from ml.features.scene_model import (
     SceneModel,
     SceneTrainConfig,
@@ -22,14 +23,17 @@ from ml.features.scene_model import (
 __all__ = [
     "FusionHead",
     "MultiScaleEncoder",
+    "OnnxEncoder",
     "SceneModel",
     "SceneTrainConfig",
     "StagePooling",
     "build_multiscale_encoder",
+    "compile_encoder",
     "create_backbone",
     "extract_features",
     "load_scene_model",
     "map_state_dict_by_position",
     "resolve_precision",
+    "resolve_runtime",
     "train_scene_model",
 ]

@@ -8,12 +8,14 @@ channels-last memory format and bfloat16 autocast when the CPU has native bf16
 
 Inputs are 3-channel batches (N, 3, H, W): uint8 in [0, 255] or floats in [0, 1].
 Multispectral samples are reduced to three channels by ``samplehub.bands`` first.
+Where no bf16 is native, :mod:`ml.features.runtime` runs an ONNX Runtime copy of the model
+through the same function.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -152,7 +154,7 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
 
 
 def extract_features(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     images: ArrayLike,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -171,7 +173,8 @@ def extract_features(
 
     Args:
         model: maps normalised images (N, 3, R, R) to features (N, D), e.g. a
-            :class:`ml.features.multiscale.MultiScaleEncoder`.
+            :class:`ml.features.multiscale.MultiScaleEncoder` or its ONNX Runtime copy
+            (:func:`ml.features.runtime.compile_encoder`).
         images: (N, 3, H, W) uint8 or float in [0, 1]; numpy, Zarr or torch.
         batch_size: images per forward pass.
         num_threads: torch intra-op threads during extraction (restored afterwards).
@@ -197,7 +200,8 @@ def extract_features(
         std = cfg["std"] if std is None else std
     use_bf16 = resolve_precision(precision) == "bf16"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model.eval().to(memory_format=memory_format)
+    if isinstance(model, nn.Module):
+        model.eval().to(memory_format=memory_format)
     n = int(images.shape[0])
     out: list[np.ndarray] = []
     with (

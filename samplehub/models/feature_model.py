@@ -30,13 +30,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ml.features import (
     MultiScaleEncoder,
+    OnnxEncoder,
     build_multiscale_encoder,
+    compile_encoder,
     extract_features,
     load_scene_model,
 )
@@ -122,16 +125,32 @@ class FeatureModel:
         """Feature dimension D."""
         return self.encoder.dim
 
+    @cached_property
+    def runner(self) -> MultiScaleEncoder | OnnxEncoder:
+        """The encoder as it runs: its ONNX Runtime copy where ``settings.runtime`` says so.
+
+        Built on first use and kept, so a process exports the copy once
+        (:mod:`ml.features.runtime`).
+        """
+        return compile_encoder(
+            self.encoder,
+            self.settings.runtime,  # type: ignore[arg-type]
+            precision=self.settings.precision,  # type: ignore[arg-type]
+            resolution=self.settings.resolution,
+            num_threads=self.settings.threads or None,
+        )
+
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Features (N, D) float32 of three-channel images (N, 3, H, W).
 
         Images are uint8 in [0, 255] or float in [0, 1] (``samplehub.feature_store.harmonize``).
 
-        Batched under ``torch.inference_mode`` with channels-last memory format, bf16
-        autocast per ``settings.precision`` and ``settings.threads`` intra-op threads.
+        Batched under ``torch.inference_mode`` with ``settings.threads`` intra-op threads:
+        ONNX Runtime in fp32 (``settings.runtime``), or PyTorch channels-last with bf16
+        autocast per ``settings.precision``.
         """
         return extract_features(
-            self.encoder,
+            self.runner,
             images,
             batch_size=self.settings.batch_size,
             num_threads=self.settings.threads or None,
