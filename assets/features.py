@@ -6,7 +6,6 @@ from dagster import (
     AssetCheckResult,
     AssetDep,
     AssetExecutionContext,
-    DataVersion,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -16,6 +15,7 @@ from dagster import (
 from assets.automation import across_datasets, per_dataset
 from assets.ingest import samples
 from assets.label_graph import label_graph
+from assets.metadata import encoding_result, run_metadata
 from assets.partitions import HEAVY_POOL, dataset_partitions
 from assets.resources import SampleHubResource
 from samplehub.feature_store import (
@@ -62,18 +62,9 @@ def image_features(
     """Multi-scale features of one dataset's samples; only samples new to the model version."""
     report = compute_features(samplehub.repository(), context.partition_key, progress=True)
     context.log.info(f"{report.computed} computed, {report.cached} cached ({report.model_version})")
-    return MaterializeResult(
-        # Features are only ever added for a model version: a re-run that computes nothing
-        # (a backfill, a rescan without new files) keeps the version, so nothing re-indexes.
-        data_version=DataVersion(f"{report.model_version}:{report.total}"),
-        metadata={
-            "model_version": report.model_version,
-            "samples": report.total,
-            "computed": report.computed,
-            "cached": report.cached,
-            "seconds": MetadataValue.float(round(report.seconds, 2)),
-            "img_per_s": MetadataValue.float(round(report.img_per_s, 1)),
-        }
+    return encoding_result(
+        "model_version", report.model_version, report,
+        img_per_s=MetadataValue.float(round(report.img_per_s, 1)),
     )
 
 
@@ -88,17 +79,11 @@ def ivfpq_index(samplehub: SampleHubResource) -> MaterializeResult:
     """IVF-PQ index of every feature: built once, grown per dataset, retrained on growth."""
     update = update_ivfpq_index(samplehub.repository())
     return MaterializeResult(
-        metadata={
-            "model_version": update.model_version,
-            "action": update.action,
-            "added": update.added,
-            "ntotal": update.ntotal,
-            "nlist": update.nlist,
-            "coarse_quantizer": update.coarse,
-            "nbits": update.nbits,
-            "seconds": MetadataValue.float(round(update.seconds, 2)),
-            "path": MetadataValue.path(str(update.path)),
-        }
+        metadata=run_metadata(
+            "model_version", update.model_version, update.seconds, update.path,
+            action=update.action, added=update.added, ntotal=update.ntotal, nlist=update.nlist,
+            coarse_quantizer=update.coarse, nbits=update.nbits,
+        )
     )
 
 
@@ -112,13 +97,10 @@ def label_prototypes(samplehub: SampleHubResource) -> MaterializeResult:
     """K-means prototypes of each original and unified label's features."""
     report = compute_prototypes(samplehub.repository())
     return MaterializeResult(
-        metadata={
-            "model_version": report.model_version,
-            "labels": report.labels,
-            "prototypes": report.prototypes,
-            "labels_without_features": report.skipped,
-            "seconds": MetadataValue.float(round(report.seconds, 2)),
-        }
+        metadata=run_metadata(
+            "model_version", report.model_version, report.seconds, labels=report.labels,
+            prototypes=report.prototypes, labels_without_features=report.skipped,
+        )
     )
 
 

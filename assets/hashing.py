@@ -7,7 +7,6 @@ from dagster import (
     AssetCheckResult,
     AssetDep,
     AssetExecutionContext,
-    DataVersion,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -16,6 +15,7 @@ from dagster import (
 
 from assets.automation import across_datasets, per_dataset
 from assets.features import image_features
+from assets.metadata import encoding_result, run_metadata
 from assets.partitions import HEAVY_POOL, dataset_partitions
 from assets.resources import SampleHubResource
 from samplehub.index.hamming import (
@@ -71,16 +71,7 @@ def hash_codes(context: AssetExecutionContext, samplehub: SampleHubResource) -> 
     """Champion codes of one dataset's features (packed bits + pre-quantization values)."""
     report = compute_hash_codes(samplehub.repository(), context.partition_key)
     context.log.info(f"{report.computed} computed, {report.cached} cached ({report.model})")
-    return MaterializeResult(
-        data_version=DataVersion(f"{report.model}:{report.total}"),
-        metadata={
-            "model": report.model,
-            "samples": report.total,
-            "computed": report.computed,
-            "cached": report.cached,
-            "seconds": MetadataValue.float(round(report.seconds, 2)),
-        }
-    )
+    return encoding_result("model", report.model, report)
 
 
 @asset(
@@ -93,16 +84,11 @@ def hash_index(samplehub: SampleHubResource) -> MaterializeResult:
     """Hamming index (flat or IVF) over every dataset's codes, for ``--index hash``."""
     update = update_hash_index(samplehub.repository())
     return MaterializeResult(
-        metadata={
-            "model": update.model,
-            "action": update.action,
-            "ntotal": update.ntotal,
-            "kind": update.kind,
-            "bytes_per_sample": update.bytes_per_sample,
-            "memory_mb": MetadataValue.float(round(update.memory_bytes / 2**20, 3)),
-            "seconds": MetadataValue.float(round(update.seconds, 2)),
-            "path": MetadataValue.path(str(update.path)),
-        }
+        metadata=run_metadata(
+            "model", update.model, update.seconds, update.path, action=update.action,
+            ntotal=update.ntotal, kind=update.kind, bytes_per_sample=update.bytes_per_sample,
+            memory_mb=MetadataValue.float(round(update.memory_bytes / 2**20, 3)),
+        )
     )
 
 
