@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -38,7 +37,12 @@ from ml.features import (
 from ml.features.scene_model import SceneTrainResult
 from samplehub.bands import to_three_channels
 from samplehub.catalog import Catalog
-from samplehub.catalog import schema as catalog_schema
+from samplehub.catalog.vectors import (
+    sample_rows,
+    stored_sample_ids,
+    vector_column,
+    vector_rows,
+)
 from samplehub.errors import SampleHubError
 from samplehub.models.feature_model import (
     FeatureModel,
@@ -78,11 +82,9 @@ def load_features(
     ids = table.column("sample_id").to_numpy()
     if not len(ids):
         return ids.astype(np.int64), np.zeros((0, 0), dtype=np.float32)
-    vectors = table.column("vector").combine_chunks()
-    d = len(vectors[0])
-    xb = pc.list_flatten(vectors).to_numpy(zero_copy_only=False).astype(np.float32)
+    xb = vector_rows(table.column("vector"))
     ids, first = np.unique(ids, return_index=True)  # ascending; a duplicate row counts once
-    return ids.astype(np.int64), xb.reshape(-1, d)[first]
+    return ids.astype(np.int64), xb[first]
 
 
 def count_non_finite(catalog: Catalog, model_version: str) -> tuple[int, int]:
@@ -93,13 +95,7 @@ def count_non_finite(catalog: Catalog, model_version: str) -> tuple[int, int]:
 
 def feature_ids(catalog: Catalog, dataset: str, model_version: str) -> np.ndarray:
     """Ids of ``dataset`` that already have features of ``model_version`` (int64)."""
-    table = catalog.read(
-        "features",
-        dataset,
-        columns=["sample_id"],
-        filter_expression=pc.field("model_version") == model_version,
-    )
-    return table.column("sample_id").to_numpy().astype(np.int64)
+    return stored_sample_ids(catalog, "features", dataset, model_version)
 
 
 def harmonize(images: np.ndarray, band_names: Sequence[str], sensor: str | None) -> np.ndarray:
@@ -160,20 +156,7 @@ def image_batches(
 
 def feature_table(ids: np.ndarray, dataset: str, model_version: str, xb: np.ndarray) -> pa.Table:
     """Rows of the ``features`` table for ``xb`` (n, D) of sample ``ids``."""
-    n, d = xb.shape
-    vectors = pa.ListArray.from_arrays(
-        pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32)),
-        pa.array(np.ascontiguousarray(xb, dtype=np.float32).ravel()),
-    )
-    return pa.table(
-        {
-            "sample_id": pa.array(ids, pa.int64()),
-            "dataset": pa.array([dataset] * n, pa.string()),
-            "model_version": pa.array([model_version] * n, pa.string()),
-            "vector": vectors,
-            "computed_at": pa.array([datetime.now(UTC)] * n, catalog_schema.TIMESTAMP),
-        }
-    )
+    return sample_rows(ids, dataset, model_version, {"vector": vector_column(xb)})
 
 
 @dataclass

@@ -26,7 +26,6 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -36,7 +35,12 @@ import pyarrow.compute as pc
 
 from ml.hashing.serving import HammingIndex, pack_codes
 from samplehub.catalog import Catalog
-from samplehub.catalog import schema as catalog_schema
+from samplehub.catalog.vectors import (
+    sample_rows,
+    stored_sample_ids,
+    vector_column,
+    vector_rows,
+)
 from samplehub.config import SampleHubConfig
 from samplehub.errors import IndexNotTrainedError
 from samplehub.feature_store import load_features
@@ -59,7 +63,7 @@ def hash_code_table(
     ids: np.ndarray, dataset: str, model_version: str, codes: np.ndarray, values: np.ndarray
 ) -> pa.Table:
     """Rows of the ``hash_codes`` table for {0, 1} ``codes`` (n, K) and ``values`` (n, K)."""
-    n, k = codes.shape
+    n = len(codes)
     packed = pack_codes(codes)
     width = packed.shape[1]
     bits = pa.Array.from_buffers(
@@ -67,31 +71,14 @@ def hash_code_table(
         [None, pa.py_buffer(np.arange(0, (n + 1) * width, width, dtype=np.int32)),
          pa.py_buffer(packed.tobytes())],
     )
-    vectors = pa.ListArray.from_arrays(
-        pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)),
-        pa.array(np.ascontiguousarray(values, dtype=np.float32).ravel()),
-    )
-    return pa.table(
-        {
-            "sample_id": pa.array(ids, pa.int64()),
-            "dataset": pa.array([dataset] * n, pa.string()),
-            "model_version": pa.array([model_version] * n, pa.string()),
-            "bits": bits,
-            "values": vectors,
-            "computed_at": pa.array([datetime.now(UTC)] * n, catalog_schema.TIMESTAMP),
-        }
+    return sample_rows(
+        ids, dataset, model_version, {"bits": bits, "values": vector_column(values)}
     )
 
 
 def hash_code_ids(catalog: Catalog, dataset: str, model_version: str) -> np.ndarray:
     """Ids of ``dataset`` that already have codes of hash model version ``model_version``."""
-    table = catalog.read(
-        "hash_codes",
-        dataset,
-        columns=["sample_id"],
-        filter_expression=pc.field("model_version") == model_version,
-    )
-    return table.column("sample_id").to_numpy().astype(np.int64)
+    return stored_sample_ids(catalog, "hash_codes", dataset, model_version)
 
 
 def load_hash_codes(
@@ -114,10 +101,9 @@ def load_hash_codes(
         return ids, np.zeros((0, 0), np.uint8), np.zeros((0, 0), np.float32)
     bits = table.column("bits").combine_chunks()
     packed = np.frombuffer(b"".join(bits.to_pylist()), dtype=np.uint8).reshape(len(ids), -1)
-    values = table.column("values").combine_chunks()
-    xv = pc.list_flatten(values).to_numpy(zero_copy_only=False).astype(np.float32)
+    xv = vector_rows(table.column("values"))
     ids, first = np.unique(ids, return_index=True)
-    return ids, packed[first], xv.reshape(len(packed), -1)[first]
+    return ids, packed[first], xv[first]
 
 
 @dataclass

@@ -35,6 +35,7 @@ from deltalake import write_deltalake
 from samplehub.catalog import Catalog
 from samplehub.catalog import schema as catalog_schema
 from samplehub.catalog.delta import sql_literal
+from samplehub.catalog.vectors import vector_column, vector_rows
 from samplehub.feature_store import load_features
 from samplehub.labels.settings import graph_settings_from_config
 from samplehub.labels.workflow import open_store
@@ -81,9 +82,7 @@ def load_prototypes(
     out: dict[str, LabelPrototypes] = {}
     if table.num_rows == 0:
         return out
-    vectors = table.column("vector").combine_chunks()
-    xb = pc.list_flatten(vectors).to_numpy(zero_copy_only=False).astype(np.float32)
-    xb = xb.reshape(table.num_rows, -1)
+    xb = vector_rows(table.column("vector"))
     names = np.asarray(table.column("label").to_pylist(), dtype=object)
     counts = table.column("n_members").to_numpy()
     for name in dict.fromkeys(names):
@@ -190,11 +189,13 @@ def compute_prototypes(repo: Repository, model_version: str | None = None) -> Pr
 def write_prototypes(catalog: Catalog, model_version: str, rows: list[dict[str, object]]) -> None:
     """Replace the ``prototypes`` rows of ``model_version`` in one Delta commit."""
     now = datetime.now(UTC)
+    schema = catalog_schema.PROTOTYPES
+    at = schema.get_field_index("vector")
+    xb = np.stack([np.asarray(r["vector"]) for r in rows]) if rows else np.zeros((0, 0))
     data = pa.Table.from_pylist(
-        [{**r, "vector": np.asarray(r["vector"]).tolist(), "model_version": model_version,
-          "computed_at": now} for r in rows],
-        schema=catalog_schema.PROTOTYPES,
-    )
+        [{**r, "model_version": model_version, "computed_at": now} for r in rows],
+        schema=schema.remove(at),
+    ).add_column(at, schema.field("vector"), vector_column(xb))
     options = catalog.storage_options or None
     if catalog.table("prototypes") is None:
         write_deltalake(catalog.uri("prototypes"), data, partition_by=["model_version"],
