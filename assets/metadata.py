@@ -15,9 +15,11 @@ from dagster import DataVersion, MaterializeResult, MetadataValue
 
 
 class EncodingRun(Protocol):
-    """A per-dataset run that encodes the samples without outputs of a model version yet
-    (:class:`samplehub.feature_store.FeatureReport`,
-    :class:`samplehub.index.hamming.HashCodeReport`)."""
+    """A per-dataset run that encodes the samples without outputs of a model version yet.
+
+    :class:`samplehub.feature_store.FeatureReport` and
+    :class:`samplehub.index.hamming.HashCodeReport` are such runs.
+    """
 
     total: int
     computed: int
@@ -28,8 +30,19 @@ class EncodingRun(Protocol):
 def run_metadata(
     model_key: str, model_version: str, seconds: float, path: Path | None = None, **values: Any
 ) -> dict[str, Any]:
-    """The model version under ``model_key``, ``values`` in order, ``seconds`` (rounded to
-    hundredths) and, when given, the output ``path``."""
+    """Metadata of a run that wrote one model version's outputs.
+
+    Args:
+        model_key: the key of the model version (``model_version``, or ``model`` for a
+            hash model).
+        model_version: the model version.
+        seconds: wall time of the run, rounded to hundredths.
+        path: the output folder or file; None for none.
+        values: further metadata, kept in order between the version and ``seconds``.
+
+    Returns:
+        ``{model_key: model_version, **values, "seconds": ..., "path": ...}``.
+    """
     metadata = {model_key: model_version, **values,
                 "seconds": MetadataValue.float(round(seconds, 2))}
     if path is not None:
@@ -42,6 +55,7 @@ def encoding_result(
 ) -> MaterializeResult:
     """Materialization of an encoding run: its counts, ``values`` and wall time.
 
+    The metadata are :func:`run_metadata` with ``samples``, ``computed`` and ``cached``.
     Outputs are only ever added for a model version: a re-run that computes nothing (a
     backfill, a rescan without new files) keeps the data version ``<version>:<samples>``, so
     nothing downstream runs again.
