@@ -353,16 +353,7 @@ def load_source(path: str | os.PathLike[str], data_root: str = ".") -> SourceSpe
     uri = source.uri
     if "://" not in uri:
         uri = str(Path(uri).expanduser().resolve())
-    return SourceSpec(
-        name=source.name,
-        uri=uri,
-        kind=source.kind,
-        options=source.options,
-        storage_options=source.storage_options,
-        platform=source.platform,
-        licence=source.licence,
-        citation=source.citation,
-    )
+    return SourceSpec.from_record(source, uri=uri)
 
 
 def load_sources(config: SampleHubConfig) -> dict[str, SourceSpec]:

@@ -151,14 +151,7 @@ class Repository:
                 f"catalog; add conf/sources/{name}.yaml or run `samplehub ingest PATH "
                 f"--name {name}`"
             ) from exc
-        return SourceSpec(
-            name=name,
-            uri=info.source_uri,
-            kind=info.kind,
-            platform=info.platform,
-            licence=info.licence,
-            citation=info.citation,
-        )
+        return SourceSpec.from_record(info, name=name, uri=info.source_uri)
 
     def open_source(self, spec: SourceSpec) -> Source:
         """The source reader of ``spec`` (S3 reads cached under the home)."""

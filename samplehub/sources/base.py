@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import fsspec
@@ -53,6 +53,22 @@ class SourceSpec:
     platform: str = "local"
     licence: str = ""
     citation: str = ""
+
+    @classmethod
+    def from_record(cls, record: object, **values: Any) -> SourceSpec:
+        """A spec from a record that names some of its fields, e.g. a source file's schema.
+
+        Args:
+            record: any object; each of its attributes named like a field of the spec
+                (``kind``, ``platform``, ``licence``, ...) gives that field.
+            values: fields set here, over the record's (``uri`` resolved, or the fields a
+                record names otherwise, like the ``datasets`` registry's ``source_uri``).
+
+        Returns:
+            The spec; fields neither the record nor ``values`` give keep their defaults.
+        """
+        found = {f.name: getattr(record, f.name) for f in fields(cls) if hasattr(record, f.name)}
+        return cls(**{**found, **values})
 
 
 class Source(ABC):

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from samplehub.catalog import DatasetInfo
 from samplehub.config import load_config
 from samplehub.errors import IndexNotTrainedError
 from samplehub.labels.store import EmbeddedLabelGraphStore
 from samplehub.models.feature_model import FeatureModel, feature_model
 from samplehub.repository import ModelCache, Repository
+from samplehub.sources import SourceSpec
 
 
 def test_labels_is_the_configured_store_of_the_home(home: Path) -> None:
@@ -53,3 +55,15 @@ def test_feature_model_is_kept_per_repository(home: Path, monkeypatch: pytest.Mo
     assert feature_model(other, "v1") is loaded[1]  # another repository loads its own
     with pytest.raises(IndexNotTrainedError, match="index holds v0"):
         feature_model(repo, "v0")
+
+
+def test_an_ad_hoc_dataset_is_a_source_from_its_registry_row(home: Path) -> None:
+    repo = Repository(load_config())
+    repo.catalog.register_dataset(DatasetInfo(
+        dataset="adhoc", source_uri="/data/adhoc", kind="folder_tree", platform="drone",
+        licence="CC-BY-4.0", citation="Someone 2024", n_samples=3,
+    ))
+    assert repo.source_spec("adhoc") == SourceSpec(
+        name="adhoc", uri="/data/adhoc", kind="folder_tree", platform="drone",
+        licence="CC-BY-4.0", citation="Someone 2024",
+    )
