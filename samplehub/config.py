@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from samplehub.errors import ConfigError
+from samplehub.labels.association import AssociationWeights
+from samplehub.labels.merge import MergeSettings
 from samplehub.sources.base import SourceSpec
 
 REPO_CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -72,6 +74,11 @@ class SceneTrainingConfig:
     The hyperparameters of :class:`ml.features.SceneTrainConfig` but ``dim``, which is
     ``model.dim``.
     """
+
+    # A copy of SceneTrainConfig's fields, kept on purpose: ``ml`` cannot import
+    # ``samplehub``, SceneTrainConfig carries ``dim`` that the configuration keeps once in
+    # ``model.dim`` for the encoder too, and importing ``ml.features`` here would load torch
+    # for every configuration read. tests/samplehub/test_config.py checks the two agree.
 
     epochs: int = 15
     batch_size: int = 64
@@ -164,35 +171,6 @@ class Neo4jConfig:
 
 
 @dataclass
-class LabelMergeConfig:
-    """Parameters of Algorithm 1, the label-tree merge (main paper, section 3.3).
-
-    Read by :class:`samplehub.labels.merge.MergeSettings`, whose attributes they name.
-    """
-
-    k: int = 10
-    text_weight: float = 0.5
-    map_threshold: float = 0.7
-    similar_threshold: float = 0.6
-    related_threshold: float = 0.3
-    augment_weight: float = 0.5
-    definition_sentences: int = 2
-
-
-@dataclass
-class AssociationConfig:
-    """Tuning parameters of Eq. 1 (main paper, section 3.4.1).
-
-    Read by :class:`samplehub.labels.association.AssociationWeights`.
-    """
-
-    alpha: float = 1.0
-    beta: float = 1.0
-    theta: float = 0.1
-    max_distance: float = 3.0
-
-
-@dataclass
 class GraphConfig:
     """The label category graph (``conf/graph/*.yaml``; main paper, section 3.3).
 
@@ -208,8 +186,10 @@ class GraphConfig:
         min_in_links: OSM tags with fewer incoming links get the smoothed citation set.
         narrower_decay: structural-similarity factor per narrower (qualified-label) hop.
         cooccurrence_min_count: minimum joint count for a ``CO_OCCURS`` edge.
-        merge: Algorithm 1.
-        association: Eq. 1.
+        merge: Algorithm 1 (:class:`samplehub.labels.merge.MergeSettings`, which checks the
+            ranges when the configuration loads).
+        association: Eq. 1 (:class:`samplehub.labels.association.AssociationWeights`,
+            likewise).
         neo4j: Bolt connection of the ``neo4j`` backend.
     """
 
@@ -221,8 +201,8 @@ class GraphConfig:
     min_in_links: int = 3
     narrower_decay: float = 0.5
     cooccurrence_min_count: int = 5
-    merge: LabelMergeConfig = field(default_factory=LabelMergeConfig)
-    association: AssociationConfig = field(default_factory=AssociationConfig)
+    merge: MergeSettings = field(default_factory=MergeSettings)
+    association: AssociationWeights = field(default_factory=AssociationWeights)
     neo4j: Neo4jConfig = field(default_factory=Neo4jConfig)
 
 
@@ -313,8 +293,13 @@ def load_config(
             raw = compose(config_name="config", overrides=[*env_overrides, *(overrides or [])])
     except HydraException as exc:
         raise ConfigError(f"{directory}/config.yaml: {exc}") from exc
+    schema = OmegaConf.structured(SampleHubConfig)
+    # OmegaConf makes a frozen dataclass's node read-only, which would refuse conf/'s values;
+    # the label graph's settings types are frozen once built, not while being composed.
+    for section in (schema.graph.merge, schema.graph.association):
+        OmegaConf.set_readonly(section, None)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(SampleHubConfig), raw)
+        merged = OmegaConf.merge(schema, raw)
         config = cast(SampleHubConfig, OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         raise config_error(exc, f"{directory}/config.yaml") from exc

@@ -3,16 +3,16 @@
 :class:`samplehub.config.GraphConfig` is the schema of ``conf/graph/*.yaml`` (the backend
 choice, the input files, Algorithm 1's parameters ``merge``, Eq. 1's ``association`` and
 the co-occurrence threshold); Hydra composes it and OmegaConf validates it in
-:func:`samplehub.config.load_config`. :class:`GraphSettings` is the same section with its
-paths resolved and its parameter groups as the domain types that check their ranges
+:func:`samplehub.config.load_config`. Its parameter groups are the domain types themselves
 (:class:`~samplehub.labels.merge.MergeSettings`,
-:class:`~samplehub.labels.association.AssociationWeights`). It has no defaults of its own:
-``conf/`` is the one source of every value.
+:class:`~samplehub.labels.association.AssociationWeights`), which check their ranges when
+the configuration loads. :class:`GraphSettings` is the same section with its paths
+resolved. It has no defaults of its own: ``conf/`` is the one source of every value.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,18 +55,12 @@ class GraphSettings:
 
     @classmethod
     def from_config(cls, graph: GraphConfig, root: Path) -> GraphSettings:
-        """The settings of a validated ``graph`` section; relative paths resolve from ``root``.
-
-        Raises:
-            LabelGraphError: a ``merge`` or ``association`` value out of its range.
-        """
+        """The settings of a validated ``graph`` section; relative paths resolve from ``root``."""
         values = {f.name: getattr(graph, f.name) for f in fields(graph)}
         values.update(
             taxonomy=_resolve(graph.taxonomy, root),
             osm_network=_resolve(graph.osm_network, root),
             overrides=None if graph.overrides is None else _resolve(graph.overrides, root),
-            merge=MergeSettings(**asdict(graph.merge)),
-            association=AssociationWeights(**asdict(graph.association)),
         )
         return cls(**values)
 

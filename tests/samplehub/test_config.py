@@ -1,12 +1,20 @@
 """Hydra configuration: composition, validation errors that name the key, source files."""
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
 
-from samplehub.config import REPO_CONF_DIR, SampleHubConfig, load_config, load_source, load_sources
-from samplehub.errors import ConfigError
+from ml.features import SceneTrainConfig
+from samplehub.config import (
+    REPO_CONF_DIR,
+    SampleHubConfig,
+    SceneTrainingConfig,
+    load_config,
+    load_source,
+    load_sources,
+)
+from samplehub.errors import ConfigError, LabelGraphError
 from samplehub.labels.merge import MergeSettings
 from samplehub.labels.settings import graph_settings_from_config
 
@@ -100,3 +108,18 @@ def test_graph_section_is_typed_and_resolved_for_the_label_graph(home: Path) -> 
     assert settings.overrides == REPO_CONF_DIR.parent / "conf/label_overrides.yaml"
     with pytest.raises(ConfigError, match=r"graph\.backend"):
         load_config(["graph.backend=graphdb"])
+
+
+def test_merge_and_association_ranges_are_checked_when_the_config_loads(home: Path) -> None:
+    config = load_config(["graph.association.theta=0.2"])
+    assert isinstance(config.graph.merge, MergeSettings)
+    assert graph_settings_from_config(config).association is config.graph.association
+    with pytest.raises(LabelGraphError, match=r"merge\.k"):
+        load_config(["graph.merge.k=0"])
+
+
+def test_model_train_section_mirrors_the_scene_trainer() -> None:
+    """``model.train`` is SceneTrainConfig but ``dim`` (``model.dim``); see SceneTrainingConfig."""
+    trainer = {f.name: (f.type, f.default) for f in fields(SceneTrainConfig) if f.name != "dim"}
+    section = {f.name: (f.type, f.default) for f in fields(SceneTrainingConfig)}
+    assert section == trainer
