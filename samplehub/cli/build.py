@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from samplehub.cli.common import Overrides, open_repository
 from samplehub.errors import SampleHubError
 
 
@@ -21,18 +22,14 @@ def build(
         str, typer.Option(help="comma-separated: imagefolder, stac, zarr (manifests always)")
     ] = "imagefolder,stac,zarr",
     overwrite: Annotated[bool, typer.Option(help="replace an existing export folder")] = False,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Hydra override KEY=VALUE (repeatable)"),
-    ] = None,
+    overrides: Overrides = None,
 ) -> None:
     """Build the logical dataset of SPEC, store it, and export it to --out."""
     from samplehub.export import BuildStore, build_dataset, export_dataset, load_spec
-    from samplehub.repository import Repository
 
     try:
         dataset_spec = load_spec(spec)
-        repo = Repository.open(overrides or [])
+        repo = open_repository(overrides)
         logical = build_dataset(repo, dataset_spec)
         BuildStore(repo.config.home_path / "builds").save(logical)
         report = export_dataset(

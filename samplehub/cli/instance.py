@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from samplehub.cli.common import Overrides
+
 instance_app = typer.Typer(
     help="The Dagster instance (dagster.yaml) of the configured instance: sqlite or postgres.",
     no_args_is_help=True,
@@ -24,12 +26,7 @@ def write(
         Path | None,
         typer.Option(help="folder to write dagster.yaml into (default: <home>/dagster)"),
     ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", help="Hydra override KEY=VALUE (repeatable), e.g. instance=postgres"
-        ),
-    ] = None,
+    overrides: Overrides = None,
 ) -> None:
     """Write dagster.yaml for the configured instance and print how to use it."""
     from samplehub.config import load_config

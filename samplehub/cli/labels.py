@@ -14,22 +14,26 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from samplehub.cli.common import Overrides, open_repository
+
 if TYPE_CHECKING:
+    from samplehub.labels.association import AssociationWeights
     from samplehub.repository import Repository
 
 labels_app = typer.Typer(help="Label category graph: base taxonomy, merged datasets, associations.")
 
-Overrides = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Hydra override KEY=VALUE (repeatable), e.g. graph=neo4j"),
+MaxDistance = Annotated[
+    float | None,
+    typer.Option(
+        "--max-distance", help="Eq. 1 distance threshold (default: association.max_distance)"
+    ),
 ]
 
 
-def _open(overrides: list[str] | None) -> Repository:
-    """The repository of ``conf/`` with ``--set`` overrides."""
-    from samplehub.repository import Repository
-
-    return Repository.open(overrides or [])
+def _association(repo: Repository, max_distance: float | None) -> tuple[float, AssociationWeights]:
+    """The distance bound (``--max-distance`` or the configured default) and Eq. 1's weights."""
+    weights = repo.graph_settings.association
+    return (max_distance if max_distance is not None else weights.max_distance), weights
 
 
 @labels_app.command("merge-taxonomy")
@@ -40,7 +44,7 @@ def merge_taxonomy(
     """Merge class lists from the taxonomy file (by dataset key) and commit a new version."""
     from samplehub.labels.workflow import merge_taxonomy_datasets, open_semantics
 
-    repo = _open(overrides)
+    repo = open_repository(overrides)
     settings = repo.graph_settings
     semantics = open_semantics(settings, repo.config.home_path, repo.models)
     merged, rows = merge_taxonomy_datasets(repo.labels, settings, semantics, datasets)
@@ -56,7 +60,7 @@ def tree(overrides: Overrides = None) -> None:
     """Print the unified label hierarchy (IS_A), '?' marking uncertain placements."""
     from samplehub.labels.graph import UNIFIED_ORIGINS
 
-    g = _open(overrides).labels.load()
+    g = open_repository(overrides).labels.load()
 
     def show(label: str, depth: int) -> None:
         data = g.label(label)
@@ -87,7 +91,7 @@ def map_(
     """Table of dataset label -> unified label, score and why."""
     from samplehub.labels.merge import mapping_table
 
-    rows = mapping_table(_open(overrides).labels.load(), dataset)
+    rows = mapping_table(open_repository(overrides).labels.load(), dataset)
     if markdown:
         print("| dataset label | unified label | score | why |\n|---|---|---|---|")
     for row in rows:
@@ -102,25 +106,15 @@ def map_(
 @labels_app.command("associated")
 def associated(
     label: Annotated[str, typer.Argument(help="label name or id, e.g. river")],
-    max_distance: Annotated[
-        float | None,
-        typer.Option(
-            "--max-distance", help="Eq. 1 distance threshold (default: association.max_distance)"
-        ),
-    ] = None,
+    max_distance: MaxDistance = None,
     overrides: Overrides = None,
 ) -> None:
     """Associated labels within a distance (Eq. 1 weighted shortest paths), with paths."""
     from samplehub.labels.association import associated_labels
 
-    repo = _open(overrides)
-    weights = repo.graph_settings.association
-    found = associated_labels(
-        repo.labels.load(),
-        label,
-        max_distance if max_distance is not None else weights.max_distance,
-        weights,
-    )
+    repo = open_repository(overrides)
+    bound, weights = _association(repo, max_distance)
+    found = associated_labels(repo.labels.load(), label, bound, weights)
     for a in found:
         hops = " ".join(
             f"-{rel}-> {node}" for rel, node in zip(a.relations, a.path[1:], strict=True)
@@ -135,7 +129,7 @@ def export(
     overrides: Overrides = None,
 ) -> None:
     """Export the latest graph version as GraphML or node-link JSON."""
-    path = _open(overrides).labels.load().export(out, format)
+    path = open_repository(overrides).labels.load().export(out, format)
     print(f"wrote {path}")
 
 
@@ -143,18 +137,14 @@ def export(
 def draw(
     label: Annotated[str, typer.Argument(help="label name or id")],
     out: Annotated[Path, typer.Option("--out", help="PNG or SVG file")] = Path("label.png"),
-    max_distance: Annotated[
-        float | None,
-        typer.Option("--max-distance", help="default: association.max_distance"),
-    ] = None,
+    max_distance: MaxDistance = None,
     overrides: Overrides = None,
 ) -> None:
     """Draw a label's neighbourhood (labels within --max-distance) to PNG/SVG."""
     from samplehub.labels.draw import draw_neighbourhood
 
-    repo = _open(overrides)
-    weights = repo.graph_settings.association
-    bound = max_distance if max_distance is not None else weights.max_distance
+    repo = open_repository(overrides)
+    bound, weights = _association(repo, max_distance)
     path = draw_neighbourhood(repo.labels.load(), label, out, bound, weights)
     print(f"wrote {path}")
 
@@ -169,7 +159,7 @@ def cooccur_ucmerced(
     from samplehub.labels.cooccurrence import read_ucmerced_multilabel
     from samplehub.labels.workflow import add_cooccurrence_source
 
-    repo = _open(overrides)
+    repo = open_repository(overrides)
     merged, added = add_cooccurrence_source(
         repo.labels, repo.graph_settings, read_ucmerced_multilabel(path), "ucmerced_multilabel"
     )

@@ -2,7 +2,7 @@
 
 Every command reads ``conf/`` through :func:`samplehub.config.load_config`; ``--set``
 takes Hydra overrides (``--set executor.workers=2``) and ``SAMPLEHUB_HOME`` picks the
-home directory.
+home directory (:mod:`samplehub.cli.common`).
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ from typing import Annotated
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.table import Column
 
 from samplehub.cli.build import build
+from samplehub.cli.common import Overrides, console, open_repository, print_table
 from samplehub.cli.instance import instance_app
 from samplehub.cli.labels import labels_app
 from samplehub.cli.query import query
 from samplehub.cli.serve import serve
 from samplehub.errors import SampleHubError
-from samplehub.repository import Repository
 from samplehub.sources import SourceSpec
 
 app = typer.Typer(
@@ -36,17 +35,6 @@ app.add_typer(instance_app, name="instance")
 app.command()(query)
 app.command("build")(build)
 app.command("serve")(serve)
-console = Console()
-
-Overrides = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Hydra override KEY=VALUE (repeatable), e.g. executor.workers=2"),
-]
-
-
-def repository(overrides: list[str] | None) -> Repository:
-    """Open the configured repository."""
-    return Repository.open(overrides or [])
 
 
 @app.command()
@@ -74,7 +62,7 @@ def ingest(
     overrides: Overrides = None,
 ) -> None:
     """Ingest a dataset into the catalog and the image store (idempotent)."""
-    repo = repository(overrides)
+    repo = open_repository(overrides)
     configured = repo.sources()
     if uri in configured and not Path(uri).exists():
         spec = configured[uri]
@@ -107,19 +95,15 @@ def ingest(
 @app.command()
 def datasets(overrides: Overrides = None) -> None:
     """List ingested datasets with their sample and label counts."""
-    frame = repository(overrides).catalog.datasets()
-    table = Table("dataset", "samples", "labels", "quarantined", "kind", "version", "source")
-    for row in frame.itertuples():
-        table.add_row(
-            row.dataset,
-            f"{row.n_samples:,}",
-            str(row.n_labels),
-            str(row.n_quarantined),
-            row.kind,
-            str(row.version),
-            row.source_uri,
-        )
-    console.print(table)
+    frame = open_repository(overrides).catalog.datasets()
+    print_table(
+        ("dataset", "samples", "labels", "quarantined", "kind", "version", "source"),
+        (
+            (row.dataset, f"{row.n_samples:,}", str(row.n_labels), str(row.n_quarantined),
+             row.kind, str(row.version), row.source_uri)
+            for row in frame.itertuples()
+        ),
+    )
 
 
 @app.command()
@@ -130,7 +114,7 @@ def samples(
     overrides: Overrides = None,
 ) -> None:
     """List samples of the catalog."""
-    frame = repository(overrides).catalog.samples(
+    frame = open_repository(overrides).catalog.samples(
         dataset,
         label,
         limit,
@@ -146,20 +130,17 @@ def samples(
             "miny",
         ],
     )
-    table = Table("dataset", "relpath", "labels", "size", "bands", "lon/lat")
-    table.add_column("sample_id", no_wrap=True, min_width=19)
-    for row in frame.itertuples():
-        where = "" if row.minx != row.minx else f"{row.minx:.3f}, {row.miny:.3f}"
-        table.add_row(
-            row.dataset,
-            row.relpath,
-            ", ".join(row.labels),
-            f"{row.width}x{row.height}",
-            str(len(row.bands)),
-            where,
-            str(row.sample_id),
-        )
-    console.print(table)
+    print_table(
+        ("dataset", "relpath", "labels", "size", "bands", "lon/lat",
+         Column("sample_id", no_wrap=True, min_width=19)),
+        (
+            (row.dataset, row.relpath, ", ".join(row.labels), f"{row.width}x{row.height}",
+             str(len(row.bands)),
+             "" if row.minx != row.minx else f"{row.minx:.3f}, {row.miny:.3f}",
+             str(row.sample_id))
+            for row in frame.itertuples()
+        ),
+    )
 
 
 @app.command()
@@ -178,7 +159,7 @@ def show(
 
     from samplehub.bands import rgb_composite
 
-    row, pixels = repository(overrides).image(sample_id)
+    row, pixels = open_repository(overrides).image(sample_id)
     triple = tuple(bands.split(",")) if bands else None
     picture = rgb_composite(pixels, row["bands"], row["sensor"], triple)
     path = out or Path(f"{sample_id}.png")
@@ -210,11 +191,11 @@ def quarantine(
     overrides: Overrides = None,
 ) -> None:
     """List quarantined samples and why."""
-    frame = repository(overrides).catalog.quarantine(dataset)
-    table = Table("dataset", "relpath", "error", "reason")
-    for row in frame.itertuples():
-        table.add_row(row.dataset, row.relpath, row.error_type, row.reason)
-    console.print(table)
+    frame = open_repository(overrides).catalog.quarantine(dataset)
+    print_table(
+        ("dataset", "relpath", "error", "reason"),
+        ((row.dataset, row.relpath, row.error_type, row.reason) for row in frame.itertuples()),
+    )
 
 
 @app.command()
@@ -229,26 +210,28 @@ def duplicates(
     """List images that several catalog samples hold (same decoded pixels), with all labels."""
     from samplehub.catalog import find_duplicates
 
-    report = find_duplicates(repository(overrides).catalog, dataset)
+    report = find_duplicates(open_repository(overrides).catalog, dataset)
     console.print(
         f"{len(report.images):,} images held by more than one sample "
         f"({report.copies:,} of {report.samples:,} samples)"
     )
     if report.images:
-        shared = Table("datasets", "images", title="copies by dataset")
-        for names, count in report.by_datasets().items():
-            shared.add_row(", ".join(names), f"{count:,}")
-        console.print(shared)
+        print_table(
+            ("datasets", "images"),
+            ((", ".join(names), f"{count:,}") for names, count in report.by_datasets().items()),
+            title="copies by dataset",
+        )
         shown = min(limit, len(report.images))
-        table = Table("content hash", "copies", "labels",
-                      title=f"first {shown} of {len(report.images):,} images")
-        for image in report.images[:limit]:
-            table.add_row(
-                image.content_hash[:12],
-                "\n".join(f"{c.dataset}/{c.relpath}" for c in image.copies),
-                ", ".join(image.labels),
-            )
-        console.print(table)
+        print_table(
+            ("content hash", "copies", "labels"),
+            (
+                (image.content_hash[:12],
+                 "\n".join(f"{c.dataset}/{c.relpath}" for c in image.copies),
+                 ", ".join(image.labels))
+                for image in report.images[:limit]
+            ),
+            title=f"first {shown} of {len(report.images):,} images",
+        )
     for name, count in sorted(report.unhashed.items()):
         console.print(
             f"[yellow]{name}: {count:,} samples have no content hash[/] (catalogued before "

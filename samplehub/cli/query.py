@@ -12,14 +12,10 @@ from datetime import datetime
 from typing import Annotated, Any, cast
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from samplehub.repository import Repository
+from samplehub.cli.common import Overrides, console, open_repository, print_table
 from samplehub.retrieval.query import run_query
 from samplehub.retrieval.types import IndexChoice, QueryResult, QuerySpec
-
-console = Console()
 
 
 def query(
@@ -42,9 +38,7 @@ def query(
         bool, typer.Option("--no-supplementary", help="exact matches only (skip steps 2-3)")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Hydra override KEY=VALUE (repeatable)")
-    ] = None,
+    overrides: Overrides = None,
 ) -> None:
     """Find samples of LABELs across datasets: exact matches plus supplementary samples."""
     spec = QuerySpec(
@@ -57,7 +51,7 @@ def query(
         include_supplementary=not no_supplementary,
         index=parse_index(index),
     )
-    result = run_query(Repository.open(overrides or []), spec)
+    result = run_query(open_repository(overrides), spec)
     if as_json:
         typer.echo(json.dumps(result_json(result), indent=2))
     else:
@@ -112,12 +106,13 @@ def print_result(result: QueryResult) -> None:
             f"{sum(h.kind == 'supplementary' for h in hits)} supplementary "
             f"(search: {search.get('method', 'skipped')})"
         )
-        table = Table("kind", "score", "dataset", "relpath", "labels", "reason", title=title)
-        for hit in hits:
-            table.add_row(
-                hit.kind, f"{hit.score:.3f}", ", ".join(hit.datasets), hit.relpath,
-                ", ".join(hit.labels),
-                hit.reason,
-            )
-        console.print(table)
+        print_table(
+            ("kind", "score", "dataset", "relpath", "labels", "reason"),
+            (
+                (hit.kind, f"{hit.score:.3f}", ", ".join(hit.datasets), hit.relpath,
+                 ", ".join(hit.labels), hit.reason)
+                for hit in hits
+            ),
+            title=title,
+        )
     console.print(f"[dim]{result.timings_ms.get('total', 0):.1f} ms[/]")

@@ -6,21 +6,19 @@ from typing import Annotated
 
 import typer
 
+from samplehub.cli.common import Overrides, open_repository
+
 
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Hydra override KEY=VALUE (repeatable)"),
-    ] = None,
+    overrides: Overrides = None,
 ) -> None:
     """Serve the API (/docs), the review page (/review) and OpenAPI (/openapi.json)."""
     import uvicorn
 
     from samplehub.api import create_app
-    from samplehub.repository import Repository
 
-    app = create_app(Repository.open(overrides or []))
+    app = create_app(open_repository(overrides))
     print(f"SampleHub API on http://{host}:{port}/docs, review page on http://{host}:{port}/review")
     uvicorn.run(app, host=host, port=port, log_level="info")
