@@ -28,7 +28,7 @@ from samplehub.index.hamming import META_FILE, hash_index_path, load_hash_index
 from samplehub.models.hash_model import HashModel, load_hash_model
 from samplehub.repository import Repository
 from samplehub.retrieval.planner import AllowedPositions, SearchPlan, plan_hash_search
-from samplehub.retrieval.search import PositionMap
+from samplehub.retrieval.search import PositionedSearch, PositionMap
 from samplehub.retrieval.types import IndexChoice
 
 
@@ -45,7 +45,7 @@ def hamming_stamp(repo: Repository) -> tuple[HashModel, Hashable]:
 
 
 @dataclass
-class HammingSearch:
+class HammingSearch(PositionedSearch):
     """The champion hash model, its Hamming index and the positions of catalog rows.
 
     Attributes:
@@ -87,12 +87,6 @@ class HammingSearch:
             }
         }
 
-    def allowed(
-        self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
-    ) -> AllowedPositions:
-        """:meth:`PositionMap.allowed` (memoised per query label when unfiltered)."""
-        return self.positions.allowed(rows, excluded, key)
-
     def plan(
         self, choice: IndexChoice, n_candidates: int, k: int, config: RetrievalConfig
     ) -> SearchPlan:
@@ -114,12 +108,13 @@ class HammingSearch:
         Raises:
             SampleNotFoundError: the sample has no code in the index.
         """
-        if row < 0 or self.positions.row_position[row] < 0:
+        position = self.positions.position(row)
+        if position < 0:
             raise SampleNotFoundError(
                 f"sample {sample_id} has no code in the Hamming index of "
                 f"{self.model.model_version}; materialize hash_codes and hash_index"
             )
-        return int(self.positions.row_position[row])
+        return position
 
     def search_stored(
         self, plan: SearchPlan, position: int, k: int, allowed: AllowedPositions | None
@@ -164,8 +159,8 @@ class HammingSearch:
             subset = subset[np.argsort(self.positions.position_row[subset], kind="stable")]
         D, ids = self.index.search_rerank(codes_q, values_q, min(k, m), m, allowed=subset)
         found = ids >= 0
-        pos = np.searchsorted(self.index.ids, np.where(found, ids, 0))
-        rows = np.where(found, self.positions.position_row[np.minimum(pos, len(self.index) - 1)],
-                        -1)
+        # the index's ids ascend, so a returned id's rank among them is its position
+        positions = np.where(found, np.searchsorted(self.index.ids, np.where(found, ids, 0)), -1)
+        rows = self.positions.rows(positions)
         scores = np.where(found, 1.0 - D / self.index.n_bits, -np.inf).astype(np.float32)
         return scores, rows

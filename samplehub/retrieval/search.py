@@ -147,13 +147,29 @@ class PositionMap:
         allowed[positions[positions >= 0]] = False
         return AllowedPositions.of(allowed)
 
+    def position(self, row: int) -> int:
+        """The index position of catalog ``row``; -1 where the row is -1 or not indexed."""
+        return int(self.row_position[row]) if row >= 0 else -1
+
     def rows(self, positions: np.ndarray) -> np.ndarray:
         """Catalog rows of ``positions`` (any shape), -1 where a position is -1."""
         return np.where(positions >= 0, self.position_row[np.maximum(positions, 0)], -1)
 
 
+class PositionedSearch:
+    """What every :class:`VectorSearch` holding a :class:`PositionMap` answers alike."""
+
+    positions: PositionMap
+
+    def allowed(
+        self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
+    ) -> AllowedPositions:
+        """:meth:`PositionMap.allowed` (memoised per query label when unfiltered)."""
+        return self.positions.allowed(rows, excluded, key)
+
+
 @dataclass
-class IvfpqSearch:
+class IvfpqSearch(PositionedSearch):
     """The IVF-PQ index, zero-copy access to the full vectors it keeps, and its positions.
 
     The IVF-PQ search runs on the index under its ``IndexIDMap2`` with a bitmap selector
@@ -196,12 +212,6 @@ class IvfpqSearch:
     def metric(self) -> Metric:
         """``ip`` or ``l2``."""
         return self.index.params.metric
-
-    def allowed(
-        self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
-    ) -> AllowedPositions:
-        """:meth:`PositionMap.allowed` (memoised per query label when unfiltered)."""
-        return self.positions.allowed(rows, excluded, key)
 
     def plan(
         self, choice: IndexChoice, n_candidates: int, k: int, config: RetrievalConfig
@@ -262,14 +272,15 @@ class IvfpqSearch:
             SampleNotFoundError: the sample is not indexed.
             QueryError: the index keeps no full vectors (``refine=False``).
         """
-        if row < 0 or self.positions.row_position[row] < 0:
+        position = self.positions.position(row)
+        if position < 0:
             raise SampleNotFoundError(
                 f"sample {sample_id} is not in the catalog's feature index; compute its "
                 "features (asset image_features) and update the index (asset ivfpq_index)"
             )
         if self.xb is None:
             raise QueryError("query by sample id needs an index built with refine=True")
-        return int(self.positions.row_position[row])
+        return position
 
     def search_stored(
         self, plan: SearchPlan, position: int, k: int, allowed: AllowedPositions | None
