@@ -247,7 +247,13 @@ class SampleHubConfig:
 
 @dataclass
 class SourceConfig:
-    """Schema of one ``conf/sources/<name>.yaml`` file."""
+    """Schema of one ``conf/sources/<name>.yaml`` file.
+
+    The fields of :class:`samplehub.sources.SourceSpec`, which :func:`load_source` builds
+    from it with :meth:`~samplehub.sources.SourceSpec.from_record`. A copy, kept because
+    OmegaConf validates ``dict`` fields but not the spec's read-only ``Mapping`` ones;
+    tests/samplehub/test_config.py checks the two name the same fields.
+    """
 
     name: str
     uri: str

@@ -10,6 +10,7 @@ from samplehub.config import (
     REPO_CONF_DIR,
     SampleHubConfig,
     SceneTrainingConfig,
+    SourceConfig,
     load_config,
     load_source,
     load_sources,
@@ -17,6 +18,7 @@ from samplehub.config import (
 from samplehub.errors import ConfigError, LabelGraphError
 from samplehub.labels.merge import MergeSettings
 from samplehub.labels.settings import graph_settings_from_config
+from samplehub.sources import SourceSpec
 
 
 def test_defaults_compose_and_env_sets_home(home: Path) -> None:
@@ -123,3 +125,8 @@ def test_model_train_section_mirrors_the_scene_trainer() -> None:
     trainer = {f.name: (f.type, f.default) for f in fields(SceneTrainConfig) if f.name != "dim"}
     section = {f.name: (f.type, f.default) for f in fields(SceneTrainingConfig)}
     assert section == trainer
+
+
+def test_source_file_schema_names_every_field_of_the_spec() -> None:
+    """``load_source`` copies a source file into a SourceSpec by field name."""
+    assert {f.name for f in fields(SourceConfig)} == {f.name for f in fields(SourceSpec)}
