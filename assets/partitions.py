@@ -1,9 +1,13 @@
-"""Dynamic partitions, one per dataset (added by the new-dataset sensor or the demo), and
-the concurrency pool of the compute-heavy assets."""
+"""Dynamic partitions, one per dataset, and the compute-heavy assets' concurrency pool.
+
+Partitions are added by the new-dataset sensor or the demo.
+"""
 
 from dagster import DynamicPartitionsDefinition
 
-dataset_partitions = DynamicPartitionsDefinition(name="dataset")
+# The instance stores dynamic partition keys under this name.
+DATASET_PARTITIONS = "dataset"
+dataset_partitions = DynamicPartitionsDefinition(name=DATASET_PARTITIONS)
 
 # Ingest, feature extraction, index building and model training each use every core;
 # the instance limits this pool (``concurrency.pools`` in infra/dagster.yaml) so a batch

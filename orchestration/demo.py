@@ -20,7 +20,7 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 from rich.console import Console
 from rich.table import Table
 
-from assets.partitions import dataset_partitions
+from assets.partitions import DATASET_PARTITIONS
 from jobs.features import features_job, index_job
 from jobs.ingest import ingest_job
 from jobs.labels import label_graph_job
@@ -86,7 +86,7 @@ def main() -> int:
     dagster_home = write_instance_yaml(repo.config).parent
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     instance = DagsterInstance.get()
-    instance.add_dynamic_partitions(dataset_partitions.name, sorted(sources))
+    instance.add_dynamic_partitions(DATASET_PARTITIONS, sorted(sources))
     for name in sorted(sources):
         for job, assets in ((ingest_job, "samples, label_tree"), (features_job, "image_features")):
             console.print(f"[bold]materializing[/] {assets} of \\[{name}] ...")

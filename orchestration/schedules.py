@@ -18,7 +18,7 @@ from dagster import (
     schedule,
 )
 
-from assets.partitions import dataset_partitions
+from assets.partitions import DATASET_PARTITIONS
 from jobs.hashing import hash_training_job
 from jobs.ingest import ingest_job
 from samplehub.config import SampleHubConfig
@@ -34,7 +34,7 @@ def rescan_schedule(cron: str) -> ScheduleDefinition:
         New files in a dataset are catalogued; the automation then encodes and indexes just
         those samples (``samples`` reports a new data version only when rows were added).
         """
-        for name in context.instance.get_dynamic_partitions(dataset_partitions.name):
+        for name in context.instance.get_dynamic_partitions(DATASET_PARTITIONS):
             yield RunRequest(
                 partition_key=name,
                 run_key=f"rescan-{name}-{context.scheduled_execution_time:%Y%m%d%H%M}",

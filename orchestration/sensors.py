@@ -22,7 +22,7 @@ from dagster import (
     sensor,
 )
 
-from assets.partitions import dataset_partitions
+from assets.partitions import DATASET_PARTITIONS, dataset_partitions
 from assets.resources import SampleHubResource
 from jobs.hashing import hash_training_job
 from jobs.ingest import ingest_job
@@ -49,7 +49,7 @@ def new_dataset_sensor(
     requested once even if its partition is deleted and the sensor ticks again.
     """
     seen = set(json.loads(context.cursor)) if context.cursor else set()
-    existing = set(context.instance.get_dynamic_partitions(dataset_partitions.name))
+    existing = set(context.instance.get_dynamic_partitions(DATASET_PARTITIONS))
     available = samplehub.repository().available_sources()
     new = [name for name in sorted(available) if name not in seen | existing]
     if not new:

@@ -37,12 +37,19 @@ def thumbnail(record: SampleRecord, size: int) -> np.ndarray:
     rgb = rgb_composite(record.image, record.band_names, record.sensor)
     if rgb.shape[1:] == (size, size):
         return rgb
-    picture = Image.fromarray(rgb.transpose(1, 2, 0)).resize((size, size), Image.BILINEAR)
+    picture = Image.fromarray(rgb.transpose(1, 2, 0)).resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
     return np.asarray(picture).transpose(2, 0, 1)
 
 
 class DatasetStore:
-    """The Zarr group of one dataset."""
+    """The Zarr group of one dataset.
+
+    Args:
+        group: the dataset's Zarr group, holding ``images/`` and ``thumbs/``.
+        thumb_size: side in pixels of the square thumbnails written beside the images.
+    """
 
     def __init__(self, group: zarr.Group, thumb_size: int) -> None:
         self.group = group
@@ -57,7 +64,16 @@ class DatasetStore:
             )
             t = self.thumb_size
             thumbs.create_array(key, shape=(0, 3, t, t), chunks=(1, 3, t, t), dtype="uint8")
-        return images[key], thumbs[key]  # type: ignore[return-value]
+        return self._array(f"images/{key}"), self._array(f"thumbs/{key}")
+
+    def _array(self, path: str) -> zarr.Array:
+        node = self.group[path]
+        if not isinstance(node, zarr.Array):
+            raise SampleNotFoundError(
+                f"{path} in {self.group.store} is a group, not an image array; "
+                "re-ingest the dataset"
+            )
+        return node
 
     def append(self, records: Sequence[SampleRecord]) -> list[tuple[str, int]]:
         """Append records' images and thumbnails; returns (array key, row) per record."""
@@ -87,20 +103,27 @@ class DatasetStore:
 
     def images(self, key: str, rows: np.ndarray) -> np.ndarray:
         """(n, C, H, W) images of several rows of one array (one read per chunk)."""
-        array = self.group[f"images/{key}"]
-        return array.get_orthogonal_selection((np.asarray(rows),))  # type: ignore[union-attr]
+        array = self._array(f"images/{key}")
+        return np.asarray(array.get_orthogonal_selection((np.asarray(rows),)))
 
     def _read(self, kind: str, key: str, index: int) -> np.ndarray:
         path = f"{kind}/{key}"
-        if path not in self.group or not 0 <= index < self.group[path].shape[0]:
+        array = self._array(path) if path in self.group else None
+        if array is None or not 0 <= index < array.shape[0]:
             raise SampleNotFoundError(
                 f"no {kind[:-1]} at {path}[{index}] in {self.group.store}; re-ingest the dataset"
             )
-        return self.group[path][index]  # type: ignore[index,return-value]
+        return np.asarray(array[index])
 
 
 class SampleStore:
-    """All datasets' Zarr stores under one root (``<home>/zarr/<dataset>.zarr``)."""
+    """All datasets' Zarr stores under one root (``<home>/zarr/<dataset>.zarr``).
+
+    Args:
+        root: local path or fsspec URL (``s3://bucket/zarr``) holding ``<dataset>.zarr``.
+        thumb_size: side in pixels of the thumbnails written at ingest.
+        storage_options: fsspec options for a remote root (endpoint, credentials).
+    """
 
     def __init__(
         self,
