@@ -1,5 +1,8 @@
-"""Label-graph assets: ``label_graph`` (every ``label_tree`` partition merged) and
-``label_embeddings``, with their checks (IS_A acyclic, every dataset label maps)."""
+"""Label-graph assets ``label_graph`` and ``label_embeddings``, with their checks.
+
+``label_graph`` merges every ``label_tree`` partition; its checks assert that IS_A is
+acyclic and that every dataset label maps.
+"""
 
 from dagster import (
     AllPartitionMapping,
@@ -26,8 +29,10 @@ from samplehub.labels.workflow import catalog_label_trees, commit_label_trees
     automation_condition=across_datasets(),
 )
 def label_graph(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
-    """Every dataset's label tree merged by Algorithm 1, with ``CO_OCCURS`` counts from the
-    multi-label samples in the catalog; one new version."""
+    """Every dataset's label tree merged by Algorithm 1, as one new graph version.
+
+    ``CO_OCCURS`` counts come from the multi-label samples in the catalog.
+    """
     repo = samplehub.repository()
     found = catalog_label_trees(repo.catalog, context.instance.get_dynamic_partitions("dataset"))
     multilabel = catalog_multilabel_samples(repo.catalog, found.trees)

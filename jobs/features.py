@@ -1,5 +1,4 @@
-"""Feature jobs: encode one dataset partition; index and prototype every feature; train the
-scene model."""
+"""Feature jobs: encode a partition, index and prototype every feature, train the scene model."""
 
 from dagster import AssetSelection, define_asset_job
 

@@ -1,5 +1,7 @@
-"""Schedules: a periodic rescan of every dataset partition (new files are picked up) and a
-periodic retraining of the hash models (a run is promoted only if it beats the champion).
+"""Schedules: a periodic rescan of every dataset and a periodic retraining of the hash models.
+
+A rescan picks up new files in every dataset partition; a retraining run is promoted only if
+it beats the champion.
 
 Their cron strings are configuration (``rescan_cron``, ``hashing.retrain_cron``), so the
 schedules are built by :func:`build_schedules` from a loaded configuration, which

@@ -1,7 +1,9 @@
-"""Sensors: a new dataset (a new conf/sources/*.yaml or a new folder under the watched
-root) becomes a partition and a run of the ingestion job; enough new samples since the
-hash champion was trained request a retraining run; the automation condition sensor
-carries everything downstream of ``samples`` (``assets/automation.py``).
+"""Sensors: new datasets, hash retraining and the automation conditions.
+
+A new dataset (a new conf/sources/*.yaml or a new folder under the watched root) becomes a
+partition and a run of the ingestion job; enough new samples since the hash champion was
+trained request a retraining run; the automation condition sensor carries everything
+downstream of ``samples`` (``assets/automation.py``).
 
 All of them are on in the shipped definitions: a deployment started with ``dg dev``
 ingests and indexes a dropped folder without anyone switching a sensor on.

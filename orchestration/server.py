@@ -160,7 +160,9 @@ class DevServer:
             self.process.wait(timeout)
 
     def __enter__(self) -> DevServer:
+        """Start the server; ``with DevServer(...) as server:`` stops it on leaving."""
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
+        """Stop the server, whether or not the block raised."""
         self.stop()
