@@ -23,8 +23,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "eurosat_rgb"
@@ -49,7 +55,9 @@ def load_eurosat(root: Path, n_images: int, seed: int = 0) -> tuple[np.ndarray, 
     return np.stack(images), np.asarray(labels)
 
 
-def timed_extract(encoder, images: np.ndarray, **kwargs) -> tuple[np.ndarray, float]:
+def timed_extract(
+    encoder: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, **kwargs: Any
+) -> tuple[np.ndarray, float]:
     """Features and images per second of one extraction pass (after a one-batch warm-up)."""
     from ml.features.extract import extract_features
 

@@ -62,6 +62,7 @@ def recall(I: np.ndarray, I_exact: np.ndarray) -> float:
 
 
 def main() -> None:
+    """Train DMCH, build both Hamming indexes and IVF-PQ, write ``bench/results/hamming.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--epochs", type=int, default=5)

@@ -1,6 +1,6 @@
 """Deep hashing retrieval quality (DMCH, DUWH, LSH, ITQ), reported with Hamming latency.
 
-Claims (issue 5):
+Claims:
 
 * DMCH on UC Merced, 60/40 split, mAP over the whole ranked database at 32/64/96 bits.
   Paper: ``../shared/papers/dmch-deep-metric-category-hashing.txt``, Table 1 (DMCH row:

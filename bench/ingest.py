@@ -1,5 +1,6 @@
-"""Ingest throughput (issue: foundation; main paper section 4.3.1 reports ~55 samples/s,
-100,000 samples in 30 min on a 5-node cluster).
+"""Ingest throughput against main paper section 4.3.1 (~55 samples/s on a 5-node cluster).
+
+The paper ingests 100,000 samples in 30 min on that cluster.
 
 Ingests EuroSAT (27,000) and UC Merced (2,100) into a fresh home with the configured
 thread pool, and the same with one worker as the in-run baseline. Writes

@@ -1,6 +1,6 @@
 """End-to-end dataset integration throughput: catalog + Zarr + features + index update.
 
-Claim (issue 4; main paper section 4.2 / 4.3.1: 100,000 samples in 30 min on a 5-node GPU
+Claim (main paper section 4.2 / 4.3.1: 100,000 samples in 30 min on a 5-node GPU
 cluster, i.e. ~55 samples/s): on this 2-core CPU, integrating EuroSAT RGB end to end —
 ingest (decode, Delta rows, Zarr pixels and thumbnails), image features (EfficientNet-Lite0
 multi-scale encoder at 224 px, channels-last + bf16 where the CPU has it) and the IVF-PQ

@@ -1,6 +1,6 @@
 """Synonym-mapping quality of Algorithm 1: text-only, structure-only, combined.
 
-Claim (issue 3): merging eight scene datasets' class lists into the Million-AID base
+Claim: merging eight scene datasets' class lists into the Million-AID base
 taxonomy maps synonyms across datasets to one unified label with precision >= 0.9 and
 recall >= 0.8 on crosswalk labels the tuning never saw. Paper: section 3.3.1 (weighted
 text + structural similarity), Algorithm 1.
@@ -36,7 +36,7 @@ from samplehub.config import load_config
 from samplehub.labels.crosswalk import PairScore, load_crosswalk, score_graph
 from samplehub.labels.merge import LabelSemantics, MergeSettings, build_base_graph
 from samplehub.labels.osm import OsmSemanticNetwork
-from samplehub.labels.settings import graph_settings_from_config
+from samplehub.labels.settings import GraphSettings, graph_settings_from_config
 from samplehub.labels.taxonomy import base_taxonomy, dataset_labels, load_taxonomy_file
 from samplehub.labels.workflow import merge_label_trees, open_semantics
 
@@ -53,10 +53,16 @@ DATASETS = [
 ]
 THRESHOLDS = [round(0.70 + 0.025 * i, 3) for i in range(11)]
 TEXT_WEIGHTS = [0.5, 0.6, 0.7, 0.8, 0.9]
+# Split name -> groups of label ids that should merge (:func:`load_crosswalk`).
+Crosswalk = dict[str, list[list[str]]]
 
 
 def run(
-    semantics: LabelSemantics, settings, merge: MergeSettings, crosswalk, shipped: bool = False
+    semantics: LabelSemantics,
+    settings: GraphSettings,
+    merge: MergeSettings,
+    crosswalk: Crosswalk,
+    shipped: bool = False,
 ) -> dict[str, PairScore]:
     """Merge all datasets with ``merge`` settings and score every split.
 
@@ -76,7 +82,12 @@ def run(
     return {split: score_graph(graph, groups) for split, groups in crosswalk.items()}
 
 
-def tune(semantics, settings, crosswalk, text_weights: list[float]) -> dict:
+def tune(
+    semantics: LabelSemantics,
+    settings: GraphSettings,
+    crosswalk: Crosswalk,
+    text_weights: list[float],
+) -> dict:
     """Best (text_weight, map_threshold) on the tuning split; held-out scores for it."""
     best: tuple[tuple[float, float], MergeSettings, dict[str, PairScore]] | None = None
     for a in text_weights:
@@ -110,7 +121,7 @@ def tune(semantics, settings, crosswalk, text_weights: list[float]) -> dict:
     }
 
 
-def shipped_row(semantics, settings, combined: dict) -> dict:
+def shipped_row(semantics: LabelSemantics, settings: GraphSettings, combined: dict) -> dict:
     """Held-out and tuning scores of the shipped folder names with the tuned parameters."""
     crosswalk = load_crosswalk(ROOT / "tests" / "data" / "label_crosswalk_shipped.yaml")
     merge = replace(

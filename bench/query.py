@@ -1,4 +1,4 @@
-"""Query latency vs repository size and concurrency, next to exact search (issue 4).
+"""Query latency vs repository size and concurrency, next to exact search.
 
 Claim (main paper, section 4.3.1, Figs. 8-9): with an IVF-PQ index the supplementary
 sample query time stays about flat from 10k to 1M samples. Bars on this 2-core machine:
@@ -264,6 +264,7 @@ def pct(x: np.ndarray, q: float) -> float:
 
 
 def main() -> None:
+    """Measure every size and client count and write ``bench/results/query.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--requests", type=int, default=400)

@@ -22,10 +22,16 @@ Writes ``bench/results/supplementary.json``. Run: ``python bench/supplementary.p
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from common import machine, require_data, write_json
 from query import COMMON_LABELS, label_graph, prototypes, real_features, samples_table
+
+if TYPE_CHECKING:
+    from samplehub.retrieval.snapshot import SampleSnapshot
+    from samplehub.retrieval.types import QueryResult
 
 # Query label (unified id in the label graph) -> UC Merced multi-label annotation label that
 # shows it. The annotation has no river, road or residential class, so each maps to the
@@ -45,7 +51,7 @@ ANNOTATION = {
 }
 
 
-def read_annotation(path) -> dict[str, set[str]]:
+def read_annotation(path: Path) -> dict[str, set[str]]:
     """Image name (``river05``) -> its annotation labels."""
     lines = path.read_text().splitlines()
     header = lines[0].split("\t")[1:]
@@ -55,7 +61,9 @@ def read_annotation(path) -> dict[str, set[str]]:
     }
 
 
-def score_label(label: str, result, snapshot, annotation: dict[str, set[str]]) -> dict:
+def score_label(
+    label: str, result: QueryResult, snapshot: SampleSnapshot, annotation: dict[str, set[str]]
+) -> dict:
     """Precision / accuracy of one query label's supplementary samples on UC Merced."""
     target = ANNOTATION[label]
     exact = {h.sample_id for h in result.exact}
@@ -89,6 +97,7 @@ def weighted(rows: list[dict], key: str) -> float | None:
 
 
 def main() -> None:
+    """Query each common label on EuroSAT + UC Merced and score its supplementary samples."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=200, help="supplementary samples per label")
     parser.add_argument("--max-label-distance", type=float, default=1.0)
