@@ -50,7 +50,7 @@ from common import REPO, machine, require_data, write_json
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from dagster import AssetCheckKey, AssetKey, DagsterInstance, DagsterRun
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, DagsterRun, RunRecord
 
 from jobs.features import features_job, index_job
 from jobs.ingest import ingest_job
@@ -206,6 +206,7 @@ def main() -> None:
         "passed": to_queryable <= BAR_SECONDS,
         "runs_launched": len(runs),
         "runs": sorted(run_line(r.dagster_run) for r in runs),
+        "timeline": timeline(runs, started),
         "duplicate_materializations": sum(n - 1 for n in counts.values() if n > 1),
         "materializations": {f"{a}[{p}]" if p else a: n for (a, p), n in sorted(counts.items())},
         "baseline_run_compute_seconds": round(compute_s, 1),
@@ -237,6 +238,27 @@ def run_line(run: DagsterRun) -> str:
     """``job[partition] STATUS`` of one run."""
     partition = run.tags.get("dagster/partition", "")
     return f"{run.job_name}[{partition}] {run.status.value}"
+
+
+def timeline(runs: list[RunRecord], started: float) -> list[dict[str, object]]:
+    """Each run's assets, and its queue, start and end in seconds from the drop.
+
+    ``queued_s`` to ``started_s`` is the run queue and the process start; the gap between
+    one run's end and the next one's creation is the sensor and automation tick latency.
+    """
+    def since(t: float | None) -> float | None:
+        return None if t is None else round(t - started, 1)
+
+    rows = []
+    for r in sorted(runs, key=lambda r: r.create_timestamp):
+        run = r.dagster_run
+        assets = sorted(k.to_user_string() for k in run.asset_selection or ())
+        rows.append({
+            "run": run_line(run), "assets": assets,
+            "created_s": since(r.create_timestamp.timestamp()),
+            "started_s": since(r.start_time), "ended_s": since(r.end_time),
+        })
+    return rows
 
 
 def latest_check_value(instance: DagsterInstance, asset: str, check: str) -> float | None:

@@ -39,7 +39,7 @@ automation_sensor = AutomationConditionSensorDefinition(
 )
 
 
-@sensor(job=ingest_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING)
+@sensor(job=ingest_job, minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)
 def new_dataset_sensor(
     context: SensorEvaluationContext, samplehub: SampleHubResource
 ) -> SensorResult:
