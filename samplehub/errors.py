@@ -32,18 +32,20 @@ class ConfigError(SampleHubError, ValueError):
     """A configuration key is unknown, missing or of the wrong type."""
 
 
-class DatasetNotFoundError(SampleHubError, KeyError):
+class LookupFailedError(SampleHubError, KeyError):
+    """A name or id looked up is not there; its message prints as written."""
+
+    def __str__(self) -> str:
+        """The message as given (``KeyError`` alone would print it quoted)."""
+        return str(self.args[0]) if self.args else ""
+
+
+class DatasetNotFoundError(LookupFailedError):
     """A dataset name is not in the catalog's registry."""
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
-
-class SampleNotFoundError(SampleHubError, KeyError):
+class SampleNotFoundError(LookupFailedError):
     """A sample id is not in the catalog."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class IndexNotTrainedError(SampleHubError, RuntimeError):
@@ -51,7 +53,12 @@ class IndexNotTrainedError(SampleHubError, RuntimeError):
 
 
 class OptionalDependencyError(SampleHubError, ImportError):
-    """A feature needs an extra that is not installed."""
+    """A feature needs an extra that is not installed.
+
+    Args:
+        package: the missing import, as the message names it.
+        extra: the samplehub extra that installs it (``pip install 'samplehub[<extra>]'``).
+    """
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
@@ -67,22 +74,16 @@ class ManifestRowError(ManifestError, InvalidSampleError):
     """One manifest row names a sample that is not there; the row is quarantined, not fatal."""
 
 
-class BuildNotFoundError(SampleHubError, KeyError):
+class BuildNotFoundError(LookupFailedError):
     """A logical dataset (build) id is not among the stored builds."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class ExportExistsError(SampleHubError, FileExistsError):
     """An export's target directory already exists and overwriting was not asked for."""
 
 
-class UnknownLabelError(SampleHubError, KeyError):
+class UnknownLabelError(LookupFailedError):
     """A query names a label that is not in the label graph."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class QueryError(SampleHubError, ValueError):

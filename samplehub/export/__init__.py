@@ -1,5 +1,8 @@
-"""Application-tailored datasets (main paper, section 3.4.3): spec -> logical dataset ->
-review feedback -> export (ImageFolder, Parquet/CSV manifest, STAC items, Zarr bundle)."""
+"""Application-tailored datasets (main paper, section 3.4.3).
+
+A spec becomes a logical dataset, review feedback refines it, and an export writes it out
+(ImageFolder, Parquet/CSV manifest, STAC items, Zarr bundle).
+"""
 
 from samplehub.export.builder import LogicalDataset, Member, QueryFunction, build_dataset
 from samplehub.export.builds import BuildStore

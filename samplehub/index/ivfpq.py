@@ -105,8 +105,10 @@ class IvfpqIndex:
 
     @property
     def inner(self) -> Any:
-        """The index under the id map (``IndexRefineFlat``, or ``IndexIVFPQ`` without
-        refine); it answers with positions instead of sample ids."""
+        """The index under the id map; it answers with positions instead of sample ids.
+
+        An ``IndexRefineFlat``, or the ``IndexIVFPQ`` itself for an index built without refine.
+        """
         idmap: Any = self.index
         return faiss.downcast_index(idmap.index)
 
@@ -117,8 +119,10 @@ class IvfpqIndex:
 
     @property
     def flat(self) -> Any | None:
-        """The refine store, an ``IndexFlat`` of the full vectors by position; None for an
-        index built with ``refine=False``."""
+        """The refine store, an ``IndexFlat`` of the full vectors by position.
+
+        None for an index built with ``refine=False``.
+        """
         return faiss.downcast_index(self.inner.refine_index) if self.params.refine else None
 
 
@@ -203,7 +207,7 @@ def coarse_centroids(xt: np.ndarray, nlist: int, metric: Metric, seed: int) -> n
 
 
 def ivf_search_parameters(index: faiss.Index, nprobe: int, max_codes: int = 0) -> Any:
-    """faiss ``SearchParametersIVF`` scanning ``nprobe`` cells of ``index``'s IVF.
+    """The faiss ``SearchParametersIVF`` scanning ``nprobe`` cells of ``index``'s IVF.
 
     ``max_codes`` > 0 stops a query's scan once it has visited that many codes (faiss
     finishes the cell it is in): cells in dense regions hold more than ``cell_size``
@@ -417,7 +421,7 @@ def search(
     k_factor: int,
     max_codes: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest neighbours of each query: IVF-PQ candidates, exactly re-ranked.
+    """The k nearest neighbours of each query: IVF-PQ candidates, exactly re-ranked.
 
     Search parameters travel with the call (faiss ``SearchParameters``), so concurrent
     searches with different settings do not interfere. ``nprobe`` and ``k_factor`` have
@@ -461,7 +465,7 @@ def search(
 def search_parameters(
     index: IvfpqIndex, nprobe: int, k_factor: int, max_codes: int = 0, selector: Any = None
 ) -> Any:
-    """faiss search parameters for ``index``, with or without exact re-ranking.
+    """The faiss search parameters for ``index``, with or without exact re-ranking.
 
     The IVF settings of :func:`ivf_search_parameters` (plus ``selector``, if any), wrapped
     in ``IndexRefineSearchParameters`` with ``k_factor`` when ``index`` re-ranks. They

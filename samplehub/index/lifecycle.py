@@ -52,7 +52,7 @@ Action = Literal["built", "added", "retrained", "unchanged"]
 
 
 def index_path(config: SampleHubConfig, model_version: str) -> Path:
-    """``<home>/index/ivfpq/<model_version>`` (characters other than ``[\\w.-]`` become ``_``)."""
+    r"""``<home>/index/ivfpq/<model_version>`` (characters other than ``[\w.-]`` become ``_``)."""
     return config.home_path / "index" / "ivfpq" / re.sub(r"[^\w.-]", "_", model_version)
 
 

@@ -58,6 +58,7 @@ class AssociationWeights:
     max_distance: float = 3.0
 
     def __post_init__(self) -> None:
+        """Reject out-of-range settings with a :class:`LabelGraphError` naming the key."""
         for name in ("alpha", "beta"):
             if getattr(self, name) <= 0:
                 raise LabelGraphError(f"association.{name} must be > 0, got {getattr(self, name)}")

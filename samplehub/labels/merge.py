@@ -98,6 +98,7 @@ class MergeSettings:
     definition_sentences: int = 2
 
     def __post_init__(self) -> None:
+        """Reject out-of-range settings with a :class:`LabelGraphError` naming the key."""
         if self.k < 1:
             raise LabelGraphError(f"merge.k must be >= 1, got {self.k}")
         if not 0 <= self.text_weight <= 1:

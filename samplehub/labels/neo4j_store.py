@@ -1,5 +1,7 @@
-"""Neo4j backend of the label graph (main paper, section 3.3.2: "stored and managed using
-the Neo4j graph database").
+"""Neo4j backend of the label graph.
+
+Main paper, section 3.3.2: the label graph is "stored and managed using the Neo4j graph
+database".
 
 Each version is a set of ``(:Label {graph_version, id, ...})`` nodes with typed
 relationships (``IS_A``, ``SIMILAR``, ``CO_OCCURS``, ``MAPS_TO``) plus one

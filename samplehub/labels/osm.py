@@ -310,8 +310,11 @@ class OsmSemanticNetwork:
         return TagMatch()
 
     def _lookup(self, phrase: list[str]) -> list[str]:
-        """Concepts named by one phrase: value (or plural), ``key value``, ``-al`` noun,
-        ``-al``/``-ial`` adjective of a noun."""
+        """Concepts named by one phrase.
+
+        Tried in order: the tag value (or its plural), ``key value``, the ``-al`` noun, and
+        the noun of an ``-al``/``-ial`` adjective.
+        """
         name = "_".join(phrase)
         found = self._by_name.get(name, []) + self._by_name.get(f"{name}s", [])
         if not found and name in self._by_tag:
@@ -348,8 +351,7 @@ class OsmSemanticNetwork:
         return len(cit_a & cit_b) / math.sqrt(len(cit_a) * len(cit_b))
 
     def structural_similarity(self, a: TagMatch, b: TagMatch) -> float | None:
-        """Label-level structural similarity (module docstring); ``None`` when a label
-        has no tags.
+        """Label-level structural similarity (module docstring); ``None`` for a tagless label.
 
         Best co-citation between the two labels' tags, times ``narrower_decay`` per
         narrower hop: none when both labels carry the same qualifier, else one per

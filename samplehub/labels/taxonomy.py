@@ -160,8 +160,10 @@ def dataset_labels(data: dict[str, Any], dataset: str, shipped: bool = False) ->
 
 
 def label_vocabulary(data: dict[str, Any]) -> frozenset[str]:
-    """Words of label names (``dense_residential`` -> ``dense``, ``residential``), used
-    to segment glued names such as UC Merced's ``denseresidential``."""
+    """Words of label names (``dense_residential`` -> ``dense``, ``residential``).
+
+    They segment glued names such as UC Merced's ``denseresidential``.
+    """
     words: set[str] = set()
     glued: set[str] = set()
     single: dict[str, set[str]] = {}

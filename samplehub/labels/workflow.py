@@ -57,8 +57,10 @@ def open_semantics(
 
 
 def open_store(settings: GraphSettings, home: str | Path) -> LabelGraphStore:
-    """The store of the configured backend (a repository's is
-    :attr:`~samplehub.repository.Repository.labels`)."""
+    """The label-graph store of the configured backend.
+
+    A repository's is :attr:`~samplehub.repository.Repository.labels`.
+    """
     if settings.backend == "neo4j":
         from samplehub.labels.neo4j_store import Neo4jLabelGraphStore
 

@@ -106,8 +106,9 @@ class QueryContext:
         return self.ivfpq
 
     def load_search(self, choice: IndexChoice, repo: Repository) -> VectorSearch | None:
-        """:meth:`vector_search`, first loading what ``choice`` needs and this context
-        loads on demand (the Hamming index for ``hash``).
+        """:meth:`vector_search`, first loading what ``choice`` needs and is loaded on demand.
+
+        That is the Hamming index for ``hash``.
 
         Raises:
             IndexNotTrainedError: as :meth:`vector_search`; for ``hash`` also no champion
@@ -118,8 +119,9 @@ class QueryContext:
         return self.vector_search(choice)
 
     def attach_hamming(self, repo: Repository) -> HammingSearch:
-        """The champion's Hamming index over this snapshot, loaded once per champion and
-        index file (reloaded when either changed).
+        """The champion's Hamming index over this snapshot, loaded once per champion and file.
+
+        It is reloaded when either changed.
 
         Raises:
             IndexNotTrainedError: no champion hash model, or no Hamming index for it.
@@ -223,8 +225,11 @@ class QueryContexts:
         self._lock = threading.Lock()
 
     def current(self) -> QueryContext:
-        """The context of the repository as it is now: the cached one while its
-        :func:`repository_stamp` is unchanged, else a fresh :func:`load_context`."""
+        """The context of the repository as it is now.
+
+        The cached one while its :func:`repository_stamp` is unchanged, else a fresh
+        :func:`load_context`.
+        """
         stamp = repository_stamp(self.repo)
         with self._lock:
             if self._current is None or self._current[0] != stamp:

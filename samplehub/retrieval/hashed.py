@@ -33,8 +33,9 @@ from samplehub.retrieval.types import IndexChoice
 
 
 def hamming_stamp(repo: Repository) -> tuple[HashModel, Hashable]:
-    """The champion hash model of ``repo`` (its weights loaded once, ``Repository.models``)
-    and a value that changes with it or its index.
+    """The champion hash model of ``repo`` and a value that changes with it or its index.
+
+    The model's weights are loaded once (``Repository.models``).
 
     Raises:
         IndexNotTrainedError: no champion hash model.
@@ -90,8 +91,10 @@ class HammingSearch(PositionedSearch):
     def plan(
         self, choice: IndexChoice, n_candidates: int, k: int, config: RetrievalConfig
     ) -> SearchPlan:
-        """:func:`~samplehub.retrieval.planner.plan_hash_search` (``choice`` is ``hash``;
-        the Hamming settings are the index's and ``hashing.top_m``, not ``config``'s)."""
+        """:func:`~samplehub.retrieval.planner.plan_hash_search` (``choice`` is ``hash``).
+
+        The Hamming settings are the index's and ``hashing.top_m``, not ``config``'s.
+        """
         return plan_hash_search(n_candidates, len(self.index), self.index.kind,
                                 self.model.model_version, k, self.top_m, self.index.nprobe)
 
@@ -119,8 +122,10 @@ class HammingSearch(PositionedSearch):
     def search_stored(
         self, plan: SearchPlan, position: int, k: int, allowed: AllowedPositions | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`search_codes` with the indexed code (1, K) and pre-quantization values
-        (1, K) at ``position`` as the query."""
+        """:meth:`search_codes` with the indexed sample at ``position`` as the query.
+
+        The query is that sample's code (1, K) and pre-quantization values (1, K).
+        """
         if self.index.values is None:
             raise ValueError("the Hamming index keeps no pre-quantization values")
         code = unpack_codes(self.index.packed[position : position + 1], self.index.n_bits)

@@ -40,8 +40,10 @@ class VectorSearch(Protocol):
     def allowed(
         self, rows: np.ndarray | None, excluded: np.ndarray, key: Hashable | None = None
     ) -> AllowedPositions:
-        """Positions that are catalogued, in ``rows``, not ``excluded``
-        (:meth:`PositionMap.allowed`); memoised under ``key`` when ``rows`` is None."""
+        """Positions that are catalogued, in ``rows``, not ``excluded``.
+
+        As :meth:`PositionMap.allowed`; memoised under ``key`` when ``rows`` is None.
+        """
         ...
 
     def plan(
@@ -62,8 +64,9 @@ class VectorSearch(Protocol):
         ...
 
     def position_of(self, row: int, sample_id: int) -> int:
-        """The index position of catalog ``row`` (sample ``sample_id``; ``row`` -1: not in
-        the catalog), for a query by an indexed sample.
+        """The index position of catalog ``row``, for a query by an indexed sample.
+
+        ``row`` holds sample ``sample_id``; -1 means the sample is not in the catalog.
 
         Raises:
             SampleNotFoundError: the sample is not in this index.
@@ -99,8 +102,10 @@ class PositionMap:
 
     @classmethod
     def of(cls, ids: np.ndarray, sample_id: np.ndarray) -> PositionMap:
-        """The map for an index holding ``ids`` (ntotal,) by position over catalog rows
-        holding ``sample_id`` (n,); ``ids`` need not be sorted."""
+        """The map for an index holding ``ids`` (ntotal,) by position.
+
+        Catalog rows hold ``sample_id`` (n,); ``ids`` need not be sorted.
+        """
         n = len(sample_id)
         row_position = np.full(n, -1, dtype=np.int64)
         position_row = np.full(len(ids), -1, dtype=np.int64)
@@ -193,8 +198,10 @@ class IvfpqSearch(PositionedSearch):
 
     @classmethod
     def of(cls, index: IvfpqIndex, sample_id: np.ndarray) -> IvfpqSearch:
-        """Wrap ``index`` for catalog rows holding ``sample_id``; the vector view lives as
-        long as the index."""
+        """Wrap ``index`` for catalog rows holding ``sample_id``.
+
+        The vector view of the refine store lives as long as the index.
+        """
         ids = index.ids
         flat = index.flat
         xb = None
@@ -222,8 +229,7 @@ class IvfpqSearch(PositionedSearch):
     def search(
         self, plan: SearchPlan, xq: np.ndarray, k: int, allowed: AllowedPositions | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Cosine similarities (:meth:`similarity`) and catalog rows of
-        :meth:`search_positions`."""
+        """Cosine similarities (:meth:`similarity`) and catalog rows of :meth:`search_positions`."""
         D, I = self.search_positions(plan, xq, k, allowed)
         return self.similarity(D), self.positions.rows(I)
 

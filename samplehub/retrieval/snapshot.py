@@ -59,6 +59,7 @@ class SampleSnapshot:
     copies: dict[int, np.ndarray]
 
     def __len__(self) -> int:
+        """Number of samples (catalog rows) in the snapshot."""
         return len(self.sample_id)
 
     @classmethod

@@ -1,7 +1,7 @@
-"""Multi-label manifests joined to a folder of images: the UC Merced multi-label format.
+r"""Multi-label manifests joined to a folder of images: the UC Merced multi-label format.
 
 The UC Merced multi-label annotation (Chaudhuri et al., IEEE TGRS 2017) is a tab-separated
-file with CRLF line ends: a header ``IMAGE\\LABEL<TAB>airplane<TAB>...<TAB>water`` and one
+file with CRLF line ends: a header ``IMAGE\LABEL<TAB>airplane<TAB>...<TAB>water`` and one
 row per image, ``agricultural00<TAB>0<TAB>1<TAB>...``. The image id is the file stem of an
 image found anywhere under ``options["images"]`` (default: the manifest's folder).
 
@@ -169,7 +169,7 @@ class MultilabelManifestSource(Source):
 
     @classmethod
     def detect(cls, fs: fsspec.AbstractFileSystem, root: str) -> bool:
-        """A ``.txt``/``.tsv`` file whose first line starts with ``IMAGE\\LABEL``."""
+        r"""A ``.txt``/``.tsv`` file whose first line starts with ``IMAGE\LABEL``."""
         if not root.lower().endswith(MANIFEST_SUFFIXES) or not fs.isfile(root):
             return False
         with fs.open(root, "rb") as f:
