@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -73,7 +75,7 @@ def test_pr_curve_hamming_by_hand() -> None:
     assert recall.tolist() == pytest.approx([0.5, 1.0, 1.0])
 
 
-def test_pr_curve_ranking_and_plot(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_pr_curve_ranking_and_plot(tmp_path: Path) -> None:
     D = np.array([[0.0, 1.0, 2.0, 3.0]])
     rel = np.array([[True, False, True, False]])
     precision, recall = pr_curve(D, rel, n_points=4)

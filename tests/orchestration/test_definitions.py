@@ -10,6 +10,7 @@ import pytest
 from dagster import (
     DagsterInstance,
     Definitions,
+    ExecuteInProcessResult,
     SensorResult,
     build_schedule_context,
     build_sensor_context,
@@ -48,7 +49,7 @@ def test_definitions_are_loadable() -> None:
     assert defs.resolve_job_def("ingest_dataset") is not None
 
 
-def materialize_partition(instance: DagsterInstance, key: str):
+def materialize_partition(instance: DagsterInstance, key: str) -> ExecuteInProcessResult:
     instance.add_dynamic_partitions(dataset_partitions.name, [key])
     return defs.resolve_job_def("ingest_dataset").execute_in_process(
         partition_key=key, instance=instance

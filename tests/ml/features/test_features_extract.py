@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +29,7 @@ def images() -> np.ndarray:
     return big.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def test_cpu_flags_parse_cpuinfo(tmp_path) -> None:
+def test_cpu_flags_parse_cpuinfo(tmp_path: Path) -> None:
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu avx512f amx_bf16\n\nprocessor\t: 1\n")
     assert cpu_flags(info) == {"fpu", "avx512f", "amx_bf16"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -67,7 +69,7 @@ def test_training_rejects_bad_labels() -> None:
         train_scene_model(x, Y, CHANNELS, label_names=["a"])
 
 
-def test_mlflow_tracks_and_registers(tmp_path) -> None:
+def test_mlflow_tracks_and_registers(tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
     import mlflow
 

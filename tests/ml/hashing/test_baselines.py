@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 
@@ -9,9 +11,12 @@ from ml.hashing.baselines import ITQ, LSH
 from ml.hashing.dmch import hamming_distances
 from ml.metrics import mean_average_precision, relevance
 
+if TYPE_CHECKING:
+    from conftest import Clusters
+
 
 @pytest.mark.parametrize("cls", [LSH, ITQ])
-def test_codes_are_binary_with_right_shape(cls, clusters) -> None:  # type: ignore[no-untyped-def]
+def test_codes_are_binary_with_right_shape(cls: type[LSH | ITQ], clusters: Clusters) -> None:
     x, _ = clusters
     codes = cls(16).fit(x).encode(x[:7])
     assert codes.shape == (7, 16)
@@ -19,7 +24,7 @@ def test_codes_are_binary_with_right_shape(cls, clusters) -> None:  # type: igno
     assert set(np.unique(codes)) <= {0, 1}
 
 
-def test_itq_beats_lsh_and_chance(clusters) -> None:  # type: ignore[no-untyped-def]
+def test_itq_beats_lsh_and_chance(clusters: Clusters) -> None:
     x, y = clusters
     rel = relevance(y, y)
     maps = {}
@@ -30,7 +35,7 @@ def test_itq_beats_lsh_and_chance(clusters) -> None:  # type: ignore[no-untyped-
     assert maps["ITQ"] >= maps["LSH"] > 0.3
 
 
-def test_itq_bits_balanced(clusters) -> None:  # type: ignore[no-untyped-def]
+def test_itq_bits_balanced(clusters: Clusters) -> None:
     x, _ = clusters
     codes = ITQ(8).fit(x).encode(x)
     assert np.all(np.abs(codes.mean(axis=0) - 0.5) < 0.45)

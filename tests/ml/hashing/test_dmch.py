@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
 
 from ml.hashing import dmch
+
+if TYPE_CHECKING:
+    from conftest import Clusters
 
 
 def test_network_shapes_and_codes() -> None:
@@ -92,7 +96,7 @@ def test_loss_terms_and_switches() -> None:
         dmch.dmch_loss(u, logits, y, off, triplets)
 
 
-def test_loss_falls_on_clustered_data(clusters) -> None:  # type: ignore[no-untyped-def]
+def test_loss_falls_on_clustered_data(clusters: Clusters) -> None:
     x, y = clusters
     torch.manual_seed(0)
     model = dmch.DMCHNet(x.shape[1], 16, 5)

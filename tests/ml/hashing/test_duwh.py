@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 import torch
 from scipy import sparse
 
 from ml.hashing import duwh
+
+if TYPE_CHECKING:
+    from conftest import ClusterFactory, Clusters
 
 
 def _brute_force_double_knn(x: np.ndarray, k1: int, k2: int) -> np.ndarray:
@@ -29,7 +34,7 @@ def _brute_force_double_knn(x: np.ndarray, k1: int, k2: int) -> np.ndarray:
     return M
 
 
-def test_cosine_knn_matches_brute_force(clusters) -> None:  # type: ignore[no-untyped-def]
+def test_cosine_knn_matches_brute_force(clusters: Clusters) -> None:
     x, _ = clusters
     I, S = duwh.cosine_knn(x, 5)
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -40,7 +45,7 @@ def test_cosine_knn_matches_brute_force(clusters) -> None:  # type: ignore[no-un
     assert np.allclose(S, expected, atol=1e-5)
 
 
-def test_double_knn_sparse_matches_dense_brute_force(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+def test_double_knn_sparse_matches_dense_brute_force(cluster_factory: ClusterFactory) -> None:
     x, _ = cluster_factory(n_classes=4, per_class=30, dim=16, spread=1.0, seed=3)
     M = duwh.double_knn_similarity(x, k1=6, k2=8)
     assert sparse.issparse(M)
@@ -48,7 +53,7 @@ def test_double_knn_sparse_matches_dense_brute_force(cluster_factory) -> None:  
     assert M.nnz < 0.2 * len(x) ** 2
 
 
-def test_double_knn_pairs_are_mostly_same_class(clusters) -> None:  # type: ignore[no-untyped-def]
+def test_double_knn_pairs_are_mostly_same_class(clusters: Clusters) -> None:
     x, y = clusters
     coo = sparse.triu(duwh.double_knn_similarity(x, 10, 15), k=1).tocoo()
     assert np.mean(y[coo.row] == y[coo.col]) > 0.95
@@ -65,7 +70,7 @@ def test_weighted_similarity_eq7_to_10_by_hand() -> None:
     assert s[0] == pytest.approx(0.5 * 0.0 + 0.25 * (sw_0 + sw_1))
 
 
-def test_update_keeps_strong_initial_pairs_and_new_knn(clusters) -> None:  # type: ignore[no-untyped-def]
+def test_update_keeps_strong_initial_pairs_and_new_knn(clusters: Clusters) -> None:
     x, _ = clusters
     M0 = duwh.double_knn_similarity(x, 10, 15)
     rng = np.random.default_rng(0)
@@ -100,7 +105,7 @@ def test_adaptive_weights_eq15_16() -> None:
         duwh.adaptive_weights(s, n=3)
 
 
-def test_loss_falls_on_clustered_data(clusters) -> None:  # type: ignore[no-untyped-def]
+def test_loss_falls_on_clustered_data(clusters: Clusters) -> None:
     x, _ = clusters
     M = duwh.double_knn_similarity(x, 10, 15)
     torch.manual_seed(0)

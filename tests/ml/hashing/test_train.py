@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 
 from ml.hashing import train
 
+if TYPE_CHECKING:
+    from conftest import ClusterFactory, Clusters
 
-def test_train_dmch_learns_clusters(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+
+def test_train_dmch_learns_clusters(cluster_factory: ClusterFactory) -> None:
     x, y = cluster_factory(n_classes=4, per_class=30, dim=24, seed=1)
     ev = train.EvalSet(x[::3], y[::3], x, y)
     result = train.train_dmch(x, y, 16, eval_set=ev, epochs=6, p=3, k=8, lr=1e-3, eval_every=3)
@@ -20,7 +26,7 @@ def test_train_dmch_learns_clusters(cluster_factory) -> None:  # type: ignore[no
     assert codes.shape == u.shape == (4, 16)
 
 
-def test_train_duwh_updates_similarity(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+def test_train_duwh_updates_similarity(cluster_factory: ClusterFactory) -> None:
     x, y = cluster_factory(n_classes=4, per_class=40, dim=24, seed=2)
     ev = train.EvalSet(x[::4], y[::4], x, y, topk=40)
     result = train.train_duwh(x, 16, eval_set=ev, epochs=3, batch_size=32, lr=1e-3, k1=8, k2=12)
@@ -29,7 +35,7 @@ def test_train_duwh_updates_similarity(cluster_factory) -> None:  # type: ignore
     assert result.final_map is not None and result.final_map > 0.7
 
 
-def test_duwh_pair_batches_hold_similar_pairs(clusters) -> None:  # type: ignore[no-untyped-def]
+def test_duwh_pair_batches_hold_similar_pairs(clusters: Clusters) -> None:
     from ml.hashing.duwh import double_knn_similarity
 
     x, _ = clusters
@@ -39,7 +45,7 @@ def test_duwh_pair_batches_hold_similar_pairs(clusters) -> None:  # type: ignore
     assert block.sum() > len(batch)  # more than the diagonal
 
 
-def test_champion_promotion_only_on_improvement(tmp_path, clusters) -> None:  # type: ignore[no-untyped-def]
+def test_champion_promotion_only_on_improvement(tmp_path: Path, clusters: Clusters) -> None:
     mlflow = pytest.importorskip("mlflow")
     x, y = clusters
     ev = train.EvalSet(x[::2], y[::2], x, y)
@@ -65,7 +71,7 @@ def test_champion_promotion_only_on_improvement(tmp_path, clusters) -> None:  # 
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
 
 
-def test_a_broken_registry_stops_the_promotion(tmp_path, clusters) -> None:  # type: ignore[no-untyped-def]
+def test_a_broken_registry_stops_the_promotion(tmp_path: Path, clusters: Clusters) -> None:
     """Only "does not exist" means no champion: a registry that fails to answer must not let
     a new run take the alias from the real champion."""
     import sqlite3

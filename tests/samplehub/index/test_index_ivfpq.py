@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from samplehub.errors import IndexNotTrainedError
 from samplehub.index.ivfpq import (
+    IvfpqIndex,
     add_to_index,
     build_ivfpq_index,
     exact_search,
@@ -40,8 +42,12 @@ def clustered(n: int, seed: int, n_clusters: int = 50) -> np.ndarray:
     return x.astype(np.float32)
 
 
+# The ``data`` fixture: database vectors xb (NB, d), their ids (NB,), queries xq (NQ, d).
+Data = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 @pytest.fixture(scope="module")
-def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def data() -> Data:
     xb = clustered(NB, seed=0)
     ids = np.random.default_rng(7).choice(2**62, NB, replace=False).astype(np.int64)
     xq = clustered(NQ, seed=1)
@@ -49,12 +55,12 @@ def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def built(data):
+def built(data: Data) -> IvfpqIndex:
     xb, ids, _ = data
     return build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, refine=True)
 
 
-def test_exact_search_matches_numpy(data) -> None:
+def test_exact_search_matches_numpy(data: Data) -> None:
     xb, ids, xq = data
     D, I = exact_search(xb, xq, K, ids=ids)
     scores = xq @ xb.T
@@ -63,7 +69,7 @@ def test_exact_search_matches_numpy(data) -> None:
     np.testing.assert_allclose(D, np.take_along_axis(scores, top, axis=1), rtol=1e-5)
 
 
-def test_refined_ivfpq_recall_against_brute_force(data, built) -> None:
+def test_refined_ivfpq_recall_against_brute_force(data: Data, built: IvfpqIndex) -> None:
     xb, ids, xq = data
     _, I_exact = exact_search(xb, xq, K, ids=ids)
     _, I = search(built, xq, K, nprobe=8, k_factor=8)
@@ -71,7 +77,7 @@ def test_refined_ivfpq_recall_against_brute_force(data, built) -> None:
     assert set(np.unique(I)) <= set(ids)
 
 
-def test_refine_and_nprobe_matter(data, built) -> None:
+def test_refine_and_nprobe_matter(data: Data, built: IvfpqIndex) -> None:
     xb, ids, xq = data
     _, I_exact = exact_search(xb, xq, K, ids=ids)
     pq_only = build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, refine=False)
@@ -82,14 +88,14 @@ def test_refine_and_nprobe_matter(data, built) -> None:
     assert recall_refined > recall_one_cell
 
 
-def test_search_returns_ip_scores_of_exact_vectors(data, built) -> None:
+def test_search_returns_ip_scores_of_exact_vectors(data: Data, built: IvfpqIndex) -> None:
     xb, ids, _ = data
     D, I = search(built, xb[:5], 1, nprobe=8, k_factor=4)
     np.testing.assert_array_equal(I[:, 0], ids[:5])  # every vector finds itself
     np.testing.assert_allclose(D[:, 0], 1.0, atol=1e-5)
 
 
-def test_index_exposes_its_parts(data, built) -> None:
+def test_index_exposes_its_parts(data: Data, built: IvfpqIndex) -> None:
     xb, ids, _ = data
     assert sorted(built.ids.tolist()) == sorted(ids.tolist()) and built.ids.dtype == np.int64
     assert isinstance(built.ivf, faiss.IndexIVFPQ) and built.ivf.nlist == NLIST
@@ -111,14 +117,14 @@ def test_recall_at_k_counts_intersections() -> None:
         recall_at_k(I_approx[:, :2], I_exact)
 
 
-def stored_cells(index) -> np.ndarray:
+def stored_cells(index: IvfpqIndex) -> np.ndarray:
     """The IVF cell of each stored vector, in storage (position) order."""
     xb, _ = stored_vectors(index)
     _, cell = faiss.extract_index_ivf(index.index).quantizer.search(xb, 1)
     return cell[:, 0]
 
 
-def test_vectors_are_stored_grouped_by_cell(data, built) -> None:
+def test_vectors_are_stored_grouped_by_cell(data: Data, built: IvfpqIndex) -> None:
     xb, ids, _ = data
     cells = stored_cells(built)
     assert (np.diff(cells) >= 0).all() and len(np.unique(cells)) > 1
@@ -127,7 +133,7 @@ def test_vectors_are_stored_grouped_by_cell(data, built) -> None:
     np.testing.assert_array_equal(stored, xb[[by_id[i] for i in stored_ids.tolist()]])
 
 
-def test_incremental_add_of_a_new_partition(data) -> None:
+def test_incremental_add_of_a_new_partition(data: Data) -> None:
     xb, ids, xq = data
     half = NB // 2
     index = build_ivfpq_index(xb[:half], ids[:half], nlist=NLIST, m=M, nbits=NBITS)
@@ -147,7 +153,7 @@ def test_incremental_add_of_a_new_partition(data) -> None:
         add_to_index(index, xb[:2, :16], ids[:2])
 
 
-def test_retrain_policy_and_retrain(data) -> None:
+def test_retrain_policy_and_retrain(data: Data) -> None:
     xb, ids, _ = data
     index = build_ivfpq_index(xb[:1000], ids[:1000], nlist=16, m=M, nbits=NBITS)
     assert not needs_retrain(index, growth_factor=2.0)
@@ -166,7 +172,7 @@ def test_retrain_policy_and_retrain(data) -> None:
         needs_retrain(index, growth_factor=1.0)
 
 
-def test_save_load_round_trip(tmp_path, data, built) -> None:
+def test_save_load_round_trip(tmp_path: Path, data: Data, built: IvfpqIndex) -> None:
     _, _, xq = data
     save_index(built, tmp_path / "ivf")
     loaded = load_index(tmp_path / "ivf")
@@ -181,17 +187,17 @@ def test_save_load_round_trip(tmp_path, data, built) -> None:
     assert not list((tmp_path / "ivf").glob(".*"))  # no temporary files left behind
 
 
-def test_load_missing_index_is_a_clear_error(tmp_path) -> None:
+def test_load_missing_index_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(IndexNotTrainedError, match="no index at"):
         load_index(tmp_path / "nothing")
 
 
-def test_measure_recall_uses_stored_vectors(data, built) -> None:
+def test_measure_recall_uses_stored_vectors(data: Data, built: IvfpqIndex) -> None:
     _, _, xq = data
     assert measure_recall(built, xq, k=K, nprobe=8, k_factor=8) >= RECALL_BAR
 
 
-def test_build_rejects_bad_input(data) -> None:
+def test_build_rejects_bad_input(data: Data) -> None:
     xb, ids, _ = data
     with pytest.raises(ValueError, match="divide"):
         build_ivfpq_index(xb, ids, nlist=16, m=5)
@@ -231,7 +237,9 @@ def many_cells() -> tuple[np.ndarray, np.ndarray, object]:
     return xb, ids, hnsw
 
 
-def test_hnsw_coarse_quantizer_finds_the_nearest_cells(many_cells) -> None:
+def test_hnsw_coarse_quantizer_finds_the_nearest_cells(
+    many_cells: tuple[np.ndarray, np.ndarray, object]
+) -> None:
     _, _, index = many_cells
     ivf = faiss.extract_index_ivf(index.index)
     quantizer = faiss.downcast_index(ivf.quantizer)
@@ -246,7 +254,9 @@ def test_hnsw_coarse_quantizer_finds_the_nearest_cells(many_cells) -> None:
     assert recall_at_k(cells, exact_cells) >= 0.99
 
 
-def test_scan_cap_bounds_the_codes_one_query_visits(many_cells) -> None:
+def test_scan_cap_bounds_the_codes_one_query_visits(
+    many_cells: tuple[np.ndarray, np.ndarray, object]
+) -> None:
     xb, ids, index = many_cells
     xq = clustered(50, seed=5, n_clusters=400)
     stats = faiss.cvar.indexIVF_stats
@@ -264,7 +274,9 @@ def test_scan_cap_bounds_the_codes_one_query_visits(many_cells) -> None:
     assert recall_at_k(I, I_exact) >= 0.85  # the nearest cells are scanned first
 
 
-def test_an_index_saved_with_a_flat_coarse_quantizer_still_loads(tmp_path, data) -> None:
+def test_an_index_saved_with_a_flat_coarse_quantizer_still_loads(
+    tmp_path: Path, data: Data
+) -> None:
     xb, ids, xq = data
     old = build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, coarse="flat")
     save_index(old, tmp_path / "ivf")

@@ -69,7 +69,9 @@ def test_hilbert_prefix_property() -> None:
         (179.0, 89.0, 180.0, 90.0),
     ],
 )
-def test_bbox_filter_equals_brute_force(frame: pd.DataFrame, bbox) -> None:
+def test_bbox_filter_equals_brute_force(
+    frame: pd.DataFrame, bbox: tuple[float, float, float, float]
+) -> None:
     assert set(bbox_filter(frame, bbox).sample_id) == brute_force(frame, bbox)
 
 
@@ -109,7 +111,9 @@ def test_hilbert_keys_fit_the_catalog_order() -> None:
     assert keys.min() >= 0 and keys.max() < 4**HILBERT_ORDER
 
 
-def test_polygon_filter_without_sedonadb(monkeypatch, frame: pd.DataFrame) -> None:
+def test_polygon_filter_without_sedonadb(
+    monkeypatch: pytest.MonkeyPatch, frame: pd.DataFrame
+) -> None:
     monkeypatch.setitem(sys.modules, "sedonadb", None)
     with pytest.raises(OptionalDependencyError, match="sedonadb"):
         polygon_filter(frame, "POLYGON ((0 0, 1 0, 1 1, 0 0))")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from query_fixture import Fixture
 
@@ -113,7 +116,9 @@ def test_no_supplementary_flag(built: Fixture) -> None:
          lambda f: np.zeros(len(f["dataset"]), bool)),
     ],
 )
-def test_filters_prune_exact_and_supplementary(built: Fixture, change: dict, rule) -> None:
+def test_filters_prune_exact_and_supplementary(
+    built: Fixture, change: dict, rule: Callable[[pd.DataFrame], Any]
+) -> None:
     result = run_query(built.repo, dataclasses.replace(RIVER, **change))
     f = built.frame
     allowed = expected(built, rule(f))

@@ -26,6 +26,8 @@ FIXTURES = REPO / "tests" / "data"
 FIXTURE_BUCKET = "samplehub-fixtures"
 REAL_BUCKET = "samplehub-real-subset"
 CREDENTIALS = {"key": "testing-key", "secret": "testing-secret"}
+# The ``entries`` fixture: a source (and batch size) -> every entry it discovers.
+Entries = Callable[..., list[FileEntry]]
 UCMERCED_SUBSET = {"agricultural": 5, "airplane": 5}
 BIGEARTHNET_SUBSET = (
     "BigEarthNet-S2-Example/S2A_MSIL2A_20170613T101031_87_48",
@@ -81,7 +83,7 @@ class S3Server:
 
 
 @pytest.fixture
-def entries() -> Callable[..., list[FileEntry]]:
+def entries() -> Entries:
     """A function: every entry a source discovers, its batches concatenated."""
 
     def all_entries(source: Source, batch_size: int = 2048) -> list[FileEntry]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -12,12 +14,15 @@ from rasterio.errors import NotGeoreferencedWarning
 from samplehub.errors import ConfigError, InvalidSampleError
 from samplehub.sources import SourceSpec, open_source
 
+if TYPE_CHECKING:
+    from conftest import Entries, Where
+
 RGBN = ["red", "green", "blue", "nir"]
 # scene_a: UTM 33N (404400, 5342240)-(404600, 5342400); min/max over its four corners in lon/lat.
 SCENE_A_BBOX = (13.712737, 48.226174, 13.715465, 48.227643)
 
 
-def test_every_tif_is_one_unlabelled_sample(where, entries):
+def test_every_tif_is_one_unlabelled_sample(where: Where, entries: Entries) -> None:
     source = where.open("tifs", "geotiff")
     found = entries(source)
     assert source.kind == "geotiff"
@@ -25,7 +30,7 @@ def test_every_tif_is_one_unlabelled_sample(where, entries):
     assert source.label_tree().nodes() == []
 
 
-def test_record_has_bands_from_options_and_a_4326_footprint(where, entries):
+def test_record_has_bands_from_options_and_a_4326_footprint(where: Where, entries: Entries) -> None:
     source = where.open("tifs", "geotiff", options={"bands": RGBN})
     record = source.read(entries(source)[0])
     assert record.shape == (4, 16, 20)
@@ -36,12 +41,12 @@ def test_record_has_bands_from_options_and_a_4326_footprint(where, entries):
     assert record.geo.gsd == pytest.approx(10.0)
 
 
-def test_band_names_default_to_the_descriptions(where, entries):
+def test_band_names_default_to_the_descriptions(where: Where, entries: Entries) -> None:
     source = where.open("tifs", "geotiff")
     assert source.read(entries(source)[1]).band_names == ("band1", "band2", "band3", "band4")
 
 
-def test_a_single_file_is_a_dataset_of_one(where, entries):
+def test_a_single_file_is_a_dataset_of_one(where: Where, entries: Entries) -> None:
     source = where.open("one", "geotiff", "scene_b.tif", options={"label": "city"})
     (entry,) = entries(source)
     assert entry.relpath == "scene_b.tif" and entry.labels == ("city",)
@@ -50,7 +55,7 @@ def test_a_single_file_is_a_dataset_of_one(where, entries):
     )
 
 
-def test_a_geotiff_without_georeference_has_empty_geo(tmp_path, entries):
+def test_a_geotiff_without_georeference_has_empty_geo(tmp_path: Path, entries: Entries) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(
@@ -63,20 +68,22 @@ def test_a_geotiff_without_georeference_has_empty_geo(tmp_path, entries):
     assert record.geo.bbox is None and record.geo.footprint_wkb is None
 
 
-def test_band_names_that_do_not_match_the_band_count_name_the_file(fixture_copy, entries):
+def test_band_names_that_do_not_match_the_band_count_name_the_file(
+    fixture_copy: Path, entries: Entries
+) -> None:
     spec = SourceSpec("tifs", str(fixture_copy / "geotiff"), options={"bands": RGBN[:3]})
     source = open_source(spec)
     with pytest.raises(InvalidSampleError, match=r"scene_a\.tif: has 4 bands but options\.bands"):
         source.read(entries(source)[0])
 
 
-def test_bands_given_as_a_string_is_a_config_error_at_open(fixtures):
+def test_bands_given_as_a_string_is_a_config_error_at_open(fixtures: Path) -> None:
     spec = SourceSpec("t", str(fixtures / "geotiff"), options={"bands": "rgbn"})
     with pytest.raises(ConfigError, match=r"source 't': options\.bands must be a list"):
         open_source(spec)
 
 
-def test_a_non_tiff_with_a_tif_suffix_names_the_file(fixture_copy, entries):
+def test_a_non_tiff_with_a_tif_suffix_names_the_file(fixture_copy: Path, entries: Entries) -> None:
     bad = fixture_copy / "geotiff" / "scene_b.tif"
     bad.write_bytes(b"GIF89a not a tiff")
     source = open_source(SourceSpec("tifs", str(fixture_copy / "geotiff")))

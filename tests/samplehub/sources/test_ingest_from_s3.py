@@ -3,14 +3,18 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import REAL_BUCKET, S3Server, Where
 
 from samplehub.config import load_config
+from samplehub.ingest import IngestReport
 from samplehub.repository import Repository
 
 
-def ingest_rows(repo: Repository, where: Where, name: str, *parts: str, **kw: object):
+def ingest_rows(
+    repo: Repository, where: Where, name: str, *parts: str, **kw: object
+) -> tuple[IngestReport, pd.DataFrame]:
     report = repo.ingest(where.spec(name, *parts, **kw))
     frame = repo.catalog.samples(name).sort_values("relpath").reset_index(drop=True)
     return report, frame

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from samplehub.errors import InvalidSampleError, ManifestError, ManifestRowError
-from samplehub.sources import SourceSpec, open_source
+from samplehub.sources import Source, SourceSpec, open_source
+
+if TYPE_CHECKING:
+    from conftest import Entries, Where
 
 HEADER = "IMAGE\\LABEL\tbuildings\tcars\ttrees\twater"
 
 
-def manifest_source(where):
+def manifest_source(where: Where) -> Source:
     return where.open(
         "ml",
         "multilabel_manifest",
@@ -22,7 +26,7 @@ def manifest_source(where):
     )
 
 
-def test_label_tree_is_the_flat_header_with_counts(where):
+def test_label_tree_is_the_flat_header_with_counts(where: Where) -> None:
     source = manifest_source(where)
     tree = source.label_tree()
     assert source.kind == "multilabel_manifest"
@@ -30,7 +34,7 @@ def test_label_tree_is_the_flat_header_with_counts(where):
     assert dict(tree.counts) == {"buildings": 2, "cars": 1, "trees": 2, "water": 1}
 
 
-def test_rows_are_joined_to_images_found_recursively(where, entries):
+def test_rows_are_joined_to_images_found_recursively(where: Where, entries: Entries) -> None:
     found = entries(manifest_source(where))
     assert [(e.relpath, e.labels) for e in found] == [
         ("residential/residential00.jpg", ("buildings", "cars", "trees")),
@@ -40,7 +44,7 @@ def test_rows_are_joined_to_images_found_recursively(where, entries):
     assert found[2].uri == where.uri("multilabel_manifest", "images", "river/river00.jpg")
 
 
-def test_read_gives_the_joined_image(where, entries):
+def test_read_gives_the_joined_image(where: Where, entries: Entries) -> None:
     source = manifest_source(where)
     record = source.read(entries(source)[0])
     assert record.shape == (3, 24, 24)
@@ -48,7 +52,7 @@ def test_read_gives_the_joined_image(where, entries):
     assert record.entry.labels == ("buildings", "cars", "trees")
 
 
-def test_images_default_to_the_manifest_folder(where, entries):
+def test_images_default_to_the_manifest_folder(where: Where, entries: Entries) -> None:
     source = where.open("ml", "multilabel_manifest", "manifest.txt")
     assert len(entries(source)) == 3
 
@@ -60,7 +64,7 @@ def write_manifest(folder: Path, *rows: str, header: str = HEADER) -> Path:
     return path
 
 
-def open_manifest(path: Path):
+def open_manifest(path: Path) -> Source:
     """The manifest source of ``path`` joined to the ``images`` folder beside it."""
     images = str(path.parent / "images")
     return open_source(
@@ -68,7 +72,9 @@ def open_manifest(path: Path):
     )
 
 
-def test_a_row_naming_a_missing_image_is_quarantined_not_fatal(fixture_copy, entries):
+def test_a_row_naming_a_missing_image_is_quarantined_not_fatal(
+    fixture_copy: Path, entries: Entries
+) -> None:
     folder = fixture_copy / "multilabel_manifest"
     path = write_manifest(
         folder, "residential00\t1\t0\t0\t0", "ghost07\t0\t0\t1\t1", "river00\t0\t0\t1\t1"
@@ -101,7 +107,9 @@ def test_a_row_naming_a_missing_image_is_quarantined_not_fatal(fixture_copy, ent
         (HEADER, "\t0\t0\t1\t1", "line 2, column 1: the image id is empty"),
     ],
 )
-def test_a_malformed_manifest_names_file_line_and_column(fixture_copy, header, row, where_):
+def test_a_malformed_manifest_names_file_line_and_column(
+    fixture_copy: Path, header: str, row: str, where_: str
+) -> None:
     path = write_manifest(fixture_copy / "multilabel_manifest", row, header=header)
     source = open_manifest(path)
     with pytest.raises(ManifestError, match=str(path)) as info:
@@ -109,21 +117,23 @@ def test_a_malformed_manifest_names_file_line_and_column(fixture_copy, header, r
     assert where_ in str(info.value)
 
 
-def test_a_repeated_image_id_is_malformed(fixture_copy, entries):
+def test_a_repeated_image_id_is_malformed(fixture_copy: Path, entries: Entries) -> None:
     folder = fixture_copy / "multilabel_manifest"
     path = write_manifest(folder, "river00\t0\t0\t1\t1", "", "river00\t0\t0\t0\t1")
     with pytest.raises(ManifestError, match=r"line 4, column 1: image 'river00' .* line 2"):
         entries(open_manifest(path))
 
 
-def test_an_empty_manifest_is_malformed(fixture_copy):
+def test_an_empty_manifest_is_malformed(fixture_copy: Path) -> None:
     path = fixture_copy / "multilabel_manifest" / "manifest.txt"
     path.write_bytes(b"")
     with pytest.raises(ManifestError, match="manifest is empty"):
         open_manifest(path).label_tree()
 
 
-def test_an_ambiguous_image_id_is_reported_with_both_files(fixture_copy, entries):
+def test_an_ambiguous_image_id_is_reported_with_both_files(
+    fixture_copy: Path, entries: Entries
+) -> None:
     images = fixture_copy / "multilabel_manifest" / "images"
     (images / "river" / "river00.jpg").rename(images / "river" / "river00.png")
     (images / "residential" / "river00.jpg").write_bytes(b"x")

@@ -8,6 +8,8 @@ one S2 and one S1 BigEarthNet patch, the RGBN GeoTIFFs).
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -17,13 +19,16 @@ from samplehub.sources import SourceSpec, open_source
 from samplehub.sources.bigearthnet import BAND_LAYOUTS
 from samplehub.sources.multilabel_manifest import MISSING_MARK
 
+if TYPE_CHECKING:
+    from conftest import Entries, Where
+
 MANIFEST = ("ucmerced_multilabel", "LandUse_Multilabeled.txt")
 UCMERCED = ("ucmerced", "Images")
 # rgbn.tif: UTM 18N (792988, 2048367)-(795563, 2050382), min/max of its corners in lon/lat.
 RGBN_BBOX = (-72.225232, 18.505145, -72.200570, 18.523694)
 
 
-def test_ucmerced_has_2100_images_in_21_labels(real_where, entries):
+def test_ucmerced_has_2100_images_in_21_labels(real_where: Where, entries: Entries) -> None:
     source = real_where.open("ucmerced", *UCMERCED)
     found = entries(source)
     tree = source.label_tree()
@@ -36,7 +41,9 @@ def test_ucmerced_has_2100_images_in_21_labels(real_where, entries):
     assert record.shape[0] == 3 and record.image.dtype == np.uint8
 
 
-def test_eurosat_discovery_finds_27000_images_in_10_labels(shared_data, entries):
+def test_eurosat_discovery_finds_27000_images_in_10_labels(
+    shared_data: Path, entries: Entries
+) -> None:
     source = open_source(SourceSpec("eurosat", str(shared_data / "eurosat_rgb")))
     counts = Counter(e.labels[0] for e in entries(source))
     assert source.kind == "folder_tree"
@@ -44,7 +51,9 @@ def test_eurosat_discovery_finds_27000_images_in_10_labels(shared_data, entries)
     assert (counts["HerbaceousVegetation"], counts["Highway"]) == (2999, 2501)
 
 
-def test_multilabel_manifest_joins_its_rows_to_ucmerced(real_where, entries):
+def test_multilabel_manifest_joins_its_rows_to_ucmerced(
+    real_where: Where, entries: Entries
+) -> None:
     images = real_where.uri(*UCMERCED)
     source = real_where.open("ucm_ml", *MANIFEST, options={"images": images})
     found = entries(source)
@@ -64,7 +73,9 @@ def test_multilabel_manifest_joins_its_rows_to_ucmerced(real_where, entries):
             source.read(missing)
 
 
-def test_bigearthnet_s2_patches_are_12_band_uint16_with_footprints(real_where, entries):
+def test_bigearthnet_s2_patches_are_12_band_uint16_with_footprints(
+    real_where: Where, entries: Entries
+) -> None:
     source = real_where.open("ben", "bigearthnet_examples")
     found = entries(source)
     assert source.kind == "bigearthnet"
@@ -82,7 +93,7 @@ def test_bigearthnet_s2_patches_are_12_band_uint16_with_footprints(real_where, e
     assert s1.shape == (2, 120, 120) and s1.image.dtype == np.float32
 
 
-def test_rgbn_geotiffs_have_4_bands_and_a_4326_bbox(real_where, entries):
+def test_rgbn_geotiffs_have_4_bands_and_a_4326_bbox(real_where: Where, entries: Entries) -> None:
     bands = ["red", "green", "blue", "nir"]
     source = real_where.open("rgbn", "multispectral_rgbn", options={"bands": bands})
     found = {e.relpath: e for e in entries(source)}

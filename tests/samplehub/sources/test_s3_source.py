@@ -6,11 +6,16 @@ from __future__ import annotations
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from samplehub.errors import InvalidSampleError, SourceAccessError, SourceNotFoundError
 from samplehub.sources import SourceSpec, open_source
+
+if TYPE_CHECKING:
+    from conftest import Entries, S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +46,7 @@ def set_auth_count(endpoint_url: str, count: bytes) -> None:
         response.read()
 
 
-def test_a_missing_bucket_is_source_not_found_naming_it(s3_server):
+def test_a_missing_bucket_is_source_not_found_naming_it(s3_server: S3Server) -> None:
     spec = SourceSpec(
         "x", "s3://no-such-bucket/ucmerced", storage_options=s3_server.storage_options()
     )
@@ -49,14 +54,16 @@ def test_a_missing_bucket_is_source_not_found_naming_it(s3_server):
         open_source(spec)
 
 
-def test_a_missing_prefix_is_source_not_found(s3_server, fixture_bucket):
+def test_a_missing_prefix_is_source_not_found(s3_server: S3Server, fixture_bucket: str) -> None:
     uri = f"s3://{fixture_bucket}/not-there"
     with pytest.raises(SourceNotFoundError, match=uri):
         open_source(SourceSpec("x", uri, storage_options=s3_server.storage_options()))
 
 
 @pytest.mark.parametrize("path", ["", "/folder_tree"])
-def test_wrong_credentials_are_source_access_errors(s3_server, fixture_bucket, path):
+def test_wrong_credentials_are_source_access_errors(
+    s3_server: S3Server, fixture_bucket: str, path: str
+) -> None:
     uri = f"s3://{fixture_bucket}{path}"
     options = s3_server.storage_options(key="AKIAWRONGKEY0000000", secret="wrong")
     with iam_authentication(s3_server.endpoint_url), pytest.raises(SourceAccessError) as info:
@@ -64,7 +71,9 @@ def test_wrong_credentials_are_source_access_errors(s3_server, fixture_bucket, p
     assert uri in str(info.value) and "storage_options key/secret" in str(info.value)
 
 
-def test_second_read_is_served_from_the_cache_dir(s3_server, fixtures, tmp_path, entries):
+def test_second_read_is_served_from_the_cache_dir(
+    s3_server: S3Server, fixtures: Path, tmp_path: Path, entries: Entries
+) -> None:
     bucket = "samplehub-cache-test"
     s3_server.client.create_bucket(Bucket=bucket)
     s3_server.upload(bucket, fixtures / "geotiff", "tifs")
