@@ -1,5 +1,8 @@
-"""Feature assets: ``scene_model``, ``image_features[dataset]``, ``ivfpq_index`` and
-``label_prototypes``, with their checks (no NaN features, index recall@k vs exact)."""
+"""Feature assets and their checks (no NaN features, index recall@k vs exact).
+
+The assets are ``scene_model``, ``image_features[dataset]``, ``ivfpq_index`` and
+``label_prototypes``.
+"""
 
 from dagster import (
     AllPartitionMapping,

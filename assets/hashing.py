@@ -1,6 +1,7 @@
-"""Deep-hashing assets (DESIGN.md, section 5): ``dmch_model``, ``duwh_model``,
-``hash_codes[dataset]`` and ``hash_index``, with a check that the index holds every stored
-code."""
+"""Deep-hashing assets (DESIGN.md, section 5) and a check that the index holds every code.
+
+The assets are ``dmch_model``, ``duwh_model``, ``hash_codes[dataset]`` and ``hash_index``.
+"""
 
 from dagster import (
     AllPartitionMapping,

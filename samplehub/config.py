@@ -131,8 +131,10 @@ class RetrievalConfig:
 
 @dataclass
 class HashingConfig:
-    """Deep hashing (DMCH and DUWH papers in ``../shared/papers``): training, promotion,
-    serving and retraining settings."""
+    """Deep hashing settings: training, promotion, serving and retraining.
+
+    The methods are the DMCH and DUWH papers in ``../shared/papers``.
+    """
 
     method: str = "dmch"
     bits: int = 64

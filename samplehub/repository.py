@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -43,8 +43,9 @@ def watched_folders(config: SampleHubConfig) -> dict[str, Path]:
 
 
 class ModelCache:
-    """Models loaded once and kept for their owner (a repository): feature encoders, hash
-    models, text embedders.
+    """Models loaded once and kept for their owner (a repository).
+
+    They are feature encoders, hash models and text embedders.
 
     A model is named by its kind and version (``("features", "scene_model-v3")``); the
     owner's configuration fixes everything else, so a cache never serves a model of another
@@ -99,8 +100,11 @@ class Repository:
 
     @cached_property
     def models(self) -> ModelCache:
-        """Models loaded for this repository (:func:`samplehub.models.feature_model`,
-        :func:`samplehub.models.hash_model.load_hash_model`, label text embedders)."""
+        """Models loaded for this repository.
+
+        Feature encoders (:func:`samplehub.models.feature_model.feature_model`), hash models
+        (:func:`samplehub.models.hash_model.load_hash_model`) and label text embedders.
+        """
         return ModelCache()
 
     @cached_property
@@ -167,7 +171,7 @@ class Repository:
             progress=progress,
         )
 
-    def image(self, sample_id: int) -> tuple[dict[str, object], np.ndarray]:
+    def image(self, sample_id: int) -> tuple[dict[str, Any], np.ndarray]:
         """A sample's catalog row and its (C, H, W) pixels."""
         row = self.catalog.sample(sample_id)
         pixels = self.store.dataset(str(row["dataset"])).image(
@@ -177,8 +181,10 @@ class Repository:
 
     @cached_property
     def query_contexts(self) -> QueryContexts:
-        """The query's loaded state of this repository, rebuilt when the repository
-        changed (:class:`samplehub.retrieval.context.QueryContexts`)."""
+        """The query's loaded state of this repository, rebuilt when the repository changed.
+
+        See :class:`samplehub.retrieval.context.QueryContexts`.
+        """
         from samplehub.retrieval.context import QueryContexts
 
         return QueryContexts(self)

@@ -1,5 +1,6 @@
-"""``samplehub labels ...``: the label category graph from the command line (main paper,
-section 3.3).
+"""``samplehub labels ...``: the label category graph from the command line.
+
+Main paper, section 3.3.
 
 Every command opens the repository of ``conf/`` (:meth:`samplehub.repository.Repository.open`)
 and its label-graph store (:attr:`~samplehub.repository.Repository.labels`); ``--set`` takes
@@ -154,8 +155,10 @@ def cooccur_ucmerced(
     path: Annotated[Path, typer.Argument(help="LandUse_Multilabeled.txt of UC Merced multi-label")],
     overrides: Overrides = None,
 ) -> None:
-    """Add CO_OCCURS edges from UC Merced multi-label (merge uc_merced_21 and
-    uc_merced_multilabel_17 first) and commit a new version."""
+    """Add CO_OCCURS edges from UC Merced multi-label and commit a new version.
+
+    Merge uc_merced_21 and uc_merced_multilabel_17 first.
+    """
     from samplehub.labels.cooccurrence import read_ucmerced_multilabel
     from samplehub.labels.workflow import add_cooccurrence_source
 

@@ -55,7 +55,7 @@ ENCODE_BLOCK = 65_536
 
 
 def hash_index_path(config: SampleHubConfig, model_version: str) -> Path:
-    """``<home>/index/hash/<model_version>`` (characters other than ``[\\w.-]`` become ``_``)."""
+    r"""``<home>/index/hash/<model_version>`` (characters other than ``[\w.-]`` become ``_``)."""
     return config.home_path / "index" / "hash" / re.sub(r"[^\w.-]", "_", model_version)
 
 
