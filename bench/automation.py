@@ -101,6 +101,7 @@ def screenshot(url: str) -> str | None:
             skip = page.get_by_role("button", name="Skip")  # the first visit's community dialog
             if skip.count():
                 skip.first.click()
+                page.mouse.move(0, 0)  # no hover card over the runs table
                 page.wait_for_timeout(1000)
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
@@ -229,8 +230,10 @@ def commit() -> str:
     """The measured checkout's commit (and ``+dirty`` with uncommitted changes)."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                           capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(  # this script's own outputs do not make the checkout dirty
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+         ":!bench/results", ":!docs"], cwd=REPO, capture_output=True, text=True,
+    ).stdout.strip()
     return head + ("+dirty" if dirty else "")
 
 
