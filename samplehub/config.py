@@ -118,6 +118,8 @@ class RetrievalConfig:
     nprobe: int = 96
     max_codes: int = 8000
     refine_factor: int = 8
+    store: str = "fp16"
+    mmap: bool = True
     retrain_growth: float = 2.0
     exact_below: int = 20000
     prototypes_per_label: int = 4

@@ -3,8 +3,15 @@
 The paper indexes image features with IVF-PQ: an inverted file of K-means cells (IVF)
 whose members are product-quantised (PQ); a query scans the ``nprobe`` nearest cells. The
 paper attributes its flat query time from 10k to 1M samples to this. SampleHub adds an
-exact re-rank (faiss ``IndexRefineFlat``): the IVF-PQ search returns ``k * k_factor``
-candidates, re-scored with the stored full vectors, so recall@k is measured, not assumed.
+exact re-rank (faiss ``IndexRefine``): the IVF-PQ search returns ``k * k_factor``
+candidates, re-scored with the stored vectors, so recall@k is measured, not assumed.
+
+The re-rank store keeps each vector as float32 (``flat``, 4 d bytes), float16 (``fp16``,
+2 d bytes) or 8-bit scalar-quantised (``sq8``, d bytes). Unit features lose about 1e-3 of
+their cosine in fp16, far below the gap between neighbours, so fp16 halves the store at the
+same recall (``bench/results/query.json``). A saved index can be memory-mapped
+(:func:`load_index` with ``mmap=True``): the store stays in the page cache, shared by every
+process serving the same file, and resident memory holds only the pages queries touch.
 
 Flat query time needs a per-query cost that does not grow with the repository. Three
 choices give it (the paper does not say how it sizes the index): cells of a constant size
@@ -17,7 +24,7 @@ grown since the last retrain, hold more than ``cell_size``. The centroids are tr
 two-level K-means (faiss ``two_level_clustering``) above :data:`TWO_LEVEL_ABOVE` cells,
 which trains 10k cells on 2 cores in seconds.
 
-Structure: ``IndexIDMap2(IndexRefineFlat(IndexIVFPQ))``; ids are the catalog's 63-bit
+Structure: ``IndexIDMap2(IndexRefine(IndexIVFPQ, store))``; ids are the catalog's 63-bit
 ``sample_id`` values (non-negative int64). Features are L2-normalised, so the default
 metric is inner product (= cosine). Vocabulary follows faiss: database ``xb`` (nb, d),
 queries ``xq`` (nq, d), training ``xt``, results ``D`` and ``I`` (nq, k), -1 = no result.
@@ -44,6 +51,8 @@ from samplehub.index.files import publish_version, published_folder
 
 Metric = Literal["ip", "l2"]
 Coarse = Literal["hnsw", "flat"]
+Store = Literal["flat", "fp16", "sq8"]
+STORES: tuple[str, ...] = ("flat", "fp16", "sq8")
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
 MIN_POINTS_PER_CENTROID = 39  # faiss warns below this many training points per centroid
@@ -52,6 +61,7 @@ DEFAULT_CELL_SIZE = 100  # vectors per IVF cell that suggest_nlist aims at
 HNSW_M = 32  # graph degree of the HNSW coarse quantizer
 TWO_LEVEL_ABOVE = 1024  # train more cells than this by two-level K-means
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+_SQ_TYPES = {"fp16": faiss.ScalarQuantizer.QT_fp16, "sq8": faiss.ScalarQuantizer.QT_8bit}
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,9 @@ class IvfpqParams:
         nlist: number of IVF cells (K-means centroids).
         m: number of PQ sub-quantisers; must divide ``d``.
         nbits: bits per sub-quantiser code (2**nbits centroids each).
-        refine: keep full vectors and re-rank candidates exactly.
+        refine: keep the vectors and re-rank candidates with them.
+        store: how the re-rank store keeps them: ``"flat"`` (float32), ``"fp16"`` or
+            ``"sq8"`` (module docstring).
         metric: ``"ip"`` (inner product, cosine for unit vectors) or ``"l2"``.
         coarse: coarse quantizer over the cell centroids: ``"hnsw"`` (graph search) or
             ``"flat"`` (exhaustive; indexes saved before the HNSW quantizer say so).
@@ -74,6 +86,7 @@ class IvfpqParams:
     m: int
     nbits: int = 8
     refine: bool = True
+    store: Store = "flat"
     metric: Metric = "ip"
     coarse: Coarse = "hnsw"
 
@@ -86,11 +99,13 @@ class IvfpqIndex:
         index: ``IndexIDMap2`` over (refined) ``IndexIVFPQ``; search it with :func:`search`.
         params: the index shape.
         ntotal_at_train: how many vectors the quantisers were trained on (retrain policy).
+        mapped: the file was memory-mapped by :func:`load_index`; the index is read-only.
     """
 
     index: faiss.Index
     params: IvfpqParams
     ntotal_at_train: int
+    mapped: bool = False
 
     @property
     def ntotal(self) -> int:
@@ -107,7 +122,7 @@ class IvfpqIndex:
     def inner(self) -> Any:
         """The index under the id map; it answers with positions instead of sample ids.
 
-        An ``IndexRefineFlat``, or the ``IndexIVFPQ`` itself for an index built without refine.
+        An ``IndexRefine``, or the ``IndexIVFPQ`` itself for an index built without refine.
         """
         idmap: Any = self.index
         return faiss.downcast_index(idmap.index)
@@ -118,10 +133,11 @@ class IvfpqIndex:
         return faiss.downcast_index(faiss.extract_index_ivf(self.index))
 
     @property
-    def flat(self) -> Any | None:
-        """The refine store, an ``IndexFlat`` of the full vectors by position.
+    def store(self) -> Any | None:
+        """The re-rank store by position: an ``IndexFlat``, or an ``IndexScalarQuantizer``.
 
-        None for an index built with ``refine=False``.
+        Both search exhaustively (the exact plan) and ``reconstruct`` a stored vector. None
+        for an index built with ``refine=False``.
         """
         return faiss.downcast_index(self.inner.refine_index) if self.params.refine else None
 
@@ -169,7 +185,7 @@ def _as_ids(ids: np.ndarray, n: int) -> np.ndarray:
 
 
 def _new_index(params: IvfpqParams) -> faiss.Index:
-    """An untrained ``IndexIDMap2(IndexRefineFlat(IndexIVFPQ))`` (refine optional).
+    """An untrained ``IndexIDMap2(IndexRefine(IndexIVFPQ, store))`` (refine optional).
 
     faiss' Python constructors keep references to the wrapped indexes, so the inner
     objects live as long as the outer one.
@@ -181,8 +197,11 @@ def _new_index(params: IvfpqParams) -> faiss.Index:
         quantizer = faiss.IndexFlat(params.d, metric)
     ivf = faiss.IndexIVFPQ(quantizer, params.d, params.nlist, params.m, params.nbits, metric)
     inner: faiss.Index = ivf
-    if params.refine:
+    if params.refine and params.store == "flat":
         inner = faiss.IndexRefineFlat(inner)
+    elif params.refine:
+        store = faiss.IndexScalarQuantizer(params.d, _SQ_TYPES[params.store], metric)
+        inner = faiss.IndexRefine(inner, store)
     return faiss.IndexIDMap2(inner)
 
 
@@ -237,13 +256,16 @@ def build_ivfpq_index(
     nbits: int = 8,
     refine: bool = True,
     *,
+    store: Store = "flat",
     metric: Metric = "ip",
     coarse: Coarse = "hnsw",
     xt: np.ndarray | None = None,
     max_train: int = 200_000,
     seed: int = 0,
 ) -> IvfpqIndex:
-    """Train an IVF-PQ index (optionally with exact re-ranking) and add ``xb``.
+    """Train an IVF-PQ index (optionally with a re-rank store) and add ``xb``.
+
+    :func:`train_ivfpq_index` on ``xt`` (or a sample of ``xb``), then :func:`add_to_index`.
 
     Args:
         xb: database vectors (nb, d).
@@ -251,7 +273,8 @@ def build_ivfpq_index(
         nlist: number of IVF cells; :func:`suggest_nlist` gives a default.
         m: PQ sub-quantisers; must divide d (e.g. d/8).
         nbits: bits per PQ code.
-        refine: re-rank candidates with the exact vectors (stores them: 4*d bytes/vector).
+        refine: re-rank candidates with the stored vectors.
+        store: the re-rank store (:class:`IvfpqParams`).
         metric: ``"ip"`` or ``"l2"``.
         coarse: ``"hnsw"`` or ``"flat"`` coarse quantizer (:class:`IvfpqParams`).
         xt: training vectors; None trains on a seeded sample of ``xb``.
@@ -269,32 +292,59 @@ def build_ivfpq_index(
     xb = _as_vectors(xb, "xb")
     nb, d = xb.shape
     ids = _as_ids(ids, nb)
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be 'ip' or 'l2'; got {metric!r}")
-    if coarse not in ("hnsw", "flat"):
-        raise ValueError(f"coarse must be 'hnsw' or 'flat'; got {coarse!r}")
-    if m < 1 or d % m:
-        raise ValueError(f"m={m} must divide the dimension d={d}")
     if xt is None:
         rng = np.random.default_rng(seed)
         n_train = max(max_train, MIN_POINTS_PER_CENTROID * nlist)
         xt = xb if nb <= n_train else xb[np.sort(rng.choice(nb, n_train, replace=False))]
-    xt = _as_vectors(xt, "xt", d)
-    need = max(nlist, 1 << nbits)
-    if nlist < 1 or len(xt) < need:
-        raise ValueError(
-            f"{len(xt)} training vectors cannot train nlist={nlist} cells and 2**{nbits} PQ "
-            f"centroids (need >= {need}); lower nlist (suggest_nlist({len(xt)}) = "
-            f"{suggest_nlist(len(xt))}) or nbits, or pass more xt"
-        )
-    params = IvfpqParams(d=d, nlist=nlist, m=m, nbits=nbits, refine=refine, metric=metric,
-                         coarse=coarse)
-    built = IvfpqIndex(index=_new_index(params), params=params, ntotal_at_train=nb)
-    ivf = built.ivf
-    ivf.quantizer.add(coarse_centroids(xt, nlist, metric, seed))
-    ivf.pq.cp.seed = seed
-    built.index.train(xt)  # the quantizer holds nlist centroids: this trains the PQ codebooks
+    params = IvfpqParams(d=d, nlist=nlist, m=m, nbits=nbits, refine=refine, store=store,
+                         metric=metric, coarse=coarse)
+    built = train_ivfpq_index(xt, params, seed=seed)
+    built.ntotal_at_train = nb
     _add_by_cell(built.index, xb, ids)
+    return built
+
+
+def train_ivfpq_index(xt: np.ndarray, params: IvfpqParams, seed: int = 0) -> IvfpqIndex:
+    """An empty index of shape ``params`` with cells, PQ codebooks and store trained on ``xt``.
+
+    Vectors go in with :func:`add_to_index`, in as many chunks as memory asks for: a
+    repository larger than memory is trained on a sample and added chunk by chunk.
+
+    Args:
+        xt: training vectors (nt, d).
+        params: the index shape.
+        seed: seed of K-means.
+
+    Returns:
+        The index, ``ntotal_at_train`` = nt (set it to the database size when ``xt`` is a
+        sample of it).
+
+    Raises:
+        ValueError: bad ``xt``, ``m`` not dividing d, an unknown metric, coarse quantizer
+            or store, or too few training vectors.
+    """
+    d = params.d
+    xt = _as_vectors(xt, "xt", d)
+    if params.metric not in _METRICS:
+        raise ValueError(f"metric must be 'ip' or 'l2'; got {params.metric!r}")
+    if params.coarse not in ("hnsw", "flat"):
+        raise ValueError(f"coarse must be 'hnsw' or 'flat'; got {params.coarse!r}")
+    if params.store not in STORES:
+        raise ValueError(f"store must be one of {', '.join(STORES)}; got {params.store!r}")
+    if params.m < 1 or d % params.m:
+        raise ValueError(f"m={params.m} must divide the dimension d={d}")
+    need = max(params.nlist, 1 << params.nbits)
+    if params.nlist < 1 or len(xt) < need:
+        raise ValueError(
+            f"{len(xt)} training vectors cannot train nlist={params.nlist} cells and "
+            f"2**{params.nbits} PQ centroids (need >= {need}); lower nlist "
+            f"(suggest_nlist({len(xt)}) = {suggest_nlist(len(xt))}) or nbits, or pass more xt"
+        )
+    built = IvfpqIndex(index=_new_index(params), params=params, ntotal_at_train=len(xt))
+    ivf = built.ivf
+    ivf.quantizer.add(coarse_centroids(xt, params.nlist, params.metric, seed))
+    ivf.pq.cp.seed = seed
+    built.index.train(xt)  # the quantizer holds nlist centroids: this trains PQ (and SQ8)
     return built
 
 
@@ -336,8 +386,11 @@ def add_to_index(index: IvfpqIndex, xb: np.ndarray, ids: np.ndarray) -> int:
         The number of vectors added.
 
     Raises:
-        ValueError: on a dimension mismatch or bad ids.
+        ValueError: on a dimension mismatch or bad ids, or a memory-mapped index.
     """
+    if index.mapped:
+        # faiss aborts the process when it grows a memory-mapped vector
+        raise ValueError("a memory-mapped index is read-only; load it with mmap=False to add")
     xb = _as_vectors(xb, "xb", index.params.d)
     ids = _as_ids(ids, len(xb))
     new = ~np.isin(ids, indexed_ids(index))
@@ -366,7 +419,7 @@ def needs_retrain(index: IvfpqIndex, growth_factor: float = DEFAULT_GROWTH_FACTO
 
 
 def stored_vectors(index: IvfpqIndex) -> tuple[np.ndarray, np.ndarray]:
-    """The exact vectors and ids kept by a refined index.
+    """The vectors and ids kept by a refined index (as its store keeps them: fp16 rounds).
 
     Args:
         index: an index built with ``refine=True``.
@@ -375,12 +428,12 @@ def stored_vectors(index: IvfpqIndex) -> tuple[np.ndarray, np.ndarray]:
         ``xb`` (ntotal, d) float32 and ``ids`` (ntotal,) int64, in insertion order.
 
     Raises:
-        ValueError: if the index keeps no exact vectors (``refine=False``).
+        ValueError: if the index keeps no vectors (``refine=False``).
     """
-    flat = index.flat
-    if flat is None:
+    store = index.store
+    if store is None:
         raise ValueError("this index keeps only PQ codes (refine=False); pass xb and ids")
-    return flat.reconstruct_n(0, index.ntotal), index.ids
+    return store.reconstruct_n(0, index.ntotal), index.ids
 
 
 def retrain_index(
@@ -408,8 +461,8 @@ def retrain_index(
         raise ValueError("pass ids together with xb")
     p = index.params
     return build_ivfpq_index(
-        xb, ids, nlist or p.nlist, p.m, p.nbits, p.refine, metric=p.metric, coarse=p.coarse,
-        seed=seed,
+        xb, ids, nlist or p.nlist, p.m, p.nbits, p.refine, store=p.store, metric=p.metric,
+        coarse=p.coarse, seed=seed,
     )
 
 
@@ -593,11 +646,15 @@ def save_index(index: IvfpqIndex, path: str | Path) -> Path:
     return folder
 
 
-def load_index(path: str | Path) -> IvfpqIndex:
+def load_index(path: str | Path, mmap: bool = False) -> IvfpqIndex:
     """Read an index written by :func:`save_index`.
 
     Args:
         path: the index path (a folder written before versions also loads).
+        mmap: map the file instead of reading it (faiss ``IO_FLAG_MMAP_IFC``): loading is
+            instant, processes serving the same version share one page-cache copy, and
+            the index is read-only (:attr:`IvfpqIndex.mapped`). The version folder stays
+            until no longer published plus a grace period (:mod:`samplehub.index.files`).
 
     Returns:
         The index.
@@ -612,8 +669,10 @@ def load_index(path: str | Path) -> IvfpqIndex:
             "build_ivfpq_index and save_index, or materialize the ivfpq_index asset"
         )
     meta = json.loads((folder / META_FILE).read_text())
+    flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
     return IvfpqIndex(
-        index=faiss.read_index(str(folder / INDEX_FILE)),
+        index=faiss.read_index(str(folder / INDEX_FILE), flags),
         params=IvfpqParams(**{"coarse": "flat", **meta["params"]}),  # older files: flat
         ntotal_at_train=int(meta["ntotal_at_train"]),
+        mapped=mmap,
     )

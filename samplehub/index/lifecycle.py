@@ -32,6 +32,7 @@ from samplehub.config import RetrievalConfig, SampleHubConfig
 from samplehub.errors import ConfigError, IndexNotTrainedError
 from samplehub.feature_store import load_features
 from samplehub.index.ivfpq import (
+    STORES,
     IvfpqIndex,
     add_to_index,
     build_ivfpq_index,
@@ -56,15 +57,20 @@ def index_path(config: SampleHubConfig, model_version: str) -> Path:
     return config.home_path / "index" / "ivfpq" / re.sub(r"[^\w.-]", "_", model_version)
 
 
-def load_ivfpq_index(repo: Repository, model_version: str | None = None) -> IvfpqIndex:
+def load_ivfpq_index(
+    repo: Repository, model_version: str | None = None, mmap: bool = False
+) -> IvfpqIndex:
     """The saved index of a model version (default: the repository's current one).
+
+    ``mmap`` maps it read-only (:func:`~samplehub.index.ivfpq.load_index`), as query
+    contexts do when ``config.retrieval.mmap`` is set.
 
     Raises:
         IndexNotTrainedError: no index was built for that version; materialize the
             ``ivfpq_index`` asset or call :func:`update_ivfpq_index`.
     """
     version = model_version or current_model_version(repo.config)
-    return load_index(index_path(repo.config, version))
+    return load_index(index_path(repo.config, version), mmap=mmap)
 
 
 def index_shape(nb: int, d: int, retrieval: RetrievalConfig) -> tuple[int, int, int]:
@@ -83,16 +89,21 @@ def index_shape(nb: int, d: int, retrieval: RetrievalConfig) -> tuple[int, int, 
         raise ConfigError(f"retrieval.pq_m={retrieval.pq_m} must divide the feature dimension {d}")
     if retrieval.cell_size < 1:
         raise ConfigError(f"retrieval.cell_size={retrieval.cell_size} must be >= 1")
+    if retrieval.store not in STORES:
+        raise ConfigError(
+            f"retrieval.store={retrieval.store!r} must be one of {', '.join(STORES)}"
+        )
     nlist = min(retrieval.nlist, suggest_nlist(nb, retrieval.cell_size))
     nbits = min(retrieval.pq_nbits, int(math.log2(nb)))
     return nlist, retrieval.pq_m, nbits
 
 
 def build_for(xb: np.ndarray, ids: np.ndarray, retrieval: RetrievalConfig) -> IvfpqIndex:
-    """A refined IVF-PQ index over ``xb`` shaped by :func:`index_shape`."""
+    """A refined IVF-PQ index over ``xb`` shaped by :func:`index_shape`, with its store."""
     nb, d = xb.shape
     nlist, m, nbits = index_shape(nb, d, retrieval)
-    return build_ivfpq_index(xb, ids, nlist, m, nbits, refine=True)
+    return build_ivfpq_index(xb, ids, nlist, m, nbits, refine=True,
+                             store=retrieval.store)  # type: ignore[arg-type]
 
 
 @dataclass

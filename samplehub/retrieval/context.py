@@ -8,6 +8,14 @@ A repository's :class:`QueryContexts` (``Repository.query_contexts``) keeps its 
 context and rebuilds it when a Delta table, the label graph, the index files or the MLflow
 store changed (a ``stat`` per query on local storage, a Delta version read on object
 storage), so a long-running server sees new data without paying the load on every query.
+
+By default the query that notices a change loads the new context, and every concurrent
+query waits for it: a library caller or a test that writes and then queries sees its
+write. A server instead reloads in the background (``QueryContexts(repo,
+background=True)``): queries keep the old context while a thread loads the new one, warms
+the per-label memos the old one had built, and swaps the reference, so publishing a new
+index version (a new folder plus one link swap, :mod:`samplehub.index.files`) stalls no
+request.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from samplehub.errors import IndexNotTrainedError
+from samplehub.errors import IndexNotTrainedError, UnknownLabelError
 from samplehub.index.ivfpq import IvfpqIndex
 from samplehub.labels.association import AssociationWeights, associated_labels
 from samplehub.labels.graph import LabelGraph
@@ -32,6 +41,7 @@ from samplehub.retrieval.expansion import (
     LabelMatch,
     PrototypeTarget,
     exact_groups,
+    match_label,
     prototype_targets,
 )
 from samplehub.retrieval.memo import Memo
@@ -168,6 +178,38 @@ class QueryContext:
             ),
         )
 
+    def warm(self, previous: QueryContext) -> int:
+        """Build the per-label memos that ``previous`` had built, for this context's data.
+
+        Each query label ``previous`` answered is resolved again in this context's label
+        graph (the graph may have changed), then its exact matches, its Eq. 1 targets and
+        its unfiltered allowed index positions are built here. A background reload calls
+        this before the swap, so the first queries after it are not cold. Only the
+        memoised inputs of a query are built, never a result.
+
+        Returns:
+            The number of query labels warmed.
+        """
+        labels = dict.fromkeys(k.query for k in previous._exact.keys() if isinstance(k, LabelMatch))
+        distances = {
+            (k[0].query, float(k[1])) for k in previous._targets.keys()
+            if isinstance(k, tuple) and isinstance(k[0], LabelMatch)
+        }
+        warmed = 0
+        for text in labels:
+            try:
+                match = match_label(self.graph, text)
+            except UnknownLabelError:
+                continue  # gone from the new graph; its next query reports that
+            _, excluded = self.exact_matches(match)
+            if self.ivfpq is not None:
+                self.ivfpq.allowed(None, excluded, key=match)
+            for query, max_distance in distances:
+                if query == text:
+                    self.prototype_targets(match, max_distance)
+            warmed += 1
+        return warmed
+
 
 def prototype_arrays(stored: dict[str, LabelPrototypes]) -> Prototypes:
     """``load_prototypes`` output as (prototype ids, vectors) per label."""
@@ -198,7 +240,7 @@ def load_context(repo: Repository) -> QueryContext:
     version = current_model_version(repo.config)
     index: IvfpqIndex | None
     try:
-        index = load_ivfpq_index(repo, version)
+        index = load_ivfpq_index(repo, version, mmap=repo.config.retrieval.mmap)
     except IndexNotTrainedError as exc:
         log.warning("query without visual matching: %s", exc)
         index = None
@@ -217,24 +259,87 @@ class QueryContexts:
 
     Held by the repository (``Repository.query_contexts``), so a server that keeps its
     repository keeps its context, and a test's or a reconfigured repository starts afresh.
+
+    Args:
+        repo: the repository.
+        background: reload a changed repository in a background thread and serve the
+            previous context meanwhile (module docstring); False reloads in the query
+            that noticed the change, and concurrent queries wait.
+        retry_s: after a failed background reload, seconds before the next try (a
+            half-written repository state fails the same way until the writer is done).
+
+    Attributes:
+        background: as the argument; a server sets it before its first query.
+        reloads: contexts swapped in by background reloads so far.
     """
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, background: bool = False, retry_s: float = 5.0) -> None:
         self.repo = repo
+        self.background = background
+        self.retry_s = retry_s
+        self.reloads = 0
         self._current: tuple[Hashable, QueryContext] | None = None
         self._lock = threading.Lock()
+        self._loading: threading.Thread | None = None
+        self._failed_at = -float("inf")
 
     def current(self) -> QueryContext:
         """The context of the repository as it is now.
 
-        The cached one while its :func:`repository_stamp` is unchanged, else a fresh
-        :func:`load_context`.
+        The cached one while its :func:`repository_stamp` is unchanged. After a change: a
+        fresh :func:`load_context`, or in background mode the cached one until the
+        reload started here has swapped in its successor. The first call always loads.
         """
         stamp = repository_stamp(self.repo)
         with self._lock:
-            if self._current is None or self._current[0] != stamp:
+            if self._current is not None and self._current[0] == stamp:
+                return self._current[1]
+            if self._current is None or not self.background:
                 self._current = (stamp, load_context(self.repo))
+                return self._current[1]
+            if self._loading is None and time.monotonic() - self._failed_at >= self.retry_s:
+                self._loading = threading.Thread(
+                    target=self._reload, args=(stamp, self._current[1]),
+                    name="samplehub-context-reload", daemon=True,
+                )
+                self._loading.start()
             return self._current[1]
+
+    def _reload(self, stamp: Hashable, previous: QueryContext) -> None:
+        """Load the context of ``stamp``, warm it from ``previous`` and swap it in."""
+        start = time.perf_counter()
+        try:
+            context = load_context(self.repo)
+            warmed = context.warm(previous)
+        except Exception:
+            # the old context stays; a failed load must not fail the queries it serves
+            log.exception("background reload of the query context failed; retry in %.0f s",
+                          self.retry_s)
+            with self._lock:
+                self._loading = None
+                self._failed_at = time.monotonic()
+            return
+        with self._lock:
+            self._current = (stamp, context)
+            self._loading = None
+            self.reloads += 1
+        log.info("query context reloaded in the background in %.1f s (%d labels warmed)",
+                 time.perf_counter() - start, warmed)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background reload in progress; True when none is left running."""
+        with self._lock:
+            loading = self._loading
+        if loading is not None:
+            loading.join(timeout)
+            return not loading.is_alive()
+        return True
+
+    @property
+    def stamp(self) -> Hashable | None:
+        """The :func:`repository_stamp` of the context served now (None before the first)."""
+        with self._lock:
+            return None if self._current is None else self._current[0]
 
 
 def open_context(repo: Repository) -> QueryContext:

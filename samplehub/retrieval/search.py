@@ -175,25 +175,26 @@ class PositionedSearch:
 
 @dataclass
 class IvfpqSearch(PositionedSearch):
-    """The IVF-PQ index, zero-copy access to the full vectors it keeps, and its positions.
+    """The IVF-PQ index, the vectors its re-rank store keeps, and its positions.
 
     The IVF-PQ search runs on the index under its ``IndexIDMap2`` with a bitmap selector
     of allowed positions (faiss does not pass an ``IndexIDMap`` selector down through
-    ``IndexRefineFlat``); the exact scan searches the refine store's ``IndexFlat`` of full
-    vectors with the same kind of selector, without copying them.
+    ``IndexRefine``); the exact scan searches the re-rank store (float32, fp16 or SQ8
+    codes) with the same kind of selector, in place.
 
     Attributes:
-        index: the index (``IndexIDMap2`` over ``IndexRefineFlat(IndexIVFPQ)``).
+        index: the index (``IndexIDMap2`` over ``IndexRefine(IndexIVFPQ, store)``).
         ids: sample id at each position, (ntotal,) int64.
         positions: catalog rows <-> positions.
-        flat: the refine store (:attr:`IvfpqIndex.flat`); None for ``refine=False``.
-        xb: the full vectors (ntotal, d), a view into ``flat`` (no copy), or None.
+        store: the re-rank store (:attr:`IvfpqIndex.store`); None for ``refine=False``.
+        xb: the float32 vectors (ntotal, d), a view into a ``flat`` store (no copy); None
+            for other stores, which :meth:`vector` decodes one at a time.
     """
 
     index: IvfpqIndex
     ids: np.ndarray
     positions: PositionMap
-    flat: Any
+    store: Any
     xb: np.ndarray | None
 
     @classmethod
@@ -203,12 +204,12 @@ class IvfpqSearch(PositionedSearch):
         The vector view of the refine store lives as long as the index.
         """
         ids = index.ids
-        flat = index.flat
+        store = index.store
         xb = None
-        if flat is not None and flat.ntotal:
-            n, d = int(flat.ntotal), int(flat.d)
-            xb = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d)
-        return cls(index, ids, PositionMap.of(ids, sample_id), flat, xb)
+        if isinstance(store, faiss.IndexFlat) and store.ntotal:
+            n, d = int(store.ntotal), int(store.d)
+            xb = faiss.rev_swig_ptr(store.get_xb(), n * d).reshape(n, d)
+        return cls(index, ids, PositionMap.of(ids, sample_id), store, xb)
 
     @property
     def ntotal(self) -> int:
@@ -224,7 +225,7 @@ class IvfpqSearch(PositionedSearch):
         self, choice: IndexChoice, n_candidates: int, k: int, config: RetrievalConfig
     ) -> SearchPlan:
         """:func:`~samplehub.retrieval.planner.plan_search` over this index."""
-        return plan_search(choice, n_candidates, self.ntotal, self.flat is not None, config)
+        return plan_search(choice, n_candidates, self.ntotal, self.store is not None, config)
 
     def search(
         self, plan: SearchPlan, xq: np.ndarray, k: int, allowed: AllowedPositions | None
@@ -259,13 +260,13 @@ class IvfpqSearch(PositionedSearch):
             params = search_parameters(self.index, plan.nprobe, plan.k_factor, plan.max_codes,
                                        selector)
             return self.index.inner.search(xq, k, params=params)
-        if self.flat is None:
+        if self.store is None:
             raise QueryError("an exact plan needs an index built with refine=True")
         if selector is None:
-            return self.flat.search(xq, k)
+            return self.store.search(xq, k)
         params = faiss.SearchParameters()
         params.sel = selector
-        return self.flat.search(xq, k, params=params)
+        return self.store.search(xq, k, params=params)
 
     def similarity(self, D: np.ndarray) -> np.ndarray:
         """Cosine similarity of unit vectors from search output: D itself (ip), 1 - D/2 (l2)."""
@@ -284,17 +285,27 @@ class IvfpqSearch(PositionedSearch):
                 f"sample {sample_id} is not in the catalog's feature index; compute its "
                 "features (asset image_features) and update the index (asset ivfpq_index)"
             )
-        if self.xb is None:
+        if self.store is None:
             raise QueryError("query by sample id needs an index built with refine=True")
         return position
+
+    def vector(self, position: int) -> np.ndarray:
+        """The stored vector at ``position``, (1, d) float32 (decoded from fp16 or SQ8).
+
+        Raises:
+            QueryError: the index keeps no vectors (``refine=False``).
+        """
+        if self.xb is not None:
+            return self.xb[position : position + 1].copy()
+        if self.store is None:
+            raise QueryError("query by sample id needs an index built with refine=True")
+        return np.asarray(self.store.reconstruct(position), np.float32)[None, :]
 
     def search_stored(
         self, plan: SearchPlan, position: int, k: int, allowed: AllowedPositions | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`search` with the stored vector at ``position`` as the query."""
-        if self.xb is None:
-            raise QueryError("query by sample id needs an index built with refine=True")
-        return self.search(plan, self.xb[position : position + 1].copy(), k, allowed)
+        return self.search(plan, self.vector(position), k, allowed)
 
     def describe(self) -> dict[str, object]:
         """Nothing: the plan's search entry says all (model version is the query's)."""

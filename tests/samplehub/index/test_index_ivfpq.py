@@ -12,6 +12,7 @@ import pytest
 from samplehub.errors import IndexNotTrainedError
 from samplehub.index.ivfpq import (
     IvfpqIndex,
+    IvfpqParams,
     add_to_index,
     build_ivfpq_index,
     exact_search,
@@ -26,6 +27,7 @@ from samplehub.index.ivfpq import (
     search,
     stored_vectors,
     suggest_nlist,
+    train_ivfpq_index,
 )
 
 D_DIM, NB, NQ, K = 32, 4_000, 100, 10
@@ -100,12 +102,59 @@ def test_index_exposes_its_parts(data: Data, built: IvfpqIndex) -> None:
     assert sorted(built.ids.tolist()) == sorted(ids.tolist()) and built.ids.dtype == np.int64
     assert isinstance(built.ivf, faiss.IndexIVFPQ) and built.ivf.nlist == NLIST
     assert isinstance(built.inner, faiss.IndexRefineFlat)
-    flat = built.flat
-    assert flat is not None and flat.ntotal == built.ntotal
+    store = built.store
+    assert isinstance(store, faiss.IndexFlat) and store.ntotal == built.ntotal
     order = {int(i): r for r, i in enumerate(ids)}
-    np.testing.assert_allclose(flat.reconstruct(0), xb[order[int(built.ids[0])]])
+    np.testing.assert_allclose(store.reconstruct(0), xb[order[int(built.ids[0])]])
     pq_only = build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, refine=False)
-    assert pq_only.flat is None and isinstance(pq_only.inner, faiss.IndexIVFPQ)
+    assert pq_only.store is None and isinstance(pq_only.inner, faiss.IndexIVFPQ)
+
+
+@pytest.mark.parametrize(("store", "bytes_per_dim", "atol"), [("fp16", 2, 1e-3), ("sq8", 1, 2e-2)])
+def test_compact_stores_keep_recall_in_less_memory(
+    data: Data, built: IvfpqIndex, store: str, bytes_per_dim: int, atol: float
+) -> None:
+    xb, ids, xq = data
+    compact = build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, store=store)  # type: ignore[arg-type]
+    assert isinstance(compact.store, faiss.IndexScalarQuantizer)
+    assert compact.store.code_size == bytes_per_dim * D_DIM
+    stored, stored_ids = stored_vectors(compact)
+    order = {int(i): r for r, i in enumerate(ids)}
+    np.testing.assert_allclose(stored, xb[[order[int(i)] for i in stored_ids]], atol=atol)
+    _, I_exact = exact_search(xb, xq, K, ids=ids)
+    recall = recall_at_k(search(compact, xq, K, nprobe=8, k_factor=8)[1], I_exact)
+    full = recall_at_k(search(built, xq, K, nprobe=8, k_factor=8)[1], I_exact)
+    assert recall >= full - (0.01 if store == "fp16" else 0.05)
+
+
+def test_chunked_adds_equal_one_build(data: Data) -> None:
+    xb, ids, xq = data
+    whole = build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, store="fp16", xt=xb)
+    params = whole.params
+    chunked = train_ivfpq_index(xb, params)
+    for start in range(0, NB, 1000):
+        add_to_index(chunked, xb[start : start + 1000], ids[start : start + 1000])
+    D1, I1 = search(whole, xq, K, nprobe=8, k_factor=8)
+    D2, I2 = search(chunked, xq, K, nprobe=8, k_factor=8)
+    np.testing.assert_array_equal(I1, I2)
+    with pytest.raises(ValueError, match="store must be one of"):
+        train_ivfpq_index(xb, IvfpqParams(d=D_DIM, nlist=NLIST, m=M, nbits=NBITS,
+                                          store="bf16"))  # type: ignore[arg-type]
+
+
+def test_mapped_index_searches_alike_and_is_read_only(data: Data, tmp_path: Path) -> None:
+    xb, ids, xq = data
+    index = build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, store="fp16")
+    save_index(index, tmp_path / "ix")
+    mapped = load_index(tmp_path / "ix", mmap=True)
+    assert mapped.mapped and not load_index(tmp_path / "ix").mapped
+    D1, I1 = search(index, xq, K, nprobe=8, k_factor=8)
+    D2, I2 = search(mapped, xq, K, nprobe=8, k_factor=8)
+    np.testing.assert_array_equal(I1, I2)
+    np.testing.assert_allclose(D1, D2)
+    np.testing.assert_array_equal(stored_vectors(mapped)[0], stored_vectors(index)[0])
+    with pytest.raises(ValueError, match="read-only"):
+        add_to_index(mapped, xq[:2], np.array([2**62 + 1, 2**62 + 2]))
 
 
 def test_recall_at_k_counts_intersections() -> None:
