@@ -116,7 +116,7 @@ def main() -> None:
 
     xb, datasets, classes, relpaths = real_features()
     graph = label_graph()
-    snapshot = SampleSnapshot.from_table(samples_table(datasets, classes, relpaths))
+    snapshot = SampleSnapshot.from_table(samples_table(datasets, [[c] for c in classes], relpaths))
     vectors = IvfpqSearch.of(
         build_ivfpq_index(xb, np.arange(len(xb)), 256, 64, 8, refine=True, max_train=65_536),
         snapshot.sample_id,
@@ -126,7 +126,7 @@ def main() -> None:
         graph,
         graph_settings_from_config(load_config(["graph=embedded"])).association,
         vectors,
-        prototypes(graph, xb, datasets, classes),
+        prototypes(graph, xb, datasets, [[c] for c in classes]),
     )
     annotation = read_annotation(data / "ucmerced_multilabel" / "LandUse_Multilabeled.txt")
     rows = []
