@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from samplehub.api.errors import install_error_handler
-from samplehub.api.routes import builds, labels, samples
+from samplehub.api.routes import builds, health, labels, samples
 from samplehub.api.routes import query as query_routes
 from samplehub.api.state import ApiState, ImageQueryFunction
 from samplehub.export.builder import QueryFunction
@@ -54,7 +54,7 @@ def create_app(
         builds=BuildStore(repo.config.home_path / "builds"),
     )
     install_error_handler(app)
-    for module in (query_routes, builds, samples, labels):
+    for module in (query_routes, builds, samples, labels, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

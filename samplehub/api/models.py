@@ -21,6 +21,10 @@ class QueryRequest(BaseModel):
     k: int = Field(
         default=100, ge=1, le=10_000, description="supplementary samples per label at most"
     )
+    exact_limit: int | None = Field(
+        default=None, ge=0,
+        description="exact matches per label at most (a page); null returns all of them",
+    )
     include_supplementary: bool = True
     max_label_distance: float | None = Field(default=None, ge=0)
     similarity_threshold: float | None = None
@@ -37,6 +41,7 @@ class QueryRequest(BaseModel):
             datasets=tuple(c.datasets) if c.datasets else None,
             sensors=tuple(c.sensors) if c.sensors else None,
             k=self.k,
+            exact_limit=self.exact_limit,
             include_supplementary=self.include_supplementary,
             max_label_distance=self.max_label_distance,
             similarity_threshold=self.similarity_threshold,

@@ -1,4 +1,4 @@
-"""``samplehub serve``: the HTTP API and the review page with uvicorn."""
+"""``samplehub serve``: the HTTP API and the review page with uvicorn workers."""
 
 from __future__ import annotations
 
@@ -6,19 +6,23 @@ from typing import Annotated
 
 import typer
 
-from samplehub.cli.common import Overrides, open_repository
+from samplehub.cli.common import Overrides
 
 
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="worker processes sharing the socket; default: one per core"),
+    ] = None,
     overrides: Overrides = None,
 ) -> None:
     """Serve the API (/docs), the review page (/review) and OpenAPI (/openapi.json)."""
-    import uvicorn
+    from samplehub.api.serving import default_workers
+    from samplehub.api.serving import serve as run
 
-    from samplehub.api import create_app
-
-    app = create_app(open_repository(overrides))
-    print(f"SampleHub API on http://{host}:{port}/docs, review page on http://{host}:{port}/review")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    count = workers or default_workers()
+    print(f"SampleHub API on http://{host}:{port}/docs, review page on http://{host}:{port}/review"
+          f" ({count} worker{'s' if count > 1 else ''})", flush=True)
+    run(overrides or [], host=host, port=port, workers=count)

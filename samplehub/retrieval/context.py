@@ -73,6 +73,8 @@ class QueryContext:
         model_version: the feature model version of ``ivfpq`` and ``prototypes``.
         hamming: the champion's Hamming index over ``snapshot``, once
             :meth:`attach_hamming` loaded it (``index="hash"``).
+        index_version: the published version folder ``ivfpq`` was read from
+            (``v000007``, :mod:`samplehub.index.files`), None without an index.
     """
 
     snapshot: SampleSnapshot
@@ -82,6 +84,7 @@ class QueryContext:
     prototypes: Prototypes
     model_version: str | None = None
     hamming: HammingSearch | None = None
+    index_version: str | None = None
     _exact: Memo[tuple[list[ExactGroup], np.ndarray]] = field(
         init=False, default_factory=Memo, repr=False
     )
@@ -228,7 +231,8 @@ def load_context(repo: Repository) -> QueryContext:
     Raises:
         LabelGraphError: no label graph was built yet.
     """
-    from samplehub.index.lifecycle import load_ivfpq_index
+    from samplehub.index.files import published_folder
+    from samplehub.index.lifecycle import index_path, load_ivfpq_index
     from samplehub.labels.settings import graph_settings_from_config
     from samplehub.labels.workflow import open_store
     from samplehub.models.feature_model import model_version as current_model_version
@@ -239,6 +243,9 @@ def load_context(repo: Repository) -> QueryContext:
     snapshot = SampleSnapshot.from_table(repo.catalog.read("samples", columns=list(COLUMNS)))
     version = current_model_version(repo.config)
     index: IvfpqIndex | None
+    # resolved before the load: a version published in between makes the stamp differ,
+    # and the next check reloads and names it
+    folder = published_folder(index_path(repo.config, version)).name
     try:
         index = load_ivfpq_index(repo, version, mmap=repo.config.retrieval.mmap)
     except IndexNotTrainedError as exc:
@@ -251,6 +258,7 @@ def load_context(repo: Repository) -> QueryContext:
         ivfpq=IvfpqSearch.of(index, snapshot.sample_id) if index is not None else None,
         prototypes=prototype_arrays(load_prototypes(repo.catalog, version)),
         model_version=version,
+        index_version=folder if index is not None else None,
     )
 
 
@@ -260,86 +268,113 @@ class QueryContexts:
     Held by the repository (``Repository.query_contexts``), so a server that keeps its
     repository keeps its context, and a test's or a reconfigured repository starts afresh.
 
+    In background mode (a server), queries do not check the repository: a watcher thread,
+    started by the first load, compares :func:`repository_stamp` every ``poll_s`` seconds
+    and, on a change, loads the new context, warms it (:meth:`QueryContext.warm`) and
+    swaps the reference, while queries keep getting the old one. A failed reload is logged
+    and retried after ``retry_s`` (a half-written repository state fails the same way
+    until its writer is done); the old context stays served.
+
     Args:
         repo: the repository.
-        background: reload a changed repository in a background thread and serve the
-            previous context meanwhile (module docstring); False reloads in the query
-            that noticed the change, and concurrent queries wait.
-        retry_s: after a failed background reload, seconds before the next try (a
-            half-written repository state fails the same way until the writer is done).
+        background: reload in the background (above); False reloads in the query that
+            noticed the change, and concurrent queries wait for it.
+        poll_s: seconds between the watcher's checks.
+        retry_s: seconds before the watcher retries a failed reload.
 
     Attributes:
         background: as the argument; a server sets it before its first query.
         reloads: contexts swapped in by background reloads so far.
     """
 
-    def __init__(self, repo: Repository, background: bool = False, retry_s: float = 5.0) -> None:
+    def __init__(
+        self, repo: Repository, background: bool = False, poll_s: float = 1.0,
+        retry_s: float = 5.0,
+    ) -> None:
         self.repo = repo
         self.background = background
+        self.poll_s = poll_s
         self.retry_s = retry_s
         self.reloads = 0
         self._current: tuple[Hashable, QueryContext] | None = None
         self._lock = threading.Lock()
-        self._loading: threading.Thread | None = None
-        self._failed_at = -float("inf")
+        self._reloading = False
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def current(self) -> QueryContext:
         """The context of the repository as it is now.
 
-        The cached one while its :func:`repository_stamp` is unchanged. After a change: a
-        fresh :func:`load_context`, or in background mode the cached one until the
-        reload started here has swapped in its successor. The first call always loads.
+        Synchronous mode: the cached one while its :func:`repository_stamp` is unchanged,
+        else a fresh :func:`load_context`. Background mode: the one served now, loaded by
+        the first call (which starts the watcher).
         """
+        if self.background:
+            with self._lock:
+                if self._current is not None:
+                    return self._current[1]
         stamp = repository_stamp(self.repo)
         with self._lock:
-            if self._current is not None and self._current[0] == stamp:
-                return self._current[1]
-            if self._current is None or not self.background:
+            if self._current is None or self._current[0] != stamp:
                 self._current = (stamp, load_context(self.repo))
-                return self._current[1]
-            if self._loading is None and time.monotonic() - self._failed_at >= self.retry_s:
-                self._loading = threading.Thread(
-                    target=self._reload, args=(stamp, self._current[1]),
-                    name="samplehub-context-reload", daemon=True,
+            if self.background and self._watcher is None:
+                self._stop.clear()
+                self._watcher = threading.Thread(
+                    target=self._watch, name="samplehub-context-watcher", daemon=True
                 )
-                self._loading.start()
+                self._watcher.start()
             return self._current[1]
+
+    def _watch(self) -> None:
+        """Until :meth:`close`: reload whenever the repository stamp changed."""
+        wait = self.poll_s
+        while not self._stop.wait(wait):
+            wait = self.poll_s
+            with self._lock:
+                served = self._current
+            try:
+                stamp = repository_stamp(self.repo)
+                if served is not None and stamp != served[0]:
+                    self._reload(stamp, served[1])
+            except Exception:
+                # the old context stays served; a failed reload must not fail its queries
+                log.exception("background reload of the query context failed; retry in "
+                              "%.0f s", self.retry_s)
+                wait = self.retry_s
+            finally:
+                with self._lock:
+                    self._reloading = False
 
     def _reload(self, stamp: Hashable, previous: QueryContext) -> None:
         """Load the context of ``stamp``, warm it from ``previous`` and swap it in."""
         start = time.perf_counter()
-        try:
-            context = load_context(self.repo)
-            warmed = context.warm(previous)
-        except Exception:
-            # the old context stays; a failed load must not fail the queries it serves
-            log.exception("background reload of the query context failed; retry in %.0f s",
-                          self.retry_s)
-            with self._lock:
-                self._loading = None
-                self._failed_at = time.monotonic()
-            return
+        with self._lock:
+            self._reloading = True
+        context = load_context(self.repo)
+        warmed = context.warm(previous)
         with self._lock:
             self._current = (stamp, context)
-            self._loading = None
             self.reloads += 1
         log.info("query context reloaded in the background in %.1f s (%d labels warmed)",
                  time.perf_counter() - start, warmed)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for a background reload in progress; True when none is left running."""
+    def close(self) -> None:
+        """Stop the watcher (background mode); the served context stays."""
+        self._stop.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.join()
+
+    def served(self) -> QueryContext | None:
+        """The context queries get now, without checking the repository (None before one)."""
         with self._lock:
-            loading = self._loading
-        if loading is not None:
-            loading.join(timeout)
-            return not loading.is_alive()
-        return True
+            return None if self._current is None else self._current[1]
 
     @property
-    def stamp(self) -> Hashable | None:
-        """The :func:`repository_stamp` of the context served now (None before the first)."""
+    def reloading(self) -> bool:
+        """Whether a background reload is running."""
         with self._lock:
-            return None if self._current is None else self._current[0]
+            return self._reloading
 
 
 def open_context(repo: Repository) -> QueryContext:

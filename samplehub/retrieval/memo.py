@@ -36,3 +36,8 @@ class Memo(Generic[T]):
                 self._values.pop(next(iter(self._values)))
             self._values[key] = value
         return value
+
+    def keys(self) -> list[Hashable]:
+        """The keys held now, oldest first (a copy)."""
+        with self._lock:
+            return list(self._values)

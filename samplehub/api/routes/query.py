@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import replace
 from typing import Annotated, Any
 
 import numpy as np
@@ -50,7 +51,7 @@ def respond(result: QueryResult, spec_id: str, rejected: set[int]) -> QueryRespo
 def query(body: QueryRequest, state: Annotated[ApiState, Depends(get_state)]) -> QueryResponse:
     """Exact matches and supplementary samples of the query labels (main paper 3.4)."""
     spec = body.query_spec()
-    spec_id = query_id(spec)
+    spec_id = query_id(replace(spec, exact_limit=None))  # feedback holds for every page
     result = state.query(state.repo, spec)
     return respond(result, spec_id, rejected_ids(state.repo.catalog, spec_id))
 

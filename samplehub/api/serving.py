@@ -1,0 +1,99 @@
+"""``samplehub serve``: the API in several uvicorn worker processes on one socket.
+
+A query is CPU work in numpy, faiss and Python; one process's threads share one GIL, so
+on a multi-core machine the server runs ``workers`` processes that accept from one
+listening socket (uvicorn's supervisor binds it, starts the workers and restarts one that
+dies). Each worker opens the repository itself and loads its query context before it
+accepts a connection, so no request pays the first load. The index is read from the same
+files by every worker (memory-mapped where :mod:`samplehub.index` maps it, one page-cache
+copy for all).
+
+Each worker reloads a changed repository in the background
+(:class:`~samplehub.retrieval.context.QueryContexts` with ``background=True``): a newly
+published index version is picked up without a restart and without stalling requests.
+Each request runs single-threaded inside faiss (``omp_set_num_threads(1)``): concurrency
+comes from the workers and their request threads, and OpenMP teams per request on top of
+them would oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Sequence
+
+from fastapi import FastAPI
+
+from samplehub.api.app import create_app
+from samplehub.errors import SampleHubError
+from samplehub.repository import Repository
+
+log = logging.getLogger(__name__)
+
+HEALTHCHECK_S = 60
+"""Seconds the supervisor waits for a worker's health ping: a worker loading a
+million-sample context answers late, and a short wait would kill it as hung."""
+
+
+def default_workers() -> int:
+    """One worker per core the process may run on."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def served_app(overrides: Sequence[str] = ()) -> FastAPI:
+    """The app one worker serves: background reloads on, its query context loaded.
+
+    Args:
+        overrides: Hydra overrides of the configuration (``--set``).
+
+    Returns:
+        The app. A repository whose context cannot load yet (no label graph, say) is
+        still served; its queries report why.
+    """
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    repo = Repository.open(list(overrides))
+    contexts = repo.query_contexts
+    contexts.background = True
+    try:
+        contexts.current()
+    except SampleHubError as exc:
+        log.warning("serving without a loaded query context: %s", exc)
+    return create_app(repo)
+
+
+def serve(
+    overrides: Sequence[str] = (),
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve the API with ``workers`` processes until interrupted (SIGINT or SIGTERM).
+
+    Args:
+        overrides: Hydra overrides, passed to every worker.
+        host: interface to listen on.
+        port: TCP port.
+        workers: worker processes; None: :func:`default_workers`.
+        log_level: uvicorn's log level.
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    # A picklable factory (not an import string) carries the overrides to the spawned
+    # workers; uvicorn.run accepts only import strings with workers > 1, so this runs
+    # uvicorn's own supervisor directly.
+    config = uvicorn.Config(
+        functools.partial(served_app, tuple(overrides)), factory=True, host=host, port=port,
+        workers=workers, log_level=log_level, timeout_worker_healthcheck=HEALTHCHECK_S,
+    )
+    if workers == 1:
+        uvicorn.Server(config).run()
+        return
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
