@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
@@ -106,6 +107,28 @@ def peak_rss_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2)
 
 
+def image_columns(images: list) -> tuple[pa.Array, pa.Array]:
+    """Each real image's graph dataset key and labels, to be taken by image index."""
+    from query import DATASETS
+
+    keys = {**DATASETS, "bigearthnet_s2": "bigearthnet_s2"}
+    return (pa.array([keys[i.dataset] for i in images]),
+            pa.array([list(i.labels) for i in images], pa.list_(pa.string())))
+
+
+def save_prototypes(corpus: object) -> None:
+    """K-means prototypes (4 per label) of the real views, for the measuring process."""
+    from query import label_graph, prototypes
+
+    c: Any = corpus
+    dataset, labels = image_columns(c.images)
+    source = pa.array(c.source)
+    protos = prototypes(label_graph(), c.xb, dataset.take(source).to_pylist(),
+                        labels.take(source).to_pylist())
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(CACHE / "prototypes.npz", **{label: v for label, (_, v) in protos.items()})
+
+
 def build(n: int, real: int | None = None) -> None:
     """Fit, train, add in chunks, save; writes ``build.json`` beside the index."""
     import views
@@ -121,6 +144,7 @@ def build(n: int, real: int | None = None) -> None:
 
     start = time.perf_counter()
     corpus = views.load(real)
+    save_prototypes(corpus)
     mixture = fit_mixture(corpus.xb, corpus.source)
     xq = corpus.xq
     del corpus
@@ -171,7 +195,7 @@ def build(n: int, real: int | None = None) -> None:
 def measure(real: int | None = None) -> dict:
     """Recall and latency of the saved index, memory-mapped, with a 10M-row snapshot."""
     import views
-    from query import COMMON_LABELS, DATASETS, label_graph, latencies, pct, prototypes
+    from query import COMMON_LABELS, label_graph, latencies, pct
 
     from samplehub.config import load_config
     from samplehub.index.ivfpq import load_index, recall_at_k, search
@@ -184,13 +208,10 @@ def measure(real: int | None = None) -> dict:
 
     built = json.loads((CACHE / "build.json").read_text())
     graph = label_graph()
-    corpus = views.load(real)
-    keys = {**DATASETS, "bigearthnet_s2": "bigearthnet_s2"}
-    image_dataset = pa.array([keys[i.dataset] for i in corpus.images])
-    image_labels = pa.array([list(i.labels) for i in corpus.images], pa.list_(pa.string()))
-    protos = prototypes(graph, corpus.xb, image_dataset.take(pa.array(corpus.source)).to_pylist(),
-                        image_labels.take(pa.array(corpus.source)).to_pylist())
-    del corpus
+    image_dataset, image_labels = image_columns(views.image_table())
+    with np.load(CACHE / "prototypes.npz") as stored:
+        protos = {label: (np.arange(len(stored[label]), dtype=np.int64), stored[label])
+                  for label in stored.files}
     retrieval = load_config().retrieval
     start = time.perf_counter()
     index = load_index(CACHE / "index", mmap=retrieval.mmap)

@@ -196,10 +196,15 @@ def load(n: int | None = None, folder: Path = FOLDER) -> Corpus:
             raise FileNotFoundError(f"{path} is missing; run python bench/views.py to finish")
         chunks.append(np.load(path, mmap_mode="r"))
     xb = np.concatenate(chunks)[:n] if chunks else np.empty((0, 512), np.float32)
-    images = [Image(i["dataset"], tuple(i["labels"]), i["relpath"])
-              for i in json.loads((folder / "images.json").read_text())]
     return Corpus(np.ascontiguousarray(xb, dtype=np.float32), source[:n],
-                  np.load(folder / "queries.npy"), np.load(folder / "query_source.npy"), images)
+                  np.load(folder / "queries.npy"), np.load(folder / "query_source.npy"),
+                  image_table(folder))
+
+
+def image_table(folder: Path = FOLDER) -> list[Image]:
+    """The corpus' source images, in the order ``source`` indexes them."""
+    return [Image(i["dataset"], tuple(i["labels"]), i["relpath"])
+            for i in json.loads((folder / "images.json").read_text())]
 
 
 def main() -> None:
