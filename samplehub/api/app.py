@@ -7,8 +7,11 @@ docs at ``/docs``, the review page at ``/review``. The query functions default t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -28,6 +31,7 @@ def create_app(
     repo: Repository,
     query: QueryFunction | None = None,
     image_query: ImageQueryFunction | None = None,
+    request_threads: int | None = None,
 ) -> FastAPI:
     """The HTTP API of ``repo``.
 
@@ -36,13 +40,25 @@ def create_app(
         query: ``run_query(repo, spec)``; default :func:`samplehub.retrieval.query.run_query`.
         image_query: ``query_by_image(repo, image=, sample_id=, k=)``; default
             :func:`samplehub.retrieval.query.query_by_image`.
+        request_threads: threads that run the (synchronous) routes at once; requests
+            beyond them wait in arrival order. None keeps anyio's default (40).
     """
     if query is None or image_query is None:
         from samplehub.retrieval.query import query_by_image, run_query
 
         query = query or run_query
         image_query = image_query or query_by_image
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if request_threads is not None:
+            # CPU-bound queries: threads beyond the cores only take turns on the GIL, and
+            # a short pool lets queued requests finish in arrival order
+            anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="SampleHub",
         summary="Cross-dataset remote-sensing sample retrieval and dataset building.",
         version="0.1.0",

@@ -36,16 +36,23 @@ HEALTHCHECK_S = 60
 million-sample context answers late, and a short wait would kill it as hung."""
 
 
+REQUEST_THREADS = 40
+"""Request threads per worker (anyio's default; ``bench/serving.py`` measured others)."""
+
+
 def default_workers() -> int:
     """One worker per core the process may run on."""
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def served_app(overrides: Sequence[str] = ()) -> FastAPI:
+def served_app(overrides: Sequence[str] = (), request_threads: int | None = REQUEST_THREADS
+               ) -> FastAPI:
     """The app one worker serves: background reloads on, its query context loaded.
 
     Args:
         overrides: Hydra overrides of the configuration (``--set``).
+        request_threads: threads running requests at once in this worker
+            (:func:`~samplehub.api.app.create_app`).
 
     Returns:
         The app. A repository whose context cannot load yet (no label graph, say) is
@@ -61,7 +68,7 @@ def served_app(overrides: Sequence[str] = ()) -> FastAPI:
         contexts.current()
     except SampleHubError as exc:
         log.warning("serving without a loaded query context: %s", exc)
-    return create_app(repo)
+    return create_app(repo, request_threads=request_threads)
 
 
 def serve(
@@ -69,6 +76,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int | None = None,
+    request_threads: int = REQUEST_THREADS,
     log_level: str = "info",
 ) -> None:
     """Serve the API with ``workers`` processes until interrupted (SIGINT or SIGTERM).
@@ -78,6 +86,7 @@ def serve(
         host: interface to listen on.
         port: TCP port.
         workers: worker processes; None: :func:`default_workers`.
+        request_threads: threads running requests at once in each worker.
         log_level: uvicorn's log level.
     """
     import uvicorn
@@ -90,8 +99,9 @@ def serve(
     # workers; uvicorn.run accepts only import strings with workers > 1, so this runs
     # uvicorn's own supervisor directly.
     config = uvicorn.Config(
-        functools.partial(served_app, tuple(overrides)), factory=True, host=host, port=port,
-        workers=workers, log_level=log_level, timeout_worker_healthcheck=HEALTHCHECK_S,
+        functools.partial(served_app, tuple(overrides), request_threads), factory=True,
+        host=host, port=port, workers=workers, log_level=log_level,
+        timeout_worker_healthcheck=HEALTHCHECK_S,
     )
     if workers == 1:
         uvicorn.Server(config).run()

@@ -10,6 +10,7 @@ from fastapi import Request
 
 from samplehub.export.builder import QueryFunction
 from samplehub.export.builds import BuildStore
+from samplehub.export.feedback import Rejections
 from samplehub.repository import Repository
 from samplehub.retrieval.types import QueryResult
 
@@ -26,6 +27,7 @@ class ApiState:
         image_query: ``query_by_image(repo, image=..., sample_id=..., k=...)``.
         builds: stored logical datasets (``<home>/builds``).
         write_lock: serializes the app's Delta appends (feedback) and exports.
+        rejections: each query's rejected samples, re-read when the feedback changed.
     """
 
     repo: Repository
@@ -33,6 +35,11 @@ class ApiState:
     image_query: ImageQueryFunction
     builds: BuildStore
     write_lock: threading.Lock = field(default_factory=threading.Lock)
+    rejections: Rejections = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Start the rejections of the served repository's catalog."""
+        self.rejections = Rejections(self.repo.catalog)
 
 
 def get_state(request: Request) -> ApiState:

@@ -16,13 +16,18 @@ def serve(
         int | None,
         typer.Option(min=1, help="worker processes sharing the socket; default: one per core"),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="request threads per worker (queries run at once); default 40"),
+    ] = None,
     overrides: Overrides = None,
 ) -> None:
     """Serve the API (/docs), the review page (/review) and OpenAPI (/openapi.json)."""
-    from samplehub.api.serving import default_workers
+    from samplehub.api.serving import REQUEST_THREADS, default_workers
     from samplehub.api.serving import serve as run
 
     count = workers or default_workers()
     print(f"SampleHub API on http://{host}:{port}/docs, review page on http://{host}:{port}/review"
           f" ({count} worker{'s' if count > 1 else ''})", flush=True)
-    run(overrides or [], host=host, port=port, workers=count)
+    run(overrides or [], host=host, port=port, workers=count,
+        request_threads=threads or REQUEST_THREADS)

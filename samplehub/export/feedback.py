@@ -9,6 +9,8 @@ suggested again for it (the builder drops it).
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,6 +108,53 @@ def latest_decisions(catalog: Catalog, spec_id: str) -> dict[int, str]:
 def rejected_ids(catalog: Catalog, spec_id: str) -> set[int]:
     """Samples whose latest decision for ``spec_id`` is ``reject``."""
     return {s for s, d in latest_decisions(catalog, spec_id).items() if d == "reject"}
+
+
+class Rejections:
+    """Every query's rejected samples, read once per version of the ``feedback`` table.
+
+    A server answers each query without the samples rejected for it; reading the Delta
+    table per query costs milliseconds of every request, while the table changes only
+    when a reviewer records feedback. This reads all of it when its version changed (the
+    log folder's mtime on local storage, the Delta version on object storage) and
+    answers from memory until the next change, so a decision recorded by any process is
+    seen by the next query.
+
+    Args:
+        catalog: the catalog holding the ``feedback`` table.
+    """
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._stamp: object = object()  # equal to no real stamp: the first call reads
+        self._rejected: dict[str, set[int]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, spec_id: str) -> set[int]:
+        """Samples whose latest decision for ``spec_id`` is ``reject`` (as :func:`rejected_ids`)."""
+        stamp = self._version()
+        with self._lock:
+            if stamp != self._stamp:
+                frame = feedback_rows(self.catalog)
+                latest = frame.groupby(["spec_id", "sample_id"], sort=False).tail(1)
+                rejected = latest[latest["decision"] == "reject"]
+                self._rejected = {
+                    str(spec): set(group["sample_id"].astype(int).tolist())
+                    for spec, group in rejected.groupby("spec_id", sort=False)
+                }
+                self._stamp = stamp
+            return set(self._rejected.get(spec_id, ()))
+
+    def _version(self) -> object:
+        """A value that changes with every commit to the feedback table (None: no table)."""
+        uri = self.catalog.uri("feedback")
+        if "://" not in uri or uri.startswith("file://"):
+            try:
+                return os.stat(Path(uri.removeprefix("file://")) / "_delta_log").st_mtime_ns
+            except FileNotFoundError:
+                return None
+        table = self.catalog.table("feedback")
+        return None if table is None else table.version()
 
 
 def export_feedback(catalog: Catalog, path: str | Path, spec_id: str | None = None) -> Path:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -222,11 +222,46 @@ def prototype_arrays(stored: dict[str, LabelPrototypes]) -> Prototypes:
     }
 
 
-def load_context(repo: Repository) -> QueryContext:
+class RepositoryStamp(NamedTuple):
+    """What :func:`repository_stamp` saw of each input of :func:`load_context`.
+
+    Attributes:
+        samples: the samples table's version.
+        prototypes: the prototypes table's version.
+        graph: the label graph's version.
+        index_files: each IVF-PQ index file and its modification time.
+        registry: the model registry's state (which model version is current).
+    """
+
+    samples: Hashable
+    prototypes: Hashable
+    graph: Hashable
+    index_files: Hashable
+    registry: Hashable
+
+    def unchanged_since(self, other: RepositoryStamp) -> frozenset[str]:
+        """The inputs whose stamp equals ``other``'s."""
+        return frozenset(f for f in self._fields if getattr(self, f) == getattr(other, f))
+
+
+def load_context(
+    repo: Repository,
+    previous: QueryContext | None = None,
+    unchanged: frozenset[str] = frozenset(),
+) -> QueryContext:
     """Read the samples, the label graph, the index and the prototypes of ``repo``.
 
     A repository without an index (features not computed yet) still answers exact
     matches; step 3 then reports that it was skipped.
+
+    Args:
+        repo: the repository.
+        previous: the context of an earlier state, whose parts are reused where their
+            inputs did not change since: the snapshot, the graph, the prototypes, the
+            index, and the per-label memos built from the unchanged ones (a new index
+            version alone costs a load of the index, not of a million-row snapshot).
+        unchanged: the :class:`RepositoryStamp` fields equal between ``previous``'s
+            state and now.
 
     Raises:
         LabelGraphError: no label graph was built yet.
@@ -238,28 +273,56 @@ def load_context(repo: Repository) -> QueryContext:
     from samplehub.models.feature_model import model_version as current_model_version
     from samplehub.retrieval.prototypes import load_prototypes
 
+    if previous is None:
+        unchanged = frozenset()
     settings = graph_settings_from_config(repo.config)
-    graph = open_store(settings, repo.config.home_path).load()
-    snapshot = SampleSnapshot.from_table(repo.catalog.read("samples", columns=list(COLUMNS)))
     version = current_model_version(repo.config)
-    index: IvfpqIndex | None
-    # resolved before the load: a version published in between makes the stamp differ,
-    # and the next check reloads and names it
-    folder = published_folder(index_path(repo.config, version)).name
-    try:
-        index = load_ivfpq_index(repo, version, mmap=repo.config.retrieval.mmap)
-    except IndexNotTrainedError as exc:
-        log.warning("query without visual matching: %s", exc)
-        index = None
-    return QueryContext(
+    if previous is not None and previous.model_version != version:
+        unchanged -= {"prototypes", "index_files"}
+    if previous is not None and "graph" in unchanged:
+        graph = previous.graph
+    else:
+        graph = open_store(settings, repo.config.home_path).load()
+    if previous is not None and "samples" in unchanged:
+        snapshot = previous.snapshot
+    else:
+        snapshot = SampleSnapshot.from_table(
+            repo.catalog.read("samples", columns=list(COLUMNS)))
+    if previous is not None and "prototypes" in unchanged:
+        prototypes = previous.prototypes
+    else:
+        prototypes = prototype_arrays(load_prototypes(repo.catalog, version))
+    ivfpq: IvfpqSearch | None
+    if previous is not None and "index_files" in unchanged:
+        folder = previous.index_version
+        ivfpq = previous.ivfpq
+        if ivfpq is not None and snapshot is not previous.snapshot:
+            ivfpq = IvfpqSearch.of(ivfpq.index, snapshot.sample_id)  # new rows, same index
+    else:
+        # resolved before the load: a version published in between makes the stamp
+        # differ, and the next check reloads and names it
+        folder = published_folder(index_path(repo.config, version)).name
+        index: IvfpqIndex | None
+        try:
+            index = load_ivfpq_index(repo, version, mmap=repo.config.retrieval.mmap)
+        except IndexNotTrainedError as exc:
+            log.warning("query without visual matching: %s", exc)
+            index = None
+        ivfpq = IvfpqSearch.of(index, snapshot.sample_id) if index is not None else None
+    context = QueryContext(
         snapshot=snapshot,
         graph=graph,
         weights=settings.association,
-        ivfpq=IvfpqSearch.of(index, snapshot.sample_id) if index is not None else None,
-        prototypes=prototype_arrays(load_prototypes(repo.catalog, version)),
+        ivfpq=ivfpq,
+        prototypes=prototypes,
         model_version=version,
-        index_version=folder if index is not None else None,
+        index_version=folder if ivfpq is not None else None,
     )
+    if previous is not None and graph is previous.graph:
+        context._targets = previous._targets  # Eq. 1 targets depend on the graph only
+        if snapshot is previous.snapshot:
+            context._exact = previous._exact  # exact matches: on the graph and the samples
+    return context
 
 
 class QueryContexts:
@@ -296,7 +359,7 @@ class QueryContexts:
         self.poll_s = poll_s
         self.retry_s = retry_s
         self.reloads = 0
-        self._current: tuple[Hashable, QueryContext] | None = None
+        self._current: tuple[RepositoryStamp, QueryContext] | None = None
         self._lock = threading.Lock()
         self._reloading = False
         self._watcher: threading.Thread | None = None
@@ -315,8 +378,12 @@ class QueryContexts:
                     return self._current[1]
         stamp = repository_stamp(self.repo)
         with self._lock:
-            if self._current is None or self._current[0] != stamp:
+            if self._current is None:
                 self._current = (stamp, load_context(self.repo))
+            elif self._current[0] != stamp:
+                old_stamp, old = self._current
+                self._current = (stamp, load_context(self.repo, old,
+                                                     stamp.unchanged_since(old_stamp)))
             if self.background and self._watcher is None:
                 self._stop.clear()
                 self._watcher = threading.Thread(
@@ -335,7 +402,7 @@ class QueryContexts:
             try:
                 stamp = repository_stamp(self.repo)
                 if served is not None and stamp != served[0]:
-                    self._reload(stamp, served[1])
+                    self._reload(stamp, *served)
             except Exception:
                 # the old context stays served; a failed reload must not fail its queries
                 log.exception("background reload of the query context failed; retry in "
@@ -345,18 +412,25 @@ class QueryContexts:
                 with self._lock:
                     self._reloading = False
 
-    def _reload(self, stamp: Hashable, previous: QueryContext) -> None:
-        """Load the context of ``stamp``, warm it from ``previous`` and swap it in."""
+    def _reload(
+        self, stamp: RepositoryStamp, previous_stamp: RepositoryStamp, previous: QueryContext
+    ) -> None:
+        """Load the context of ``stamp``, warm it from ``previous`` and swap it in.
+
+        Parts whose inputs did not change since ``previous_stamp`` are reused.
+        """
         start = time.perf_counter()
         with self._lock:
             self._reloading = True
-        context = load_context(self.repo)
+        unchanged = stamp.unchanged_since(previous_stamp)
+        context = load_context(self.repo, previous, unchanged)
         warmed = context.warm(previous)
         with self._lock:
             self._current = (stamp, context)
             self.reloads += 1
-        log.info("query context reloaded in the background in %.1f s (%d labels warmed)",
-                 time.perf_counter() - start, warmed)
+        log.info("query context reloaded in the background in %.1f s (%d labels warmed; "
+                 "reused: %s)", time.perf_counter() - start, warmed,
+                 ", ".join(sorted(unchanged)) or "nothing")
 
     def close(self) -> None:
         """Stop the watcher (background mode); the served context stays."""
@@ -382,19 +456,19 @@ def open_context(repo: Repository) -> QueryContext:
     return repo.query_contexts.current()
 
 
-def repository_stamp(repo: Repository) -> Hashable:
+def repository_stamp(repo: Repository) -> RepositoryStamp:
     """A value that changes whenever anything :func:`load_context` reads changes."""
     from samplehub.models.feature_model import registry_stamp
 
     home = repo.config.home_path
     index_root = home / "index" / "ivfpq"
     index_files = sorted(index_root.glob("*/index.faiss")) if index_root.is_dir() else []
-    return (
-        _delta_stamp(repo, repo.catalog.uri("samples")),
-        _delta_stamp(repo, repo.catalog.uri("prototypes")),
-        _path_stamp(home / "label_graph" / "graph" / "_delta_log"),
-        tuple((str(p), _path_stamp(p)) for p in index_files),
-        registry_stamp(repo.config),
+    return RepositoryStamp(
+        samples=_delta_stamp(repo, repo.catalog.uri("samples")),
+        prototypes=_delta_stamp(repo, repo.catalog.uri("prototypes")),
+        graph=_path_stamp(home / "label_graph" / "graph" / "_delta_log"),
+        index_files=tuple((str(p), _path_stamp(p)) for p in index_files),
+        registry=registry_stamp(repo.config),
     )
 
 

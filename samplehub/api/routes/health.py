@@ -48,8 +48,12 @@ class Health(BaseModel):
 
 
 @router.get("/health", response_model=Health)
-def health(state: Annotated[ApiState, Depends(get_state)]) -> Health:
-    """The worker's pid and the repository state it serves; loads and checks nothing."""
+async def health(state: Annotated[ApiState, Depends(get_state)]) -> Health:
+    """The worker's pid and the repository state it serves; loads and checks nothing.
+
+    It runs on the event loop, not in the request threads, so it answers at once even
+    while every request thread is busy with a query.
+    """
     contexts = state.repo.query_contexts
     ctx = contexts.served()
     served = None

@@ -15,7 +15,6 @@ from PIL import Image, UnidentifiedImageError
 from samplehub.api.models import HitOut, QueryRequest, QueryResponse
 from samplehub.api.state import ApiState, get_state
 from samplehub.errors import InvalidSampleError
-from samplehub.export.feedback import rejected_ids
 from samplehub.export.spec import query_id
 from samplehub.retrieval.types import QueryResult
 
@@ -53,7 +52,7 @@ def query(body: QueryRequest, state: Annotated[ApiState, Depends(get_state)]) ->
     spec = body.query_spec()
     spec_id = query_id(replace(spec, exact_limit=None))  # feedback holds for every page
     result = state.query(state.repo, spec)
-    return respond(result, spec_id, rejected_ids(state.repo.catalog, spec_id))
+    return respond(result, spec_id, state.rejections.of(spec_id))
 
 
 @router.post("/query/image", response_model=QueryResponse)

@@ -23,6 +23,7 @@ from samplehub.export import (
     parse_spec,
     record_feedback,
 )
+from samplehub.export.feedback import Rejections, rejected_ids
 from samplehub.repository import Repository
 
 SPEC = {
@@ -167,3 +168,15 @@ def test_exported_imagefolder_loads_with_a_standard_dataset_class(
     assert set(train.classes) == {"river", "farmland"}
     image, target = train[0]
     assert image.size == (24, 24) and train.classes[target] in {"river", "farmland"}
+
+
+def test_rejections_follow_every_commit_to_the_feedback_table(small_repo: Repository) -> None:
+    ids = small_repo.catalog.read("samples", columns=["sample_id"])["sample_id"].to_pylist()
+    rejections = Rejections(small_repo.catalog)
+    assert rejections.of("q1") == set()  # no feedback table yet
+    record_feedback(small_repo.catalog, "q1", [Decision(ids[0], "reject"),
+                                               Decision(ids[1], "reject")])
+    record_feedback(small_repo.catalog, "q2", [Decision(ids[2], "reject")])
+    assert rejections.of("q1") == {ids[0], ids[1]} == rejected_ids(small_repo.catalog, "q1")
+    record_feedback(small_repo.catalog, "q1", [Decision(ids[1], "accept")])  # latest wins
+    assert rejections.of("q1") == {ids[0]} and rejections.of("q2") == {ids[2]}

@@ -6,9 +6,12 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from query_fixture import Fixture
 
+from samplehub.catalog import schema
 from samplehub.index.files import published_folder
 from samplehub.index.ivfpq import load_index, save_index
 from samplehub.index.lifecycle import index_path
@@ -68,7 +71,7 @@ def test_a_failed_reload_keeps_the_old_context_and_is_retried(
     real_load = context_module.load_context
     calls = []
 
-    def broken(repo: object) -> QueryContext:
+    def broken(*args: object) -> QueryContext:
         calls.append(1)
         raise OSError("half-written repository state")
 
@@ -113,3 +116,30 @@ def test_concurrent_queries_during_reloads_all_succeed(built: Fixture) -> None:
             t.join()
         contexts.close()
     assert errors == [] and answered[0] > 0
+
+
+def test_a_new_index_version_alone_reuses_the_rest(built: Fixture) -> None:
+    contexts = QueryContexts(built.repo)
+    old = contexts.current()
+    query_context(old, RIVER, built.repo.config.retrieval)
+    publish_same_index(built)
+    new = contexts.current()
+    assert new.ivfpq is not None and old.ivfpq is not None
+    assert new.ivfpq.index is not old.ivfpq.index  # the new version was loaded ...
+    assert new.snapshot is old.snapshot and new.graph is old.graph  # ... nothing else
+    assert new.prototypes is old.prototypes and new._exact is old._exact
+
+
+def test_new_samples_reload_the_snapshot_and_keep_the_index(built: Fixture) -> None:
+    contexts = QueryContexts(built.repo)
+    old = contexts.current()
+    row = built.repo.catalog.read("samples").slice(0, 1).to_pylist()[0]
+    extra = {**row, "sample_id": 777_777, "dataset": "delta", "relpath": "x.png"}
+    built.repo.catalog.append("samples", pa.Table.from_pylist([extra], schema=schema.SAMPLES))
+    new = contexts.current()
+    assert len(new.snapshot) == len(old.snapshot) + 1 and new.graph is old.graph
+    assert new.ivfpq is not None and old.ivfpq is not None
+    assert new.ivfpq.index is old.ivfpq.index  # same index, positions mapped to the new rows
+    added = int(np.flatnonzero(new.snapshot.sample_id == 777_777)[0])
+    assert new.ivfpq.positions.position(added) == -1  # catalogued, not indexed
+    assert new._exact is not old._exact  # exact matches depend on the samples
