@@ -18,7 +18,7 @@ from dagster import (
 from assets.automation import across_datasets, per_dataset
 from assets.ingest import samples
 from assets.label_graph import label_graph
-from assets.metadata import encoding_result, run_metadata
+from assets.metadata import comparison_metadata, encoding_result, run_metadata
 from assets.partitions import HEAVY_POOL, dataset_partitions
 from assets.resources import SampleHubResource
 from samplehub.feature_store import (
@@ -28,6 +28,7 @@ from samplehub.feature_store import (
 )
 from samplehub.index.lifecycle import index_recall, update_ivfpq_index
 from samplehub.models.feature_model import model_version
+from samplehub.retrieval.comparison import refresh_index_comparison
 from samplehub.retrieval.prototypes import compute_prototypes
 
 
@@ -80,12 +81,14 @@ def image_features(
 )
 def ivfpq_index(samplehub: SampleHubResource) -> MaterializeResult:
     """IVF-PQ index of every feature: built once, grown per dataset, retrained on growth."""
-    update = update_ivfpq_index(samplehub.repository())
+    repo = samplehub.repository()
+    update = update_ivfpq_index(repo)
+    compared = refresh_index_comparison(repo)  # index=auto decides by the served indexes
     return MaterializeResult(
         metadata=run_metadata(
             "model_version", update.model_version, update.seconds, update.path,
             action=update.action, added=update.added, ntotal=update.ntotal, nlist=update.nlist,
-            coarse_quantizer=update.coarse, nbits=update.nbits,
+            coarse_quantizer=update.coarse, nbits=update.nbits, **comparison_metadata(compared),
         )
     )
 

@@ -1,6 +1,8 @@
 """Deep-hashing assets (DESIGN.md, section 5) and a check that the index holds every code.
 
-The assets are ``dmch_model``, ``duwh_model``, ``hash_codes[dataset]`` and ``hash_index``.
+The assets are ``dmch_model``, ``duwh_model``, ``hash_codes[dataset]`` and ``hash_index``;
+``hash_index`` also measures the Hamming index against IVF-PQ on the catalog's labelled
+samples, the measurement ``index="auto"`` decides by (``samplehub.retrieval.comparison``).
 """
 
 from dagster import (
@@ -16,7 +18,7 @@ from dagster import (
 
 from assets.automation import across_datasets, per_dataset
 from assets.features import image_features
-from assets.metadata import encoding_result, run_metadata
+from assets.metadata import comparison_metadata, encoding_result, run_metadata
 from assets.partitions import HEAVY_POOL, dataset_partitions
 from assets.resources import SampleHubResource
 from samplehub.index.hamming import (
@@ -26,6 +28,7 @@ from samplehub.index.hamming import (
     update_hash_index,
 )
 from samplehub.models.hash_model import HashTraining, load_hash_model, train_hash_model
+from samplehub.retrieval.comparison import update_index_comparison
 
 ALL_FEATURES = AssetDep(image_features, partition_mapping=AllPartitionMapping())
 
@@ -82,13 +85,16 @@ def hash_codes(context: AssetExecutionContext, samplehub: SampleHubResource) -> 
     automation_condition=across_datasets(),
 )
 def hash_index(samplehub: SampleHubResource) -> MaterializeResult:
-    """Hamming index (flat or IVF) over every dataset's codes, for ``--index hash``."""
-    update = update_hash_index(samplehub.repository())
+    """Hamming index over every dataset's codes, measured against IVF-PQ for ``index=auto``."""
+    repo = samplehub.repository()
+    update = update_hash_index(repo)
+    compared = update_index_comparison(repo)
     return MaterializeResult(
         metadata=run_metadata(
             "model", update.model, update.seconds, update.path, action=update.action,
             ntotal=update.ntotal, kind=update.kind, bytes_per_sample=update.bytes_per_sample,
             memory_mb=MetadataValue.float(round(update.memory_bytes / 2**20, 3)),
+            **comparison_metadata(compared),
         )
     )
 

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from dagster import DataVersion, MaterializeResult, MetadataValue
 
+from samplehub.retrieval.comparison import ComparisonUpdate
+
 
 class EncodingRun(Protocol):
     """A per-dataset run that encodes the samples without outputs of a model version yet.
@@ -67,3 +69,23 @@ def encoding_result(
             computed=report.computed, cached=report.cached, **values,
         ),
     )
+
+
+def comparison_metadata(update: ComparisonUpdate) -> dict[str, Any]:
+    """Metadata of a Hamming-vs-IVF-PQ measurement: the index ``auto`` may use and why.
+
+    ``index_comparison`` is ``hash wins`` or ``ivfpq wins`` (on mAP@k by label and p50
+    latency, both), or why nothing was measured.
+    """
+    c = update.comparison
+    if c is None:
+        return {"index_comparison": f"skipped: {update.skipped}"}
+    return {
+        "index_comparison": "hash wins" if c.hash_wins else "ivfpq wins",
+        f"hash_map@{c.k}": MetadataValue.float(c.hash.map_at_k),
+        f"ivfpq_map@{c.k}": MetadataValue.float(c.ivfpq.map_at_k),
+        "hash_p50_ms": MetadataValue.float(c.hash.p50_ms),
+        "ivfpq_p50_ms": MetadataValue.float(c.ivfpq.p50_ms),
+        "comparison_probe": c.probe,
+        "comparison_path": MetadataValue.path(str(update.path)),
+    }

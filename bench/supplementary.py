@@ -5,23 +5,38 @@ set; for each, associated labels are found in the label graph, their prototypes 
 against the image features, and the supplementary samples scored by whether they contain
 the queried label, using a multi-label annotation: here UC Merced multi-label (17 labels,
 Chaudhuri et al. 2017). EuroSAT has no multi-label annotation, so its supplementary
-samples are counted but not scored.
+samples are counted (``supplementary_eurosat``) but not scored.
 
 Per label, over the UC Merced samples that are not exact matches (a sample is positive if
-its annotation holds the label's annotation counterpart, ``ANNOTATION`` below):
-``precision`` = positives among the supplementary samples / supplementary samples,
-``accuracy`` = (true positives + true negatives) / samples (supplementary = predicted
-positive). ``weighted_*`` average the labels with weights proportional to their number of
-positive instances, as the paper weights its groups.
+its annotation holds the label's annotation counterpart, ``ANNOTATION`` below; predicted
+positive if it is among the label's supplementary samples):
+
+* ``predictions`` (scored supplementary samples), ``positives``, ``true_positives``;
+* ``precision`` = true positives / predictions, **0.0 for a label with no prediction**
+  (``no_predictions: true``), ``recall`` = true positives / positives, and their ``f1``.
+
+Every aggregate covers all ten labels, a label without predictions counting with
+precision, recall and F1 0: ``macro_*`` (plain means), ``weighted_*`` (weights proportional
+to each label's positives, as the paper weights its groups) and ``micro_*`` (pooled counts:
+all true positives over all predictions, over all positives). ``labels_without_predictions``
+names the labels with no scored (UC Merced) supplementary sample, and
+``labels_without_supplementary`` those of them that returned none at all, EuroSAT
+included. The paper's accuracy is
+not reported: it counts true negatives, and with few positives among many samples a label
+that returns nothing scores an accuracy close to 1. ``weighted_precision_predicting_labels``
+is the earlier headline (precision weighted over the labels with predictions only), kept
+beside the others for comparison, not as a summary.
 
 Data, label graph and prototypes as in ``bench/query.py`` (real EfficientNet-Lite0
-ImageNet features, PCA 512, real Algorithm-1 graph); the 29,100 real samples only.
+ImageNet features, PCA 512, real Algorithm-1 graph); the 29,100 real samples only
+(``data: real``), one client.
 Writes ``bench/results/supplementary.json``. Run: ``python bench/supplementary.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,7 +79,7 @@ def read_annotation(path: Path) -> dict[str, set[str]]:
 def score_label(
     label: str, result: QueryResult, snapshot: SampleSnapshot, annotation: dict[str, set[str]]
 ) -> dict:
-    """Precision / accuracy of one query label's supplementary samples on UC Merced."""
+    """Counts, precision, recall and F1 of one query label's supplementary samples on UC Merced."""
     target = ANNOTATION[label]
     exact = {h.sample_id for h in result.exact}
     found = {h.sample_id for h in result.supplementary}
@@ -75,25 +90,62 @@ def score_label(
     ]
     truth = np.array([target in annotation[rel.split("/")[-1].rsplit(".", 1)[0]] for _, rel in ucm])
     predicted = np.array([sid in found for sid, _ in ucm])
-    tp = int((truth & predicted).sum())
+    counts = Counts(int(predicted.sum()), int(truth.sum()), int((truth & predicted).sum()))
     return {
         "label": label,
         "annotation_label": target,
-        "supplementary_ucmerced": int(predicted.sum()),
+        "samples": len(ucm),
+        "predictions": counts.predictions,
         "supplementary_eurosat": sum(h.dataset == "eurosat_10" for h in result.supplementary),
-        "positives": int(truth.sum()),
-        "true_positives": tp,
-        "precision": round(tp / predicted.sum(), 4) if predicted.any() else None,
-        "accuracy": round(float((truth == predicted).mean()), 4),
+        "positives": counts.positives,
+        "true_positives": counts.true_positives,
+        "no_predictions": counts.predictions == 0,
+        **counts.scores(),
         "associated": [a["label"] for a in result.plan["labels"][label]["associated"]],
     }
 
 
-def weighted(rows: list[dict], key: str) -> float | None:
-    """Mean of ``key`` weighted by positives, over rows where it is defined."""
-    rows = [r for r in rows if r[key] is not None and r["positives"]]
+@dataclass(frozen=True)
+class Counts:
+    """Predictions, positives and true positives of one label, or pooled over labels."""
+
+    predictions: int
+    positives: int
+    true_positives: int
+
+    def scores(self) -> dict[str, float]:
+        """Precision (0 without predictions), recall (0 without positives) and their F1."""
+        p = self.true_positives / self.predictions if self.predictions else 0.0
+        r = self.true_positives / self.positives if self.positives else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4)}
+
+
+def summary(rows: list[dict]) -> dict:
+    """Macro, positive-weighted and micro precision / recall / F1 over every label."""
+    out: dict = {
+        "labels_scored": len(rows),
+        "labels_without_predictions": [r["label"] for r in rows if r["no_predictions"]],
+        "labels_without_supplementary": [
+            r["label"] for r in rows if r["no_predictions"] and not r["supplementary_eurosat"]
+        ],
+    }
     total = sum(r["positives"] for r in rows)
-    return round(sum(r[key] * r["positives"] for r in rows) / total, 4) if total else None
+    for key in ("precision", "recall", "f1"):
+        out[f"macro_{key}"] = round(float(np.mean([r[key] for r in rows])), 4)
+        out[f"weighted_{key}"] = (
+            round(sum(r[key] * r["positives"] for r in rows) / total, 4) if total else None
+        )
+    pooled = Counts(*(sum(r[k] for r in rows)
+                      for k in ("predictions", "positives", "true_positives")))
+    out.update({f"micro_{k}": v for k, v in pooled.scores().items()})
+    predicting = [r for r in rows if not r["no_predictions"]]
+    weight = sum(r["positives"] for r in predicting)
+    out["weighted_precision_predicting_labels"] = (
+        round(sum(r["precision"] * r["positives"] for r in predicting) / weight, 4)
+        if weight else None
+    )
+    return out
 
 
 def main() -> None:
@@ -137,9 +189,10 @@ def main() -> None:
         rows.append(score_label(label, result, ctx.snapshot, annotation))
         print(rows[-1], flush=True)
     write_json("supplementary.json", {
+        "data": "real",
+        "clients": 1,
         "labels": rows,
-        "weighted_precision": weighted(rows, "precision"),
-        "weighted_accuracy": weighted(rows, "accuracy"),
+        **summary(rows),
         "k": args.k,
         "max_label_distance": args.max_label_distance,
         "similarity_threshold": args.similarity_threshold,

@@ -157,6 +157,8 @@ class HashingConfig:
     top_m: int = 100
     ivf_min_size: int = 200_000
     nprobe: int = 16
+    compare_probe: int = 200
+    compare_k: int = 100
     retrain_min_new_samples: int = 1000
     retrain_cron: str = "0 4 * * 0"
 

@@ -91,12 +91,19 @@ class HammingSearch(PositionedSearch):
     def plan(
         self, choice: IndexChoice, n_candidates: int, k: int, config: RetrievalConfig
     ) -> SearchPlan:
-        """:func:`~samplehub.retrieval.planner.plan_hash_search` (``choice`` is ``hash``).
+        """:func:`~samplehub.retrieval.planner.plan_hash_search`.
 
-        The Hamming settings are the index's and ``hashing.top_m``, not ``config``'s.
+        ``choice`` is ``hash``, or ``auto`` where the measured comparison picked this
+        index (:func:`~samplehub.retrieval.planner.choose_index`). The Hamming settings
+        are the index's and ``hashing.top_m``, not ``config``'s.
         """
+        why = (
+            "the Hamming index measured better than IVF-PQ on this catalog "
+            "(plan['index_choice'])" if choice == "auto" else "hash search was asked for"
+        )
         return plan_hash_search(n_candidates, len(self.index), self.index.kind,
-                                self.model.model_version, k, self.top_m, self.index.nprobe)
+                                self.model.model_version, k, self.top_m, self.index.nprobe,
+                                why)
 
     def search(
         self, plan: SearchPlan, xq: np.ndarray, k: int, allowed: AllowedPositions | None

@@ -12,12 +12,19 @@ Vectors are addressed by *position*, their insertion order in the index; the pos
 search may return travel as an :class:`AllowedPositions` bitmap (faiss'
 ``IDSelectorBitmap``). Vocabulary as in faiss: queries ``xq`` (nq, d), results ``D`` /
 ``I`` (nq, k), -1 where fewer than k results exist.
+
+Which index ``index="auto"`` searches is decided by measurement, not by default: the
+Hamming index of the champion hash model answers only where an :class:`IndexComparison`
+measured on the catalog's own labelled samples (:mod:`samplehub.retrieval.comparison`)
+found it better than IVF-PQ on both mAP@k by label and median latency, and the
+comparison is of the indexes being served; otherwise IVF-PQ. :func:`choose_index` makes
+that decision and the query records it, numbers included (``plan["index_choice"]``).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -77,6 +84,8 @@ class LabelPlan:
         skipped: why no vector search ran (no index yet), or None.
         index: what the searched index adds to the plan
             (:meth:`~samplehub.retrieval.search.VectorSearch.describe`).
+        index_choice: for ``index="auto"``, which index the measurement picked; the
+            query records it once, in ``QueryResult.plan["index_choice"]``.
     """
 
     resolved: str
@@ -90,6 +99,7 @@ class LabelPlan:
     search: SearchPlan | None = None
     skipped: str | None = None
     index: dict[str, object] = field(default_factory=dict)
+    index_choice: IndexDecision | None = None
 
     def as_dict(self) -> dict[str, object]:
         """The plan as JSON-ready values; step 3's entries only when it ran."""
@@ -189,9 +199,16 @@ def plan_search(
 
 
 def plan_hash_search(
-    n_candidates: int, ntotal: int, kind: str, model: str, k: int, top_m: int, nprobe: int
+    n_candidates: int,
+    ntotal: int,
+    kind: str,
+    model: str,
+    k: int,
+    top_m: int,
+    nprobe: int,
+    why: str = "hash search was asked for",
 ) -> SearchPlan:
-    """Plan ``index="hash"``: Hamming top-M over the candidates' codes, then DMCH Eq. 7.
+    """Plan a Hamming search: Hamming top-M over the candidates' codes, then DMCH Eq. 7.
 
     Args:
         n_candidates: coded samples left by the filter.
@@ -201,6 +218,8 @@ def plan_hash_search(
         k: results per query.
         top_m: M, Hamming candidates re-ranked (``hashing.top_m``; at least k).
         nprobe: IVF lists scanned by an ``ivf`` index.
+        why: why the Hamming index is searched (``index="hash"``, or auto's measured
+            choice), the start of the plan's reason.
 
     Returns:
         The plan; ``k_factor`` is M / k rounded up.
@@ -213,8 +232,198 @@ def plan_hash_search(
         "hash",
         n_candidates,
         n_candidates < ntotal,
-        f"hash search was asked for: {model} codes, {scan} Hamming top-{m}, re-ranked by "
+        f"{why}: {model} codes, {scan} Hamming top-{m}, re-ranked by "
         "DMCH Eq. 7 on the pre-quantization values",
         nprobe if kind == "ivf" else 0,
         -(-m // k),
     )
+
+
+IndexName = Literal["ivfpq", "hash"]
+
+
+@dataclass(frozen=True)
+class IndexQuality:
+    """One index measured on the probe of an :class:`IndexComparison`.
+
+    Attributes:
+        map_at_k: mAP@k by label: mean over probe queries of the average precision of
+            their top k results (DMCH's mAP, normalised by the relevant results among the
+            k), a result relevant when it shares a label with the query.
+        recall_at_k: mean share of exact float search's top k found in the top k.
+        p50_ms: median latency of one query, in ms (the Hamming index's includes coding
+            the feature with the hash model, as a query does).
+        p99_ms: 99th percentile latency, in ms.
+    """
+
+    map_at_k: float
+    recall_at_k: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class IndexComparison:
+    """The Hamming index against IVF-PQ on a seeded probe of the catalog's labelled samples.
+
+    Attributes:
+        hash: the Hamming index (coarse Hamming top-M, DMCH Eq. 7 re-rank).
+        ivfpq: the IVF-PQ index with its exact re-rank, at the configured nprobe.
+        k: results per query (the k of mAP@k and recall@k).
+        probe: probe queries measured.
+        seed: seed of the probe sample.
+        feature_model: the feature model version of the IVF-PQ index.
+        ivfpq_ntotal: vectors in the IVF-PQ index measured.
+        hash_model: the hash model version of the Hamming index.
+        hash_ntotal: codes in the Hamming index measured.
+        hash_kind: ``flat`` or ``ivf``.
+        measured_at: when (ISO 8601, UTC).
+    """
+
+    hash: IndexQuality
+    ivfpq: IndexQuality
+    k: int
+    probe: int
+    seed: int
+    feature_model: str
+    ivfpq_ntotal: int
+    hash_model: str
+    hash_ntotal: int
+    hash_kind: str
+    measured_at: str
+
+    @property
+    def hash_wins(self) -> bool:
+        """Hamming has the strictly higher mAP@k and the strictly lower median latency."""
+        return self.hash.map_at_k > self.ivfpq.map_at_k and self.hash.p50_ms < self.ivfpq.p50_ms
+
+    def summary(self) -> str:
+        """The measured numbers in words."""
+        h, i = self.hash, self.ivfpq
+        return (
+            f"mAP@{self.k} by label Hamming {h.map_at_k:.3f} vs IVF-PQ {i.map_at_k:.3f}, "
+            f"p50 {h.p50_ms:.3f} vs {i.p50_ms:.3f} ms on {self.probe} probe queries"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values (the comparison file, the plan)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> IndexComparison:
+        """Inverse of :meth:`as_dict`."""
+        fields = dict(values)
+        for name in ("hash", "ivfpq"):
+            fields[name] = IndexQuality(**cast(dict[str, float], fields[name]))
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class ServedIndex:
+    """The model version and size of an index as the query serves it."""
+
+    model: str
+    ntotal: int
+
+
+@dataclass(frozen=True)
+class IndexDecision:
+    """The index ``index="auto"`` searches, why, and the measurement behind it.
+
+    Attributes:
+        index: ``ivfpq`` (whose planner may still scan few candidates exactly) or ``hash``.
+        reason: why, in words, with the measured numbers.
+        comparison: the measurement read, or None when there was none.
+    """
+
+    index: IndexName
+    reason: str
+    comparison: IndexComparison | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values (``QueryResult.plan["index_choice"]``)."""
+        return {
+            "index": self.index,
+            "reason": self.reason,
+            "comparison": None if self.comparison is None else self.comparison.as_dict(),
+        }
+
+
+def choose_index(
+    comparison: IndexComparison | None, ivfpq: ServedIndex | None, hamming: ServedIndex | None
+) -> IndexDecision:
+    """Pick the Hamming index for ``auto`` only where it measured better on both counts.
+
+    The measurement must be of the indexes served now (same model versions and sizes):
+    one taken before the catalog grew or a model changed says nothing about these. And
+    the Hamming index must hold as many samples as IVF-PQ, or its missing codes would
+    be missing results.
+
+    Args:
+        comparison: the latest measurement on this catalog, None if none was taken.
+        ivfpq: the IVF-PQ index served (feature model version, vectors), None if none.
+        hamming: the Hamming index served (hash model version, codes); None when no
+            champion or no index of it could be loaded.
+
+    Returns:
+        ``hash`` when the comparison is current and :attr:`IndexComparison.hash_wins`;
+        ``ivfpq`` otherwise, with the reason.
+    """
+    if comparison is None:
+        return IndexDecision(
+            "ivfpq",
+            "IVF-PQ: the Hamming index was never measured against IVF-PQ on this catalog "
+            "(the hash_index asset measures it when both indexes exist)",
+        )
+    measured = f"measured {comparison.measured_at}: {comparison.summary()}"
+    if not comparison.hash_wins:
+        return IndexDecision(
+            "ivfpq", f"IVF-PQ: the Hamming index is not better on both counts ({measured})",
+            comparison,
+        )
+    stale = _stale(comparison, ivfpq, hamming)
+    if stale:
+        return IndexDecision(
+            "ivfpq",
+            f"IVF-PQ: the Hamming index won a measurement of other indexes than the ones "
+            f"served ({stale}; materialize hash_index to measure again; {measured})",
+            comparison,
+        )
+    return IndexDecision(
+        "hash", f"Hamming: better on both mAP and latency ({measured})", comparison
+    )
+
+
+def _stale(
+    comparison: IndexComparison, ivfpq: ServedIndex | None, hamming: ServedIndex | None
+) -> str:
+    """How the served indexes differ from the measured ones; empty when they do not."""
+    if ivfpq is None:
+        return "no IVF-PQ index is served"
+    if hamming is None:
+        return f"the Hamming index of {comparison.hash_model} is not loadable"
+    measured = (
+        ServedIndex(comparison.feature_model, comparison.ivfpq_ntotal),
+        ServedIndex(comparison.hash_model, comparison.hash_ntotal),
+    )
+    differences = [
+        f"{name} measured {m.model} with {m.ntotal} vectors, served {s.model} with {s.ntotal}"
+        for name, m, s in zip(("IVF-PQ", "Hamming"), measured, (ivfpq, hamming), strict=True)
+        if m != s
+    ]
+    if hamming.ntotal < ivfpq.ntotal:
+        # searching it would leave out the samples whose codes are not computed yet
+        differences.append(f"the Hamming index holds {hamming.ntotal} codes, IVF-PQ "
+                           f"{ivfpq.ntotal} vectors")
+    return "; ".join(differences)
+
+
+def searched_index(choice: IndexChoice, decision: IndexDecision | None) -> IndexChoice:
+    """The index a query with ``index=choice`` searches: ``hash`` where auto picked it.
+
+    ``auto`` otherwise stays ``auto``: IVF-PQ, whose planner (:func:`plan_search`) may
+    still scan few candidates exactly.
+    """
+    if choice == "auto" and decision is not None and decision.index == "hash":
+        return "hash"
+    return choice

@@ -17,10 +17,16 @@
 Section 3.4.3 splits a request "into multiple parallel sample retrieval subtasks based on
 the label category sets": one subquery per query label runs in a thread pool (faiss and
 numpy release the GIL). Results, plan and timings are those of :mod:`~samplehub.retrieval.types`.
+
+With ``index="auto"`` the query searches the Hamming index only where the latest
+measurement on this catalog (:mod:`samplehub.retrieval.comparison`) found it better than
+IVF-PQ on both mAP by label and latency (:func:`~samplehub.retrieval.planner.choose_index`);
+the plan records the choice and those numbers (``plan["index_choice"]``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +47,16 @@ from samplehub.retrieval.expansion import (
     nearest_targets,
 )
 from samplehub.retrieval.filters import describe_filter, filter_rows, validate_spec
-from samplehub.retrieval.planner import LabelPlan
+from samplehub.retrieval.planner import (
+    IndexDecision,
+    LabelPlan,
+    ServedIndex,
+    choose_index,
+    searched_index,
+)
 from samplehub.retrieval.types import Hit, IndexChoice, QueryResult, QuerySpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,16 +95,65 @@ def run_query(repo: Repository, spec: QuerySpec, parallel: bool = True) -> Query
             Hamming index (assets ``dmch_model``/``duwh_model``, ``hash_codes``, ``hash_index``).
     """
     ctx = open_context(repo)
-    if spec.include_supplementary:
-        ctx.load_search(spec.index, repo)
-    return query_context(ctx, spec, repo.config.retrieval, parallel)
+    decision = select_index(ctx, spec.index, repo) if spec.include_supplementary else None
+    return query_context(ctx, spec, repo.config.retrieval, parallel, decision)
+
+
+def select_index(ctx: QueryContext, choice: IndexChoice, repo: Repository) -> IndexDecision | None:
+    """Load the index ``choice`` needs; for ``auto``, decide first which one by measurement.
+
+    ``auto`` reads the saved comparison (:func:`~samplehub.retrieval.comparison.load_comparison`)
+    and loads the Hamming index only when that comparison favours it, so an ``auto``
+    query pays nothing for hashing otherwise.
+
+    Returns:
+        For ``auto``, :func:`~samplehub.retrieval.planner.choose_index`'s decision; None
+        for an explicit choice.
+
+    Raises:
+        IndexNotTrainedError: an explicit ``hash`` without a champion or its Hamming index.
+    """
+    from samplehub.retrieval.comparison import load_comparison
+
+    if choice != "auto":
+        ctx.load_search(choice, repo)
+        return None
+    comparison = load_comparison(repo.config)
+    hamming = None
+    if comparison is not None and comparison.hash_wins:
+        try:
+            search = ctx.attach_hamming(repo)
+        except IndexNotTrainedError as exc:
+            # auto still has IVF-PQ: the decision says why the measured winner was not used
+            log.warning("index=auto cannot use the Hamming index: %s", exc)
+        else:
+            hamming = ServedIndex(search.model.model_version, len(search.index))
+    ivfpq = None
+    if ctx.ivfpq is not None and ctx.model_version is not None:
+        ivfpq = ServedIndex(ctx.model_version, ctx.ivfpq.ntotal)
+    return choose_index(comparison, ivfpq, hamming)
 
 
 def query_context(
-    ctx: QueryContext, spec: QuerySpec, config: RetrievalConfig, parallel: bool = True
+    ctx: QueryContext,
+    spec: QuerySpec,
+    config: RetrievalConfig,
+    parallel: bool = True,
+    decision: IndexDecision | None = None,
 ) -> QueryResult:
-    """:func:`run_query` on an already loaded context (the benchmark's entry point)."""
+    """:func:`run_query` on an already loaded context (the benchmark's entry point).
+
+    ``decision`` is :func:`select_index`'s for ``index="auto"``; without one, ``auto``
+    searches IVF-PQ and the plan says no measurement was given.
+    """
     start = time.perf_counter()
+    if spec.index != "auto" or not spec.include_supplementary:
+        decision = None
+    elif decision is None:
+        decision = IndexDecision(
+            "ivfpq", "IVF-PQ: the query was given no measured comparison (query_context "
+            "without a decision)"
+        )
     validate_spec(spec)
     if not spec.labels:
         raise QueryError("name at least one query label (e.g. --label river)")
@@ -99,7 +162,7 @@ def query_context(
     filtered = time.perf_counter()
 
     def run(match: LabelMatch) -> Subquery:
-        return subquery(ctx, spec, config, match, mask)
+        return subquery(ctx, spec, config, match, mask, decision)
 
     workers = min(len(matches), os.cpu_count() or 1) if parallel else 1
     if workers > 1:
@@ -119,6 +182,8 @@ def query_context(
         "workers": workers,
         "labels": {m.query: p.plan.as_dict() for m, p in zip(matches, parts, strict=True)},
     }
+    if decision is not None:
+        plan["index_choice"] = decision.as_dict()
     return QueryResult(spec, [h for p in parts for h in p.hits], plan, timings)
 
 
@@ -128,8 +193,12 @@ def subquery(
     config: RetrievalConfig,
     match: LabelMatch,
     mask: np.ndarray | None,
+    decision: IndexDecision | None = None,
 ) -> Subquery:
-    """Steps 2 and 3 for one query label over the filtered rows ``mask`` (None: all)."""
+    """Steps 2 and 3 for one query label over the filtered rows ``mask`` (None: all).
+
+    ``decision``: for ``index="auto"``, the index the measurement picked.
+    """
     t0 = time.perf_counter()
     groups, excluded = ctx.exact_matches(match)
     hits: list[Hit] = []
@@ -141,7 +210,8 @@ def subquery(
         exact_total += len(rows)
         room = len(rows) if spec.exact_limit is None else max(spec.exact_limit - len(hits), 0)
         hits += exact_hits(ctx, match, group.reason, group.path, rows[:room])
-    plan = LabelPlan(match.label, match.unified, list(match.equivalents), exact_total)
+    plan = LabelPlan(match.label, match.unified, list(match.equivalents), exact_total,
+                     index_choice=decision)
     t1 = time.perf_counter()
     timings = {"exact": _ms(t0, t1)}
     if spec.include_supplementary:
@@ -201,8 +271,8 @@ def supplementary_hits(
 ) -> list[Hit]:
     """Step 3: prototype matches of the associated labels among the filtered rows.
 
-    Searches the index ``spec.index`` names (:meth:`QueryContext.vector_search`), all
-    prototypes in one batch.
+    Searches the index ``spec.index`` names (:meth:`QueryContext.vector_search`), for
+    ``auto`` the one ``plan.index_choice`` picked, all prototypes in one batch.
 
     Args:
         ctx: the context.
@@ -229,7 +299,7 @@ def supplementary_hits(
         [t for t in targets if t.label in ctx.prototypes], config.max_prototype_labels
     )
     plan.capped = [t.label for t in capped]
-    search = ctx.vector_search(spec.index)
+    search = ctx.vector_search(searched_index(spec.index, plan.index_choice))
     if search is None:
         plan.skipped = "no IVF-PQ index yet (ivfpq_index asset)"
         return []
@@ -308,8 +378,9 @@ def query_by_image(
     was built from, :func:`samplehub.models.feature_model.load_feature_model`); a
     ``sample_id`` query reuses that sample's indexed vector and leaves the sample itself out. With
     ``index="hash"`` the feature is hashed by the champion hash model (a ``sample_id``
-    query reuses its stored code) and the Hamming index answers; either way through the
-    chosen index's :class:`~samplehub.retrieval.search.VectorSearch`.
+    query reuses its stored code) and the Hamming index answers, as with ``auto`` where
+    the measurement picked it (:func:`select_index`); either way through the chosen
+    index's :class:`~samplehub.retrieval.search.VectorSearch`.
 
     Args:
         repo: the repository.
@@ -333,7 +404,8 @@ def query_by_image(
         raise QueryError(f"k must be >= 1; got {k}")
     start = time.perf_counter()
     ctx = open_context(repo)
-    search = ctx.load_search(index, repo)
+    decision = select_index(ctx, index, repo)
+    search = ctx.vector_search(searched_index(index, decision))
     if search is None:
         raise IndexNotTrainedError(
             f"no IVF-PQ index for model version {ctx.model_version}; materialize ivfpq_index"
@@ -355,6 +427,8 @@ def query_by_image(
     sims, rows = scores[0][found], found_rows[0][found]
     result_plan = {"search": plan.as_dict(), **search.describe(),
                    "model_version": ctx.model_version}
+    if decision is not None:
+        result_plan["index_choice"] = decision.as_dict()
     first = np.isin(rows, ctx.snapshot.first_copies(rows, set()))
     sims, rows = sims[first], rows[first]
     source = f"sample {sample_id}" if sample_id is not None else "the query image"

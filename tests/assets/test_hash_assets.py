@@ -2,6 +2,7 @@
 (metadata: run id, mAP, promotion, alias), codes per dataset partition (cached on re-run),
 the Hamming index over all partitions with its passing check."""
 
+import dataclasses
 from pathlib import Path
 
 from asset_results import DATASETS, ingest_fixture_datasets, metadata
@@ -15,7 +16,10 @@ from assets.hashing import (
     hash_index,
     hash_index_holds_every_code,
 )
+from assets.metadata import comparison_metadata
 from assets.resources import SampleHubResource
+from samplehub.retrieval.comparison import ComparisonUpdate
+from samplehub.retrieval.planner import IndexComparison, IndexQuality
 
 OVERRIDES = ["model.resolution=64", "model.dim=64", "hashing.bits=16", "hashing.epochs=3",
              "hashing.dmch_dataset=tree", "hashing.duwh_dataset=tree"]
@@ -52,5 +56,21 @@ def test_models_codes_and_index_materialize(home: Path) -> None:
         meta = metadata(index, "hash_index")
         assert (meta["action"], meta["ntotal"], meta["kind"]) == ("built", 14, "flat")
         assert meta["bytes_per_sample"] == 44
+        assert meta["index_comparison"].startswith("skipped: no IVF-PQ index")  # auto: IVF-PQ
         [check] = index.get_asset_check_evaluations()
         assert check.passed and check.metadata["indexed"].value == 14
+
+
+def test_comparison_metadata_names_the_winner_and_its_numbers(tmp_path: Path) -> None:
+    quality = IndexQuality(0.5, 0.9, 0.4, 0.8)
+    measured = IndexComparison(
+        hash=dataclasses.replace(quality, map_at_k=0.7, p50_ms=0.1), ivfpq=quality, k=100,
+        probe=200, seed=0, feature_model="f-v1", ivfpq_ntotal=10, hash_model="dmch-64-v1",
+        hash_ntotal=10, hash_kind="flat", measured_at="2026-01-01T00:00:00+00:00",
+    )
+    meta = comparison_metadata(ComparisonUpdate(measured, None, tmp_path / "comparison.json"))
+    assert meta["index_comparison"] == "hash wins"
+    assert (meta["hash_map@100"].value, meta["ivfpq_map@100"].value) == (0.7, 0.5)
+    assert (meta["hash_p50_ms"].value, meta["ivfpq_p50_ms"].value) == (0.1, 0.4)
+    skipped = comparison_metadata(ComparisonUpdate(None, "no IVF-PQ index", tmp_path))
+    assert skipped == {"index_comparison": "skipped: no IVF-PQ index"}

@@ -12,10 +12,15 @@ from samplehub.index.ivfpq import build_ivfpq_index, exact_search, recall_at_k
 from samplehub.retrieval.expansion import PrototypeTarget
 from samplehub.retrieval.planner import (
     AllowedPositions,
+    IndexComparison,
+    IndexQuality,
     LabelPlan,
     SearchPlan,
+    ServedIndex,
+    choose_index,
     plan_hash_search,
     plan_search,
+    searched_index,
 )
 from samplehub.retrieval.search import IvfpqSearch, PositionMap, VectorSearch
 
@@ -192,3 +197,63 @@ def test_batched_prototype_search_equals_one_search_per_prototype(
         D_one, I_one = vectors.search_positions(plan, xq[i : i + 1], 30, allowed(positions))
         np.testing.assert_array_equal(I_batch[i], I_one[0])
         np.testing.assert_allclose(D_batch[i], D_one[0], rtol=1e-5)
+
+
+IVFPQ = ServedIndex("efficientnet_lite0-v1", 5000)
+HAMMING = ServedIndex("dmch-64-v3", 5000)
+
+
+def comparison(hash_map: float, hash_p50: float, ivfpq_ntotal: int = 5000) -> IndexComparison:
+    """A measurement of ``IVFPQ`` (mAP 0.6, p50 0.5 ms) against ``HAMMING`` (the arguments)."""
+    return IndexComparison(
+        hash=IndexQuality(hash_map, 0.3, hash_p50, 2 * hash_p50),
+        ivfpq=IndexQuality(0.6, 0.97, 0.5, 0.9),
+        k=100, probe=200, seed=0, feature_model=IVFPQ.model, ivfpq_ntotal=ivfpq_ntotal,
+        hash_model=HAMMING.model, hash_ntotal=HAMMING.ntotal, hash_kind="flat",
+        measured_at="2026-01-01T00:00:00+00:00",
+    )
+
+
+@pytest.mark.parametrize(
+    ("hash_map", "hash_p50", "why"),
+    [(0.4, 0.2, "faster but worse"), (0.7, 0.8, "better but slower"), (0.6, 0.2, "a tie")],
+)
+def test_auto_keeps_ivfpq_where_hamming_is_not_better_on_both(
+    hash_map: float, hash_p50: float, why: str
+) -> None:
+    measured = comparison(hash_map, hash_p50)
+    decision = choose_index(measured, IVFPQ, HAMMING)
+    assert decision.index == "ivfpq", why
+    assert "not better on both" in decision.reason
+    assert f"Hamming {hash_map:.3f} vs IVF-PQ 0.600" in decision.reason
+    assert f"p50 {hash_p50:.3f} vs 0.500 ms" in decision.reason
+    assert decision.as_dict()["comparison"] == measured.as_dict()  # the evidence, in the plan
+    assert searched_index("auto", decision) == "auto"
+
+
+def test_auto_picks_hamming_where_it_measured_better_on_both() -> None:
+    measured = comparison(0.7, 0.2)
+    decision = choose_index(measured, IVFPQ, HAMMING)
+    assert decision.index == "hash" and measured.hash_wins
+    assert decision.reason.startswith("Hamming: better on both")
+    assert "Hamming 0.700 vs IVF-PQ 0.600" in decision.reason
+    assert decision.as_dict()["comparison"]["hash"]["map_at_k"] == 0.7
+    assert searched_index("auto", decision) == "hash"
+    assert searched_index("ivfpq", decision) == "ivfpq"  # only auto follows the measurement
+    assert IndexComparison.from_dict(measured.as_dict()) == measured
+
+
+def test_auto_ignores_a_win_measured_on_other_indexes() -> None:
+    grown = choose_index(comparison(0.7, 0.2, ivfpq_ntotal=4000), IVFPQ, HAMMING)
+    assert grown.index == "ivfpq"
+    assert "IVF-PQ measured efficientnet_lite0-v1 with 4000 vectors, served" in grown.reason
+    retrained = choose_index(comparison(0.7, 0.2), IVFPQ, ServedIndex("dmch-64-v4", 5000))
+    assert retrained.index == "ivfpq" and "served dmch-64-v4" in retrained.reason
+    behind = comparison(0.7, 0.2, ivfpq_ntotal=6000)  # measured so, but codes lag
+    lagging = choose_index(behind, ServedIndex(IVFPQ.model, 6000), HAMMING)
+    assert lagging.index == "ivfpq" and "holds 5000 codes, IVF-PQ 6000 vectors" in lagging.reason
+    unloadable = choose_index(comparison(0.7, 0.2), IVFPQ, None)
+    assert unloadable.index == "ivfpq" and "not loadable" in unloadable.reason
+    never = choose_index(None, IVFPQ, HAMMING)
+    assert never.index == "ivfpq" and "never measured" in never.reason
+    assert never.as_dict()["comparison"] is None
