@@ -348,6 +348,8 @@ class QueryContexts:
     Attributes:
         background: as the argument; a server sets it before its first query.
         reloads: contexts swapped in by background reloads so far.
+        swapped_at: when the last background reload swapped its context in (Unix time),
+            None before the first.
     """
 
     def __init__(
@@ -359,6 +361,7 @@ class QueryContexts:
         self.poll_s = poll_s
         self.retry_s = retry_s
         self.reloads = 0
+        self.swapped_at: float | None = None
         self._current: tuple[RepositoryStamp, QueryContext] | None = None
         self._lock = threading.Lock()
         self._reloading = False
@@ -428,6 +431,7 @@ class QueryContexts:
         with self._lock:
             self._current = (stamp, context)
             self.reloads += 1
+            self.swapped_at = time.time()
         log.info("query context reloaded in the background in %.1f s (%d labels warmed; "
                  "reused: %s)", time.perf_counter() - start, warmed,
                  ", ".join(sorted(unchanged)) or "nothing")

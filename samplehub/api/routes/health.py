@@ -39,12 +39,14 @@ class Health(BaseModel):
         context: what it serves; None before its first query context was loaded.
         reloading: a background reload is running (the old context is served meanwhile).
         reloads: contexts swapped in by background reloads since the worker started.
+        swapped_at: when the last of them was swapped in (Unix time); None before one.
     """
 
     pid: int
     context: ServedContext | None
     reloading: bool
     reloads: int
+    swapped_at: float | None
 
 
 @router.get("/health", response_model=Health)
@@ -66,4 +68,4 @@ async def health(state: Annotated[ApiState, Depends(get_state)]) -> Health:
             label_graph_version=ctx.graph.version,
         )
     return Health(pid=os.getpid(), context=served, reloading=contexts.reloading,
-                  reloads=contexts.reloads)
+                  reloads=contexts.reloads, swapped_at=contexts.swapped_at)
