@@ -134,8 +134,8 @@ def test_chunked_adds_equal_one_build(data: Data) -> None:
     chunked = train_ivfpq_index(xb, params)
     for start in range(0, NB, 1000):
         add_to_index(chunked, xb[start : start + 1000], ids[start : start + 1000])
-    D1, I1 = search(whole, xq, K, nprobe=8, k_factor=8)
-    D2, I2 = search(chunked, xq, K, nprobe=8, k_factor=8)
+    _, I1 = search(whole, xq, K, nprobe=8, k_factor=8)
+    _, I2 = search(chunked, xq, K, nprobe=8, k_factor=8)
     np.testing.assert_array_equal(I1, I2)
     with pytest.raises(ValueError, match="store must be one of"):
         train_ivfpq_index(xb, IvfpqParams(d=D_DIM, nlist=NLIST, m=M, nbits=NBITS,
