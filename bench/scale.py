@@ -145,6 +145,7 @@ def build(n: int, real: int | None = None) -> None:
     start = time.perf_counter()
     corpus = views.load(real)
     save_prototypes(corpus)
+    fit_views = len(corpus.xb)
     mixture = fit_mixture(corpus.xb, corpus.source)
     xq = corpus.xq
     del corpus
@@ -182,7 +183,7 @@ def build(n: int, real: int | None = None) -> None:
     np.save(CACHE / "queries.npy", xq)
     (CACHE / "build.json").write_text(json.dumps({
         "n": n, "nlist": nlist, "pq_m": m, "store": params.store,
-        "components": len(mixture.weights),
+        "components": len(mixture.weights), "fit_views": fit_views,
         "train_points": min(n, 39 * nlist),
         "fit_s": round(fitted - start, 1), "train_s": round(trained - fitted, 1),
         "add_s": round(added - trained, 1), "build_s": round(time.perf_counter() - fitted, 1),
@@ -253,7 +254,8 @@ def measure(real: int | None = None) -> dict:
         "full_p50_ms": pct(full, 50), "full_p99_ms": pct(full, 99),
         "full_cold_p50_ms": pct(cold, 50), "full_cold_max_ms": pct(cold, 100),
         "load_s": round(load_s, 2), "peak_rss_gb": peak_rss_gb(),
-        **{k: built[k] for k in ("nlist", "pq_m", "components", "train_points", "fit_s",
+        **{k: built[k] for k in ("nlist", "pq_m", "components", "fit_views", "train_points",
+                                 "fit_s",
                                  "train_s", "add_s", "build_s", "build_peak_rss_gb",
                                  "index_file_gb")},
         "build_load_avg": built["load_avg"], "nprobe": retrieval.nprobe,
