@@ -144,8 +144,16 @@ class AllowedPositions:
         return cls(np.packbits(mask, bitorder="little"), int(np.count_nonzero(mask)))
 
     def positions(self, ntotal: int) -> np.ndarray:
-        """The allowed positions, ascending (int64)."""
-        return np.flatnonzero(np.unpackbits(self.bitmap, count=ntotal, bitorder="little"))
+        """The allowed positions, ascending (int64); unpacked once per object.
+
+        A label's unfiltered allowed set is memoised and searched by every query of it.
+        """
+        cached: np.ndarray | None = self.__dict__.get("_positions")
+        if cached is None or cached.size != self.count:
+            bits = np.unpackbits(self.bitmap, count=ntotal, bitorder="little")
+            cached = np.flatnonzero(bits)
+            self.__dict__["_positions"] = cached  # frozen: a derived cache, not state
+        return cached
 
 
 def plan_search(
