@@ -650,8 +650,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="request threads per server worker")
     parser.add_argument("--output", default="serving.json")
+    parser.add_argument("--setup-only", action="store_true",
+                        help="build the cached home and stop (run it while timings do not matter)")
     args = parser.parse_args()
     home = build_home(args.n)
+    if args.setup_only:
+        return
     folder = Path(tempfile.mkdtemp(prefix="serving-", dir=CACHE))
     plan = request_plan(args.n, folder)
     with serve(home, WORKERS, args.threads, folder) as server:
