@@ -61,7 +61,10 @@ an IVF-PQ search of k=100 with 800 candidates re-ranked), bbox 57 ms and time 90
 (exact scans of 6,000 and 16,500 candidates x 12 vectors at ~0.9 GMAC/s on fp16), both
 20 ms, by ``sample_id`` 7 ms. So CPU per request is set by the shipped search settings
 (``conf/retrieval``), and >= 300 full queries/s on 2 cores needs <= ~6 ms of server CPU
-per request.
+per request. Since that profile the exact plan scores the allowed vectors by blocked
+matrix products over the fp16 store viewed in place (``IvfpqSearch.scan``) instead of
+faiss' per-vector fp16 scan; ``serving.json`` was measured with it, at about 60 ms of
+server CPU per request in the mix at 1M.
 
 Micro-batching concurrent requests into one faiss call was measured, not shipped: 120
 distinct prototype vectors in one call cost 145 ms against 158 ms in ten calls of 12 (8 %
