@@ -20,6 +20,10 @@ Two processes, so each peak resident memory is its own:
   product's rule), adds the vectors in chunks of 1M (:func:`train_ivfpq_index`,
   :func:`add_to_index`) and saves it. It holds the fp16 store in memory (10 GB) while
   adding, so its peak RSS is reported apart (``build_peak_rss_gb``).
+  Known limit: faiss grows the store's ``std::vector`` by doubling, so near 9M vectors one
+  resize holds the old 9 GB and a new 18 GB buffer at once; on this 24 GB machine the
+  build was OOM-killed after 8M vectors. Building in shards merged afterwards, or an
+  ``sq8`` store, avoids it.
 * ``measure``: loads the index memory-mapped (``retrieval.mmap``, as the query context
   does) and a 10M-row samples snapshot, then measures recall@100, the ANN step and the full
   three-step query on one client; ``peak_rss_gb`` is this serving process's peak.
