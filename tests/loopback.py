@@ -26,6 +26,19 @@ from pathlib import Path
 import pytest
 
 
+def stop_group(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Stop a server started with ``start_new_session=True`` and every process it forked."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    with contextlib.suppress(ProcessLookupError):  # a worker that outlived the server
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as s:
@@ -128,12 +141,4 @@ def mlflow_server(
             time.sleep(0.5)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        with contextlib.suppress(ProcessLookupError):  # a worker that outlived the server
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process)

@@ -9,8 +9,6 @@ then answers from that version, without a restart and without a failed request.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +20,7 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from loopback import free_port
+from loopback import free_port, stop_group
 from query_fixture import Fixture, unit
 
 from samplehub.catalog import schema
@@ -53,13 +51,7 @@ def served(fixture: Fixture, log: Path) -> Iterator[str]:
             time.sleep(0.2)
         yield f"http://127.0.0.1:{port}"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def every_worker(url: str, polls: int = 16) -> list[dict]:
