@@ -19,11 +19,10 @@ Two processes, so each peak resident memory is its own:
 * ``build``: fits the mixture, trains the index on a sample of 39 vectors per cell (the
   product's rule), adds the vectors in chunks of 1M (:func:`train_ivfpq_index`,
   :func:`add_to_index`) and saves it. It holds the fp16 store in memory (10 GB) while
-  adding, so its peak RSS is reported apart (``build_peak_rss_gb``).
-  Known limit: faiss grows the store's ``std::vector`` by doubling, so near 9M vectors one
-  resize holds the old 9 GB and a new 18 GB buffer at once; on this 24 GB machine the
-  build was OOM-killed after 8M vectors. Building in shards merged afterwards, or an
-  ``sq8`` store, avoids it.
+  adding, so its peak RSS is reported apart (``build_peak_rss_gb``). faiss grows the
+  store's ``std::vector`` by doubling, so near 9M vectors one resize would hold the old
+  9 GB and a new 18 GB buffer at once (a first attempt was OOM-killed after 8M vectors);
+  :func:`reserve_store` sizes the buffer once for all 10M, and the chunks fill it in place.
 * ``measure``: loads the index memory-mapped (``retrieval.mmap``, as the query context
   does) and a 10M-row samples snapshot, then measures recall@100, the ANN step and the full
   three-step query on one client; ``peak_rss_gb`` is this serving process's peak.
@@ -141,6 +140,7 @@ def build(n: int, real: int | None = None) -> None:
     from samplehub.index.ivfpq import (
         IvfpqParams,
         add_to_index,
+        reserve_store,
         save_index,
         train_ivfpq_index,
     )
@@ -162,6 +162,7 @@ def build(n: int, real: int | None = None) -> None:
     xt, _ = mixture.sample(min(n, 39 * nlist), rng)
     index = train_ivfpq_index(xt, params)
     index.ntotal_at_train = n
+    reserve_store(index, n)  # one store buffer of the final size: chunks fill it in place
     del xt
     trained = time.perf_counter()
     D_top = np.full((len(xq), K), -np.inf, np.float32)

@@ -399,6 +399,32 @@ def add_to_index(index: IvfpqIndex, xb: np.ndarray, ids: np.ndarray) -> int:
     return int(new.sum())
 
 
+def reserve_store(index: IvfpqIndex, ntotal: int) -> None:
+    """Give the re-rank store room for ``ntotal`` vectors now, so later adds never move it.
+
+    faiss keeps the store's codes in a ``std::vector`` that grows geometrically: adding a
+    large repository chunk by chunk, one growth step holds the old buffer and one twice its
+    size at once (at 10M fp16 vectors, 10 GB and 20 GB). A ``std::vector`` keeps its
+    capacity when it shrinks, so growing it once to the final size and back leaves every
+    later add writing in place, at the final size's memory.
+
+    Args:
+        index: a trained index, not memory-mapped.
+        ntotal: vectors the index will hold.
+
+    Raises:
+        ValueError: a memory-mapped index.
+    """
+    if index.mapped:
+        raise ValueError("a memory-mapped index is read-only; load it with mmap=False to add")
+    store = index.store
+    if store is None or ntotal <= store.ntotal:
+        return
+    used = int(store.ntotal) * int(store.code_size)
+    store.codes.resize(int(ntotal) * int(store.code_size))
+    store.codes.resize(used)
+
+
 def needs_retrain(index: IvfpqIndex, growth_factor: float = DEFAULT_GROWTH_FACTOR) -> bool:
     """Retrain policy: True once ntotal >= growth_factor * (ntotal when last trained).
 

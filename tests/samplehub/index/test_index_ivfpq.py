@@ -22,6 +22,7 @@ from samplehub.index.ivfpq import (
     measure_recall,
     needs_retrain,
     recall_at_k,
+    reserve_store,
     retrain_index,
     save_index,
     search,
@@ -140,6 +141,23 @@ def test_chunked_adds_equal_one_build(data: Data) -> None:
     with pytest.raises(ValueError, match="store must be one of"):
         train_ivfpq_index(xb, IvfpqParams(d=D_DIM, nlist=NLIST, m=M, nbits=NBITS,
                                           store="bf16"))  # type: ignore[arg-type]
+
+
+def test_a_reserved_store_fills_in_place(data: Data) -> None:
+    xb, ids, xq = data
+    index = train_ivfpq_index(xb, IvfpqParams(d=D_DIM, nlist=NLIST, m=M, nbits=NBITS,
+                                              store="fp16"))
+    reserve_store(index, NB)
+    assert index.store.ntotal == 0 and index.store.codes.size() == 0
+    add_to_index(index, xb[:1000], ids[:1000])
+    buffer = index.store.codes.data()
+    for start in range(1000, NB, 1000):
+        add_to_index(index, xb[start : start + 1000], ids[start : start + 1000])
+    # the same buffer: no add reallocated (without the reservation the third add moves it)
+    assert int(index.store.codes.data()) == int(buffer)
+    whole = build_ivfpq_index(xb, ids, nlist=NLIST, m=M, nbits=NBITS, store="fp16", xt=xb)
+    np.testing.assert_array_equal(search(index, xq, K, nprobe=8, k_factor=8)[1],
+                                  search(whole, xq, K, nprobe=8, k_factor=8)[1])
 
 
 def test_mapped_index_searches_alike_and_is_read_only(data: Data, tmp_path: Path) -> None:
