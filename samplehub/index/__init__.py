@@ -19,9 +19,15 @@ from samplehub.index.ivfpq import (
     search,
     suggest_nlist,
 )
-from samplehub.index.spatial import bbox_filter, hilbert_candidates, polygon_filter
+from samplehub.index.spatial import (
+    HilbertIndex,
+    bbox_filter,
+    hilbert_candidates,
+    polygon_filter,
+)
 
 __all__ = [
+    "HilbertIndex",
     "IvfpqIndex",
     "IvfpqParams",
     "add_to_index",

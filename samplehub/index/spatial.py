@@ -16,6 +16,7 @@ Frames are pandas DataFrames or pyarrow Tables; the result has the input's type.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -72,6 +73,23 @@ def covering_order(bbox: BBox) -> int:
     return int(np.clip(math.floor(math.log2(360.0 * CELLS_PER_AXIS / span)), 0, HILBERT_ORDER))
 
 
+def _grown(bbox: BBox, half_w: float, half_h: float) -> BBox | None:
+    """``bbox`` grown by the largest sample half-extents (keys are centres), or None if empty."""
+    minx, miny, maxx, maxy = bbox
+    grown = (
+        max(minx - half_w, WORLD[0]),
+        max(miny - half_h, WORLD[1]),
+        min(maxx + half_w, WORLD[2]),
+        min(maxy + half_h, WORLD[3]),
+    )
+    return None if grown[0] > grown[2] or grown[1] > grown[3] else grown
+
+
+def _key_ranges(grown: BBox) -> np.ndarray:
+    """(r, 2) inclusive Hilbert key runs of the quadtree cells covering ``grown``."""
+    return np.asarray(hilbert_range_for_bbox(grown, covering_order(grown)), dtype=np.int64)
+
+
 def hilbert_candidates(frame: pd.DataFrame | pa.Table, bbox: BBox) -> np.ndarray:
     """Rows that Hilbert pruning keeps for ``bbox`` (a superset of the intersecting rows).
 
@@ -82,27 +100,83 @@ def hilbert_candidates(frame: pd.DataFrame | pa.Table, bbox: BBox) -> np.ndarray
     Returns:
         Boolean mask (n,).
     """
-    minx, miny, maxx, maxy = _check_bbox(bbox)
+    bbox = _check_bbox(bbox)
     if len(frame) == 0:
         return np.zeros(0, dtype=bool)
     half_w = float(np.max(_column(frame, "maxx") - _column(frame, "minx"))) / 2.0
     half_h = float(np.max(_column(frame, "maxy") - _column(frame, "miny"))) / 2.0
-    grown = (
-        max(minx - half_w, WORLD[0]),
-        max(miny - half_h, WORLD[1]),
-        min(maxx + half_w, WORLD[2]),
-        min(maxy + half_h, WORLD[3]),
-    )
-    if grown[0] > grown[2] or grown[1] > grown[3]:
+    grown = _grown(bbox, half_w, half_h)
+    if grown is None:
         return np.zeros(len(frame), dtype=bool)
-    ranges = np.asarray(hilbert_range_for_bbox(grown, covering_order(grown)), dtype=np.int64)
+    ranges = _key_ranges(grown)
     keys = _column(frame, "hilbert").astype(np.int64)
     slot = np.searchsorted(ranges[:, 0], keys, side="right") - 1
     return (slot >= 0) & (keys <= ranges[np.clip(slot, 0, None), 1])
 
 
+@dataclass(frozen=True)
+class HilbertIndex:
+    """Samples sorted by Hilbert key, so a query box reads a few contiguous runs.
+
+    The "pre-constructed quadtree and Hilbert indexing" of section 3.4 built once per
+    catalog snapshot: each quadtree cell covering the (grown) query box is one run of keys,
+    found by binary search in the sorted keys, and only the rows in those runs get the exact
+    bbox test. A query then costs about the number of rows near the box, where a scan of
+    the key column costs the whole catalog (50 ms at 1M samples).
+
+    Attributes:
+        order: positions of the source frame's rows, by ascending key.
+        keys: (n,) the sorted keys.
+        box: (n, 4) ``minx, miny, maxx, maxy`` in key order.
+        half_w, half_h: the largest sample half-extents, which the query box grows by.
+    """
+
+    order: np.ndarray
+    keys: np.ndarray
+    box: np.ndarray
+    half_w: float
+    half_h: float
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame | pa.Table) -> HilbertIndex:
+        """Index ``frame`` (columns ``minx, miny, maxx, maxy, hilbert``).
+
+        Raises:
+            KeyError: a required column is missing.
+        """
+        keys = _column(frame, "hilbert").astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        box = np.stack([_column(frame, c).astype(np.float64) for c in BBOX_COLUMNS], axis=1)
+        half = (box[:, 2:] - box[:, :2]).max(axis=0) / 2.0 if len(box) else np.zeros(2)
+        return cls(order, keys[order], box[order], float(half[0]), float(half[1]))
+
+    def select(self, bbox: BBox) -> np.ndarray:
+        """Positions in the source frame of the rows whose bbox intersects ``bbox``, ascending.
+
+        Raises:
+            ValueError: on a malformed bbox.
+        """
+        minx, miny, maxx, maxy = _check_bbox(bbox)
+        grown = _grown((minx, miny, maxx, maxy), self.half_w, self.half_h)
+        if grown is None or len(self.keys) == 0:
+            return np.zeros(0, dtype=np.int64)
+        ranges = _key_ranges(grown)
+        lo = np.searchsorted(self.keys, ranges[:, 0], side="left")
+        hi = np.searchsorted(self.keys, ranges[:, 1], side="right")
+        runs = [np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True) if b > a]
+        if not runs:
+            return np.zeros(0, dtype=np.int64)
+        near = np.concatenate(runs)
+        box = self.box[near]
+        hit = (box[:, 0] <= maxx) & (box[:, 2] >= minx) & (box[:, 1] <= maxy) & (box[:, 3] >= miny)
+        return np.sort(self.order[near[hit]])
+
+
 def bbox_filter(frame: Frame, bbox: BBox) -> Frame:
     """Samples whose bbox intersects ``bbox``: Hilbert pruning, then the exact test.
+
+    Builds a :class:`HilbertIndex` of ``frame`` for this one query; a caller that filters
+    the same samples again keeps the index instead (the query's snapshot does).
 
     Args:
         frame: samples with ``minx, miny, maxx, maxy, hilbert`` columns (pandas or arrow).
@@ -115,12 +189,9 @@ def bbox_filter(frame: Frame, bbox: BBox) -> Frame:
         KeyError: if a required column is missing.
         ValueError: on a malformed bbox.
     """
-    minx, miny, maxx, maxy = _check_bbox(bbox)
-    keep = hilbert_candidates(frame, bbox)
-    keep &= _column(frame, "minx") <= maxx
-    keep &= _column(frame, "maxx") >= minx
-    keep &= _column(frame, "miny") <= maxy
-    keep &= _column(frame, "maxy") >= miny
+    _check_bbox(bbox)
+    keep = np.zeros(len(frame), dtype=bool)
+    keep[HilbertIndex.of(frame).select(bbox)] = True
     return _take(frame, keep)
 
 

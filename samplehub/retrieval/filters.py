@@ -1,10 +1,11 @@
 """Step 1 of the query: spatial, temporal and attribute filters (main paper, section 3.4).
 
 "For spatial constraints, efficient spatial retrieval is achieved using a pre-constructed
-quadtree and Hilbert indexing": a bbox goes through Hilbert-key pruning and the exact bbox
-test (:func:`samplehub.index.spatial.bbox_filter`), a polygon through ``sedonadb``
-(:func:`samplehub.index.spatial.polygon_filter`). Samples without georeference never
-match a spatial filter; samples without a time never match a time range.
+quadtree and Hilbert indexing": a bbox goes through the snapshot's Hilbert-sorted index
+and the exact bbox test (:class:`samplehub.index.spatial.HilbertIndex`), a polygon
+through ``sedonadb`` (:func:`samplehub.index.spatial.polygon_filter`). Samples without
+georeference never match a spatial filter; samples without a time never match a time
+range.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from samplehub.errors import DatasetNotFoundError, QueryError
-from samplehub.index.spatial import bbox_filter, polygon_filter
+from samplehub.index.spatial import polygon_filter
 from samplehub.retrieval.snapshot import SampleSnapshot
 from samplehub.retrieval.types import QuerySpec
 
@@ -111,7 +112,7 @@ def _spatial(snapshot: SampleSnapshot, spec: QuerySpec) -> np.ndarray:
     """Rows inside the bbox and the polygon (Hilbert pruning + exact tests)."""
     geo: pa.Table = snapshot.geo
     if spec.bbox is not None:
-        geo = bbox_filter(geo, spec.bbox)
+        geo = geo.take(pa.array(snapshot.spatial.select(spec.bbox)))
     if spec.polygon_wkt is not None:
         try:
             geo = polygon_filter(geo, spec.polygon_wkt)

@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from samplehub.index.spatial import HilbertIndex
+
 COLUMNS = (
     "sample_id", "dataset", "relpath", "labels", "unified_labels", "sensor", "time",
     "minx", "miny", "maxx", "maxy", "hilbert", "footprint", "georeferenced", "content_hash",
@@ -37,6 +39,7 @@ class SampleSnapshot:
         time: (n,) ``datetime64[us]`` acquisition times (UTC), NaT where unknown.
         geo: georeferenced rows only: ``row`` plus the bbox, ``hilbert`` and ``footprint``
             columns that :mod:`samplehub.index.spatial` filters.
+        spatial: ``geo`` sorted by Hilbert key, built once for every bbox query.
         label_rows: (dataset, original label) -> sorted rows carrying it.
         unified_rows: unified label id -> sorted rows whose ``unified_labels`` hold it.
         image: (n,) int64 image id: rows with one ``content_hash`` (copies of one image,
@@ -53,6 +56,7 @@ class SampleSnapshot:
     labels: pa.ListArray
     time: np.ndarray
     geo: pa.Table
+    spatial: HilbertIndex
     label_rows: dict[tuple[str, str], np.ndarray]
     unified_rows: dict[str, np.ndarray]
     image: np.ndarray
@@ -90,6 +94,7 @@ class SampleSnapshot:
             labels=labels,
             time=_times(table.column("time")),
             geo=geo,
+            spatial=HilbertIndex.of(geo),
             label_rows=_inverted(labels, dataset, datasets),
             unified_rows={
                 label: rows

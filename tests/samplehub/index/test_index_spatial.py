@@ -12,7 +12,7 @@ import shapely
 
 from samplehub.errors import OptionalDependencyError
 from samplehub.hilbert import HILBERT_ORDER, hilbert_key
-from samplehub.index.spatial import bbox_filter, hilbert_candidates, polygon_filter
+from samplehub.index.spatial import HilbertIndex, bbox_filter, hilbert_candidates, polygon_filter
 
 
 def sample_frame(n: int = 20_000, seed: int = 0) -> pd.DataFrame:
@@ -83,6 +83,18 @@ def test_samples_overlapping_with_centre_outside_are_kept(frame: pd.DataFrame) -
     expected = brute_force(frame, bbox) & set(frame.sample_id[outside])
     assert expected  # the fixture has such samples
     assert expected <= set(bbox_filter(frame, bbox).sample_id)
+
+
+def test_one_hilbert_index_answers_many_boxes(frame: pd.DataFrame) -> None:
+    index = HilbertIndex.of(frame)  # built once, as the query snapshot keeps it
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        x0, y0 = rng.uniform(-180, 170), rng.uniform(-90, 85)
+        w, h = rng.uniform(0, 40) ** 2 / 40, rng.uniform(0, 20) ** 2 / 20
+        bbox = (x0, y0, min(x0 + w, 180.0), min(y0 + h, 90.0))
+        found = index.select(bbox)
+        assert np.all(np.diff(found) > 0)  # positions, ascending, once each
+        assert set(frame.sample_id.to_numpy()[found]) == brute_force(frame, bbox)
 
 
 def test_hilbert_pruning_prunes(frame: pd.DataFrame) -> None:
