@@ -39,6 +39,11 @@ label graph are reused). Latencies are split into before the publication (after 
 ramp), during it (from the publication to the last worker's swap, as the workers report
 it on ``/health``), and after.
 
+Cold-start rows (one client, no other load, label queries): ``cold_start``, each label's
+first query on the just-started server, before anything warmed it; ``cold_after_swap``,
+each label's first query after one more index publication without load, beside the same
+labels' warm queries just before it.
+
 The load generator shares the 2 cores with the server: every row records its CPU time and
 the server's (all workers), the cores each may run on, and ``os.getloadavg()`` after the
 row. qps, p50, p99 and errors are computed from every request locust made (its request
@@ -589,6 +594,54 @@ def swap_row(server: Server, plan: Path, users: int, seconds: float, folder: Pat
     })
 
 
+def first_queries(server: Server, labels: list[str], repeats: int = 0) -> dict[str, Any]:
+    """One client, no other load: each label's first label query, then ``repeats`` more.
+
+    Returns the first queries' latencies (p50, max) and, with ``repeats``, the median of
+    the repeats (the same labels warm) beside them.
+    """
+    def timed(label: str) -> float:
+        start = time.perf_counter()
+        post_json(f"{server.url}/query", {"labels": [label], "k": 100, "exact_limit": 100})
+        return (time.perf_counter() - start) * 1000
+
+    first = np.array([timed(label) for label in labels])
+    out: dict[str, Any] = {"labels": len(labels), "clients": 1,
+                           "first_p50_ms": round(float(np.median(first)), 1),
+                           "first_max_ms": round(float(first.max()), 1)}
+    if repeats:
+        warm = np.array([timed(label) for label in labels for _ in range(repeats)])
+        out["warm_p50_ms"] = round(float(np.median(warm)), 1)
+    return out
+
+
+def cold_after_swap_row(server: Server, plan: dict[str, Any], home: Path, n: int
+                        ) -> dict[str, Any]:
+    """First query per label after an index swap, one client, no other load.
+
+    Publishes the index once more (a new version folder and link swap, as
+    :func:`swap_row`), waits until every worker serves it, then queries each label once:
+    the background reload warmed the new context's per-label memos before the swap
+    (:meth:`samplehub.retrieval.context.QueryContext.warm`), so these should cost what the
+    warm queries measured just before cost.
+    """
+    from samplehub.index.files import published_folder
+    from samplehub.index.ivfpq import save_index
+
+    labels = list(plan["labels"])
+    steady = first_queries(server, labels, repeats=3)
+    index, path, _ = prepare_swap(home, n)
+    save_index(index, path)
+    version = published_folder(path).name
+    wait_for(server, lambda h: h["context"]["index_version"] == version and not h["reloading"])
+    after = first_queries(server, labels)
+    return {"data": "real_views", "n": n, "mix": "cold_after_swap", "workers": WORKERS,
+            "to_version": version, "before_swap_warm_p50_ms": steady["warm_p50_ms"],
+            "after_swap": after,
+            "first_over_warm": round(after["first_p50_ms"] / steady["warm_p50_ms"], 2),
+            "load_avg": [round(v, 2) for v in os.getloadavg()]}
+
+
 def wait_for(server: Server, done: Any, timeout: float = 600.0, polls: int = 8) -> int:
     """Poll /health until ``done(answer)`` held for ``polls`` answers in a row.
 
@@ -662,12 +715,16 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="serving-", dir=CACHE))
     plan = request_plan(args.n, folder)
     with serve(home, WORKERS, args.threads, folder) as server:
+        # the first query of each label on a just-started server (whichever worker answers)
+        cold = {"data": "real_views", "n": args.n, "mix": "cold_start", "workers": WORKERS,
+                **first_queries(server, list(json.loads(plan.read_text())["labels"]))}
+        print(json.dumps(cold), flush=True)
         warmed = warm_up(server, json.loads(plan.read_text()))
         print(f"warmed up: {warmed}", flush=True)
         if args.profile:
             print(f"profile: {profile_worker(server, plan, args.seconds, folder)}")
             return
-        rows = []
+        rows = [cold]
         for users in args.clients:
             cpu = server.cpu_s()
             run = run_locust(server, plan, users, args.seconds, "queries", folder)
@@ -679,6 +736,7 @@ def main() -> None:
             rows.append(row(run, server, args.upload_clients, "uploads", cpu, args.n))
         if not args.no_swap:
             rows.append(swap_row(server, plan, 32, args.seconds, folder, home, args.n))
+            rows.append(cold_after_swap_row(server, json.loads(plan.read_text()), home, args.n))
     write_json(args.output, {"machine": machine(), "rows": rows,
                              "home": json.loads((home / "built.json").read_text())})
 
