@@ -2,7 +2,9 @@
 
 Per dataset: ingest, then image features (a progress bar per dataset; EuroSAT's 27k
 samples take about five minutes on two cores); then the label graph, the IVF-PQ index
-and the label prototypes.
+and the label prototypes; then HIR's TKANet and ESFormer (training bounded by the
+``hir=demo`` config option) and the land-cover statistics of the datasets they train on
+(the automation sensor fills the other partitions when it runs).
 
 Runs against a real Dagster instance in ``<SAMPLEHUB_HOME>/dagster`` whose ``dagster.yaml``
 is written for the configured ``instance`` (SQLite, or ``instance=postgres``;
@@ -22,6 +24,7 @@ from rich.table import Table
 
 from assets.partitions import DATASET_PARTITIONS
 from jobs.features import features_job, index_job
+from jobs.hir import hir_training_job, landcover_stats_job
 from jobs.ingest import ingest_job
 from jobs.labels import label_graph_job
 from orchestration.definitions import defs
@@ -104,6 +107,14 @@ def main() -> int:
             f"check {check.check_name}: passed={check.passed} "
             f"{ {k: v.value for k, v in check.metadata.items()} }"
         )
+    console.print("[bold]materializing[/] tkanet_model, esformer_model (HIR) ...")
+    if not run_job(instance, hir_training_job.name).success:
+        return 1
+    for name in sorted({repo.config.hir.tkanet_dataset, repo.config.hir.esformer_dataset}
+                       & set(sources)):
+        console.print(f"[bold]materializing[/] landcover_stats of \\[{name}] ...")
+        if not run_job(instance, landcover_stats_job.name, name).success:
+            return 1
     summary = Table("dataset", "samples", "labels", "quarantined", "kind")
     for row in repo.catalog.datasets().itertuples():
         summary.add_row(

@@ -1,7 +1,7 @@
 """Configuration: Hydra's ``conf/`` tree validated against structured dataclasses.
 
 ``conf/config.yaml`` picks one option per group (storage, graph, executor, instance,
-mlflow, model, retrieval, hashing); ``conf/sources/*.yaml`` describe dataset sources, one per
+mlflow, model, retrieval, hashing, hir); ``conf/sources/*.yaml`` describe dataset sources, one per
 file. This module is the only place that reads environment variables. A wrong key or a
 value of the wrong type fails with :class:`~samplehub.errors.ConfigError` naming the key.
 """
@@ -163,6 +163,47 @@ class HashingConfig:
     retrain_cron: str = "0 4 * * 0"
 
 
+@dataclass
+class HirConfig:
+    """Hierarchical image retrieval settings (``conf/hir``).
+
+    Paper: ``../shared/papers/hir-hierarchical-retrieval-tkanet-esformer.txt``.
+
+    Attributes:
+        tkanet_dataset: labelled scene dataset TKANet trains on (class = first label).
+        esformer_dataset: multi-label dataset ESFormer trains on, weakly (image labels).
+        merge_labels: training-label merges (the paper merges the residential densities).
+        resolution: training and inference input side (multiple of 64).
+        tkanet_epochs: TKANet training epochs.
+        esformer_epochs: ESFormer training epochs (decoder on the frozen encoder).
+        batch_size: images per training step.
+        tkanet_lr: TKANet AdamW peak learning rate.
+        esformer_lr: ESFormer decoder AdamW peak learning rate.
+        max_train_samples: cap on training images (seeded pick), null for all.
+        val_fraction: share of the training images held out to pick the best epoch.
+        proportions: ``soft`` or ``hard`` land-cover statistics (ml.hir.train).
+        rerank_k: K, stage-1 candidates re-ranked by Eq. 1 (75 in the paper).
+        alias: registry alias of the served models.
+        batch: images per inference batch of ``landcover_stats``.
+    """
+
+    tkanet_dataset: str = "ucmerced"
+    esformer_dataset: str = "ucmerced_multilabel"
+    merge_labels: dict[str, str] = field(default_factory=dict)
+    resolution: int = 128
+    tkanet_epochs: int = 3
+    esformer_epochs: int = 3
+    batch_size: int = 32
+    tkanet_lr: float = 2e-3
+    esformer_lr: float = 1e-3
+    max_train_samples: int | None = 600
+    val_fraction: float = 0.1
+    proportions: str = "soft"
+    rerank_k: int = 75
+    alias: str = "champion"
+    batch: int = 32
+
+
 GRAPH_BACKENDS = ("embedded", "neo4j")
 
 
@@ -228,6 +269,7 @@ class SampleHubConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     hashing: HashingConfig = field(default_factory=HashingConfig)
+    hir: HirConfig = field(default_factory=HirConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
 
     @property

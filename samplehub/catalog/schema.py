@@ -113,6 +113,19 @@ HASH_CODES = pa.schema(
     ]
 )
 
+# One row per (sample, ESFormer version): the land-cover class distribution X of HIR Eq. 1
+# (``../shared/papers/hir-hierarchical-retrieval-tkanet-esformer.txt``), classes in the order
+# of the model's ``classes`` tag.
+LANDCOVER_STATS = pa.schema(
+    [
+        pa.field("sample_id", pa.int64(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("proportions", VECTOR, nullable=False),
+        pa.field("computed_at", TIMESTAMP),
+    ]
+)
+
 RENAMED_COLUMNS: dict[str, dict[str, str]] = {"hash_codes": {"model": "model_version"}}
 """Columns renamed after tables were written, ``{table: {old name: new name}}``.
 

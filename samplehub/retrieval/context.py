@@ -51,6 +51,7 @@ from samplehub.retrieval.types import IndexChoice
 
 if TYPE_CHECKING:
     from samplehub.retrieval.hashed import HammingSearch
+    from samplehub.retrieval.landcover import LandcoverTable
     from samplehub.retrieval.prototypes import LabelPrototypes
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,9 @@ class QueryContext:
         init=False, default_factory=Memo, repr=False
     )
     _targets: Memo[list[PrototypeTarget]] = field(init=False, default_factory=Memo, repr=False)
+    landcover: Memo[LandcoverTable] = field(
+        init=False, default_factory=lambda: Memo(2), repr=False
+    )  # HIR land-cover statistics by catalog row, per (ESFormer version, table version)
     _hamming_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
 
     def vector_search(self, choice: IndexChoice) -> VectorSearch | None:
@@ -482,6 +486,11 @@ def _path_stamp(path: Path) -> int | None:
         return os.stat(path).st_mtime_ns
     except FileNotFoundError:
         return None
+
+
+def delta_stamp(repo: Repository, uri: str) -> int | None:
+    """:func:`_delta_stamp`, for tables read outside :func:`load_context` (land cover)."""
+    return _delta_stamp(repo, uri)
 
 
 def _delta_stamp(repo: Repository, uri: str) -> int | None:

@@ -47,6 +47,7 @@ from samplehub.retrieval.expansion import (
     nearest_targets,
 )
 from samplehub.retrieval.filters import describe_filter, filter_rows, validate_spec
+from samplehub.retrieval.landcover import LandcoverRequest, landcover_stage
 from samplehub.retrieval.planner import (
     IndexDecision,
     LabelPlan,
@@ -371,6 +372,7 @@ def query_by_image(
     sample_id: int | None = None,
     k: int = 20,
     index: IndexChoice = "auto",
+    landcover: LandcoverRequest | None = None,
 ) -> QueryResult:
     """Content-based image retrieval: the k catalogued samples most similar to an image.
 
@@ -388,6 +390,8 @@ def query_by_image(
         sample_id: a catalogued, indexed sample instead of an image.
         k: results.
         index: ``auto``, ``ivfpq`` or ``exact`` (IVF-PQ index), or ``hash``.
+        landcover: HIR stage 2 (K, Eq. 1 weights) and a land-cover constraint, through
+            :func:`samplehub.retrieval.landcover.landcover_stage`; None for neither.
 
     Returns:
         Hits of kind ``similar`` with their cosine similarity (hash: ``1 - D / K``) as
@@ -410,6 +414,7 @@ def query_by_image(
         raise IndexNotTrainedError(
             f"no IVF-PQ index for model version {ctx.model_version}; materialize ivfpq_index"
         )
+    search = landcover_stage(repo, ctx, search, landcover, image)
     config = repo.config.retrieval
     if sample_id is not None:
         matches = np.flatnonzero(ctx.snapshot.sample_id == sample_id)
