@@ -47,7 +47,8 @@ class BruteForce:
             ok[allowed.positions(len(self.xb))] = True
             s[:, ~ok] = -np.inf
         I = np.argsort(-s, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(s, I, 1), np.where(np.isfinite(np.take_along_axis(s, I, 1)), I, -1)
+        D = np.take_along_axis(s, I, 1)
+        return D, np.where(np.isfinite(D), I, -1)
 
     def position_of(self, row: int, sample_id: int) -> int:
         return row
