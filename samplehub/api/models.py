@@ -68,11 +68,16 @@ class HitOut(BaseModel):
         default=[], description="other datasets' copies of this image: sample_id, dataset, "
         "relpath, labels (``labels`` above already holds theirs)"
     )
+    landcover: dict[str, float] = Field(
+        default={}, description="land-cover class proportions (HIR, ESFormer trained weakly on "
+        "image labels); empty when the sample has none"
+    )
 
     @classmethod
-    def of(cls, hit: Hit) -> HitOut:
-        """From a library hit."""
+    def of(cls, hit: Hit, landcover: dict[str, float] | None = None) -> HitOut:
+        """From a library hit and its land-cover proportions."""
         return cls(
+            landcover=landcover or {},
             sample_id=hit.sample_id, id=str(hit.sample_id), dataset=hit.dataset,
             relpath=hit.relpath, labels=list(hit.labels), kind=hit.kind, score=hit.score,
             query_label=hit.query_label, reason=hit.reason, path=list(hit.path),

@@ -22,6 +22,7 @@ from samplehub.cli.instance import instance_app
 from samplehub.cli.labels import labels_app
 from samplehub.cli.query import query
 from samplehub.cli.serve import serve
+from samplehub.cli.similar import similar
 from samplehub.errors import SampleHubError
 from samplehub.sources import SourceSpec
 
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(labels_app, name="labels")
 app.add_typer(instance_app, name="instance")
 app.command()(query)
+app.command()(similar)
 app.command("build")(build)
 app.command("serve")(serve)
 

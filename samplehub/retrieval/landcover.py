@@ -107,8 +107,11 @@ def parse_landcover(text: str, classes: list[str]) -> list[LandcoverTerm]:
     return terms
 
 
-def parse_weights(text: str, classes: list[str]) -> dict[str, float]:
+def parse_weights(text: str, classes: list[str] | None = None) -> dict[str, float]:
     """Parse Eq. 1 class weights ``"buildings=4,water=2"`` (unnamed classes weigh 1).
+
+    With ``classes`` the names are resolved (:func:`resolve_class`); without, they are kept
+    as written and resolved when the search is built (:func:`rerank_stage`).
 
     Raises:
         QueryError: a malformed term, an unknown class or a negative weight, naming the
@@ -126,7 +129,9 @@ def parse_weights(text: str, classes: list[str]) -> dict[str, float]:
                 f"landcover_weights: cannot read {part.strip()!r}; write <class>=<weight >= 0> "
                 "(e.g. buildings=4)"
             )
-        weights[resolve_class(name, classes, "landcover_weights")] = number
+        key = name.strip() if classes is None else resolve_class(name, classes,
+                                                                  "landcover_weights")
+        weights[key] = number
     return weights
 
 
@@ -311,8 +316,10 @@ def rerank_stage(
                          "landcover_stats first")
     if request.k is not None and request.k < 1:
         raise QueryError(f"rerank_k must be >= 1; got {request.k}")
+    named = {resolve_class(n, table.classes, "landcover_weights"): v
+             for n, v in request.weights.items()}
     try:
-        w = class_weights(table.classes, request.weights)
+        w = class_weights(table.classes, named)
     except ValueError as exc:
         raise QueryError(f"landcover_weights: {exc}") from exc
     record: dict[str, object] = {"K": request.k or 0, "weights": dict(request.weights),

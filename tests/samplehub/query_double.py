@@ -44,7 +44,11 @@ def fake_run_query(repo: Repository, spec: QuerySpec) -> QueryResult:
 
 
 def fake_query_by_image(
-    repo: Repository, image: np.ndarray | None = None, sample_id: int | None = None, k: int = 20
+    repo: Repository,
+    image: np.ndarray | None = None,
+    sample_id: int | None = None,
+    k: int = 20,
+    landcover: object = None,
 ) -> QueryResult:
     """Test double of ``query_by_image``: the first k other samples, decreasing scores."""
     if (image is None) == (sample_id is None):

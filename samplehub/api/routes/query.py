@@ -16,6 +16,8 @@ from samplehub.api.models import HitOut, QueryRequest, QueryResponse
 from samplehub.api.state import ApiState, get_state
 from samplehub.errors import InvalidSampleError
 from samplehub.export.spec import query_id
+from samplehub.repository import Repository
+from samplehub.retrieval.landcover import LandcoverRequest, parse_weights
 from samplehub.retrieval.types import QueryResult
 
 router = APIRouter(tags=["query"])
@@ -26,9 +28,15 @@ def plain(value: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(value, default=str))  # type: ignore[no-any-return]
 
 
-def respond(result: QueryResult, spec_id: str, rejected: set[int]) -> QueryResponse:
-    """The response of a query result, without samples rejected for this query."""
+def respond(
+    result: QueryResult, spec_id: str, rejected: set[int], repo: Repository | None = None
+) -> QueryResponse:
+    """The response of a query result, without samples rejected for this query.
+
+    With ``repo``, each hit carries its land-cover class proportions (``landcover_stats``).
+    """
     hits = [h for h in result.hits if h.sample_id not in rejected]
+    shares = landcover_of(repo, [h.sample_id for h in hits])
     exact = sum(h.kind == "exact" for h in hits)
     supplementary = sum(h.kind == "supplementary" for h in hits)
     if not hits:
@@ -41,7 +49,7 @@ def respond(result: QueryResult, spec_id: str, rejected: set[int]) -> QueryRespo
         message += f" ({len(rejected)} rejected earlier for this query left out)"
     return QueryResponse(
         spec_id=spec_id, message=message, exact=exact, supplementary=supplementary,
-        hits=[HitOut.of(h) for h in hits], plan=plain(result.plan),
+        hits=[HitOut.of(h, shares.get(h.sample_id)) for h in hits], plan=plain(result.plan),
         timings_ms=plain(result.timings_ms),
     )
 
@@ -52,7 +60,7 @@ def query(body: QueryRequest, state: Annotated[ApiState, Depends(get_state)]) ->
     spec = body.query_spec()
     spec_id = query_id(replace(spec, exact_limit=None))  # feedback holds for every page
     result = state.query(state.repo, spec)
-    return respond(result, spec_id, state.rejections.of(spec_id))
+    return respond(result, spec_id, state.rejections.of(spec_id), state.repo)
 
 
 @router.post("/query/image", response_model=QueryResponse)
@@ -61,18 +69,47 @@ def query_image(
     file: Annotated[UploadFile | None, File(description="an RGB image (PNG, JPEG, ...)")] = None,
     sample_id: Annotated[int | None, Form(description="or a catalogued sample")] = None,
     k: Annotated[int, Form(ge=1, le=1000)] = 20,
+    rerank_k: Annotated[
+        int | None, Form(ge=1, description="re-rank the visual top K by land cover (HIR Eq. 1)")
+    ] = None,
+    landcover_weights: Annotated[
+        str | None, Form(description="Eq. 1 class weights, e.g. 'buildings=4'")
+    ] = None,
+    landcover: Annotated[
+        str | None, Form(description="land-cover constraint, e.g. 'water>=0.2,buildings<=0.1'")
+    ] = None,
 ) -> QueryResponse:
-    """The k samples most similar to an uploaded image or to a catalogued sample."""
+    """The k samples most similar to an uploaded image or to a catalogued sample.
+
+    ``rerank_k`` re-ranks the visual top K by land cover (HIR stage 2) with
+    ``landcover_weights``; ``landcover`` keeps only samples meeting the constraint.
+    """
     if (file is None) == (sample_id is None):
         raise InvalidSampleError("send exactly one of an image file (field 'file') or 'sample_id'")
+    request = None
+    if rerank_k or landcover:
+        request = LandcoverRequest(rerank_k, parse_weights(landcover_weights or ""), landcover)
     if file is not None:
         image = decode_image(file)
-        result = state.image_query(state.repo, image=image, k=k)
+        result = state.image_query(state.repo, image=image, k=k, landcover=request)
         spec_id = f"image-{hash_bytes(image.tobytes())}"
     else:
-        result = state.image_query(state.repo, sample_id=sample_id, k=k)
+        result = state.image_query(state.repo, sample_id=sample_id, k=k, landcover=request)
         spec_id = f"sample-{sample_id}"
-    return respond(result, spec_id, set())
+    return respond(result, spec_id, set(), state.repo)
+
+
+def landcover_of(repo: Repository | None, sample_ids: list[int]) -> dict[int, dict[str, float]]:
+    """Land-cover proportions of the hits that have them; none without ``repo`` or a champion."""
+    if repo is None or not sample_ids:
+        return {}
+    from samplehub.models.hir_model import ESFORMER, champion
+    from samplehub.retrieval.context import open_context
+    from samplehub.retrieval.landcover import hit_landcover
+
+    if champion(repo.config, ESFORMER) is None:
+        return {}
+    return hit_landcover(repo, open_context(repo), sample_ids)
 
 
 def decode_image(file: UploadFile) -> np.ndarray:

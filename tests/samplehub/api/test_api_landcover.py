@@ -1,0 +1,39 @@
+"""POST /query/image's land-cover fields reach the query as one request; hits carry no
+proportions before an ESFormer is registered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+from query_double import fake_query_by_image
+
+from samplehub.api import create_app
+from samplehub.repository import Repository
+from samplehub.retrieval.landcover import LandcoverRequest
+from samplehub.retrieval.types import QueryResult
+
+
+def test_image_query_passes_rerank_weights_and_constraint(small_repo: Repository) -> None:
+    seen: list[Any] = []
+
+    def recording(repo: Repository, image: np.ndarray | None = None,
+                  sample_id: int | None = None, k: int = 20,
+                  landcover: object = None) -> QueryResult:
+        seen.append(landcover)
+        return fake_query_by_image(repo, image=image, sample_id=sample_id, k=k)
+
+    client = TestClient(create_app(small_repo, lambda repo, spec: None, recording))
+    sid = int(small_repo.catalog.samples(columns=["sample_id"])["sample_id"][0])
+    body = client.post("/query/image", data={
+        "sample_id": str(sid), "k": "3", "rerank_k": "75", "landcover_weights": "building=4",
+        "landcover": "water>=0.2",
+    }).json()
+    assert seen[-1] == LandcoverRequest(75, {"building": 4.0}, "water>=0.2")
+    assert all(hit["landcover"] == {} for hit in body["hits"])  # no ESFormer registered
+    client.post("/query/image", data={"sample_id": str(sid), "k": "3"})
+    assert seen[-1] is None
+    bad = client.post("/query/image", data={"sample_id": str(sid), "rerank_k": "75",
+                                            "landcover_weights": "building=-1"})
+    assert bad.status_code == 422 and "landcover_weights" in bad.text
