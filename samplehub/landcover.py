@@ -113,3 +113,21 @@ def load_landcover_stats(
     P = vector_rows(table.column("proportions"))
     ids, first = np.unique(ids, return_index=True)
     return ids.astype(np.int64), P[first]
+
+
+def sample_landcover(repo: Repository, sample_ids: Sequence[int]) -> dict[int, dict[str, float]]:
+    """``{sample_id: {class: share}}`` of the samples with the champion ESFormer's statistics.
+
+    Empty when there is no champion (nothing is trained yet).
+    """
+    from samplehub.models.hir_model import ESFORMER, champion
+
+    if not len(sample_ids) or champion(repo.config, ESFORMER) is None:
+        return {}
+    version, classes = landcover_classes(repo.config)
+    ids, P = load_landcover_stats(repo.catalog, version)
+    wanted = np.asarray(sample_ids, np.int64)
+    slot = np.clip(np.searchsorted(ids, wanted), 0, max(len(ids) - 1, 0))
+    found = (ids[slot] == wanted) if len(ids) else np.zeros(len(wanted), bool)
+    return {int(sid): {c: round(float(v), 4) for c, v in zip(classes, P[i], strict=True)}
+            for sid, i, ok in zip(wanted, slot, found, strict=True) if ok}

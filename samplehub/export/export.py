@@ -156,6 +156,9 @@ def write_export(
 ) -> list[str]:
     """Write every part of the export under ``root``; returns the non-image files."""
     rows = catalog_rows(repo, [m.sample_id for m in members])
+    from samplehub.landcover import sample_landcover  # torch, only for an export
+
+    shares = sample_landcover(repo, [m.sample_id for m in members]) if "stac" in formats else {}
     classes = list(logical.spec.labels)
     splits = list(logical.spec.split.ratios)
     bundle = ZarrBundle(root / "images.zarr", classes, splits) if "zarr" in formats else None
@@ -185,7 +188,7 @@ def write_export(
                 manifest.append(entry)
                 if "stac" in formats:
                     image = root / href if href is not None else None
-                    items.append(stac_item(row, entry, classes, image))
+                    items.append(stac_item(row, entry, classes, image, shares.get(m.sample_id)))
             bar.update(len(batch))
     written = write_manifest(root, manifest)
     if "stac" in formats:

@@ -14,6 +14,9 @@ Collection summarises them. Geometry and bbox are the catalog footprint (EPSG:43
 sample is georeferenced, else absent. STAC requires a time: ``datetime`` is the acquisition
 time, or the ingest time where the source gives none (``samplehub:time`` says which).
 The ``image`` asset is the sample's ImageFolder file when that format is exported.
+A sample with land-cover statistics (HIR, ``samplehub.landcover``: per-pixel class shares by
+ESFormer, trained weakly on image labels) carries them as ``label:overviews``: one overview
+with ``property_key`` ``landcover`` whose ``statistics`` name each class and its share.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from typing import Any
 
 import pystac
 import shapely
-from pystac.extensions.label import LabelClasses, LabelExtension, LabelTask, LabelType
+from pystac.extensions.label import (
+    LabelClasses,
+    LabelExtension,
+    LabelOverview,
+    LabelStatistics,
+    LabelTask,
+    LabelType,
+)
 from shapely.geometry import mapping
 
 COLLECTION_FILE = "stac/collection.json"
@@ -38,6 +48,7 @@ def stac_item(
     member: Mapping[str, Any],
     classes: Sequence[str],
     image: Path | None,
+    landcover: Mapping[str, float] | None = None,
 ) -> pystac.Item:
     """One Item: the catalog ``row``, the manifest ``member`` and the dataset's classes.
 
@@ -46,6 +57,8 @@ def stac_item(
         member: its manifest row (label, kind, score, reason, split).
         classes: the exported label set, in the spec's order.
         image: the exported image file (an absolute path), or None.
+        landcover: the sample's land-cover class shares, written as ``label:overviews``;
+            None or empty for none.
     """
     geometry = bbox = None
     if row.get("georeferenced") and row.get("footprint"):
@@ -79,6 +92,10 @@ def stac_item(
         label_properties=["label"],
         label_classes=[LabelClasses.create(list(classes), name="label")],
         label_tasks=[LabelTask.CLASSIFICATION],
+        label_overviews=[LabelOverview.create(
+            property_key="landcover",
+            statistics=[LabelStatistics.create(name, share) for name, share in landcover.items()],
+        )] if landcover else None,
     )
     if image is not None:
         item.add_asset(
