@@ -28,6 +28,8 @@ Gaps filled here: the decoder width, depth, window size and head count are not g
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -54,8 +56,10 @@ class LiteEncoder(nn.Module):
             import timm
 
             model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-        self.stem = nn.Sequential(model.conv_stem, model.bn1)
-        self.blocks = nn.ModuleList(model.blocks[: STAGE5_BLOCK + 1])
+        stem, bn, blocks = (cast(nn.Module, getattr(model, name))
+                            for name in ("conv_stem", "bn1", "blocks"))
+        self.stem = nn.Sequential(stem, bn)
+        self.blocks = nn.ModuleList(list(blocks.children())[: STAGE5_BLOCK + 1])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) in [-1, 1] -> stage 3 (B, 40, H/8, W/8), stage 5 (B, 112, H/16, W/16)."""

@@ -28,7 +28,7 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -335,7 +335,7 @@ def train_esformer(
     encoder = list(model.encoder.parameters())
     ids = {id(p) for p in encoder}
     rest = [p for p in model.parameters() if id(p) not in ids]
-    groups = [{"params": rest, "lr": config.lr}]
+    groups: list[dict[str, Any]] = [{"params": rest, "lr": config.lr}]
     if config.freeze_encoder:
         model.encoder.requires_grad_(False)
         maps = encoder_maps(model, images)
@@ -345,7 +345,7 @@ def train_esformer(
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     steps = config.epochs * max(1, len(images) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, [g["lr"] for g in groups], total_steps=steps
+        optimizer, [float(g["lr"]) for g in groups], total_steps=steps
     )
     target = torch.from_numpy(Y)
     history: list[dict[str, float]] = []
