@@ -189,14 +189,16 @@ class HirConfig:
 
     tkanet_dataset: str = "ucmerced"
     esformer_dataset: str = "ucmerced_multilabel"
-    merge_labels: dict[str, str] = field(default_factory=dict)
-    resolution: int = 128
+    merge_labels: dict[str, str] = field(default_factory=lambda: {
+        name: "residential" for name in ("denseresidential", "mediumresidential",
+                                         "sparseresidential")})
+    resolution: int = 64
     tkanet_epochs: int = 3
     esformer_epochs: int = 3
     batch_size: int = 32
     tkanet_lr: float = 2e-3
     esformer_lr: float = 1e-3
-    max_train_samples: int | None = 600
+    max_train_samples: int | None = 400
     val_fraction: float = 0.1
     proportions: str = "soft"
     rerank_k: int = 75

@@ -56,6 +56,7 @@ def test_bad_key_in_a_config_file_names_it(tmp_path: Path) -> None:
         ("model", "efficientnet_lite0"),
         ("retrieval", "ivfpq"),
         ("hashing", "deep"),
+        ("hir", "demo"),
     ]:
         (conf / group).mkdir(parents=True)
         (conf / group / f"{option}.yaml").write_text("{}\n")
