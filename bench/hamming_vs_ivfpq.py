@@ -23,7 +23,7 @@ and IVF (nlist 4 sqrt(n), nprobe 16, the Hamming top 100 re-ranked by Eq. 7, as
 ``--index hash`` searches above ``hashing.ivf_min_size``);
 :func:`samplehub.index.ivfpq.build_ivfpq_index` in the shape and with the re-rank store
 ``bench/query.py`` ships for n (nlist ~ n / 100 under an HNSW coarse quantizer, PQ64x8,
-nprobe 96 capped at 8,000 codes, k_factor 8, fp16 store).
+nprobe 96 capped at 12,000 codes, k_factor 8, fp16 store).
 
 Measured per index, one client (one query at a time on one thread), the same 200 queries:
 

@@ -84,7 +84,7 @@ def index_params(n: int) -> tuple[int, int, int, int, int]:
 
     ``samplehub.index.lifecycle.index_shape`` with the shipped ``conf/retrieval`` settings:
     cells of ~100 vectors (nlist 100 at 10k, 1,000 at 100k, 10,000 at 1M) under an HNSW
-    coarse quantizer, PQ64x8, nprobe 96 capped at 8,000 scanned codes, k_factor 8.
+    coarse quantizer, PQ64x8, nprobe 96 capped at 12,000 scanned codes, k_factor 8.
     """
     retrieval = load_config().retrieval
     nlist, m, _ = index_shape(n, D, retrieval)

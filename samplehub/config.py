@@ -116,7 +116,7 @@ class RetrievalConfig:
     pq_m: int = 64
     pq_nbits: int = 8
     nprobe: int = 96
-    max_codes: int = 8000
+    max_codes: int = 12000
     refine_factor: int = 8
     store: str = "fp16"
     mmap: bool = True

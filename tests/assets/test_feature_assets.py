@@ -48,5 +48,5 @@ def test_features_index_and_prototypes_materialize_with_passing_checks(home: Pat
         assert index["coarse_quantizer"] == "hnsw"
         [check] = grown.get_asset_check_evaluations()
         assert check.passed and check.metadata["recall"].value >= 0.9
-        assert check.metadata["max_codes"].value == 8000
+        assert check.metadata["max_codes"].value == 12000
         assert metadata(grown, "label_prototypes")["labels"] == 5  # 3 tree + 2 ben labels
