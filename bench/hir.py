@@ -215,7 +215,11 @@ def main() -> int:
     """Train (or load) both networks, evaluate, time, write the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny epochs, no files written")
+    parser.add_argument("--report-only", action="store_true", help="rewrite hir.md from hir.json")
     args = parser.parse_args()
+    if args.report_only:
+        (RESULTS / "hir.md").write_text(markdown(json.loads((RESULTS / "hir.json").read_text())))
+        return 0
     torch.set_num_threads(os.cpu_count() or 1)
     data = load_ucmerced(require_data("ucmerced", "ucmerced_multilabel"))
     images, y, classes = data["images"], data["y"], data["classes"]
@@ -357,12 +361,42 @@ def markdown(payload: dict[str, Any]) -> str:
     for r in payload["rows"]:
         if r["method"] == "speed":
             lines.append(f"| {r['backbone']} | {r['value']} | {r['paper_value'] or '—'} |")
+    lines += ["", "Goals:", ""] + [f"- {g}" for g in goals(payload["rows"])]
     s = payload["stage2"]
     m = payload["machine"]
     lines += ["", f"Stage 2 (Eq. 1 re-rank of K = {s['K']} among {s['stored']:,} stored "
               f"statistics, {s['classes']} classes): p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms.",
               "", f"Machine: {m['cores']} cores, load average {m['load_avg_1m']} (shared).", ""]
     return "\n".join(lines)
+
+
+def goals(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's four goals, each with the figures it is judged on and met / not met."""
+
+    def value(method: str, backbone: str, subset: str, metric: str) -> float:
+        return next(r["value"] for r in rows if (r["method"], r["backbone"], r["subset"],
+                                                   r["metric"]) == (method, backbone, subset,
+                                                                    metric))
+
+    out = []
+    for b in sorted({r["backbone"] for r in rows if r["method"] == "CBIR"}):
+        cbir, hir = value("CBIR", b, "residential", "mAP@10"), value("HIR w=4", b,
+                                                                       "residential", "mAP@10")
+        met = "met" if hir >= cbir + 0.15 else "not met"
+        out.append(f"residential, {b}: HIR w=4 mAP@10 {hir:.4f} vs CBIR {cbir:.4f} + 0.15 "
+                   f"({met})")
+        worse = [m for m in METRICS if value("HIR w=1", b, "all", m) < value("CBIR", b, "all", m)]
+        out.append(f"all classes, {b}: HIR (w=1) >= CBIR on all four metrics: "
+                   + ("met" if not worse else f"not met ({', '.join(worse)} lower)"))
+    stage2 = next(r["value"] for r in rows if r["method"] == "HIR stage 2"
+                  and r["metric"] == "p99 ms")
+    out.append(f"stage 2, K = 75 over 1M statistics: p99 {stage2} ms <= 5 ms "
+               f"({'met' if stage2 <= 5 else 'not met'})")
+    speed = {r["backbone"]: r["value"] for r in rows if r["method"] == "speed"}
+    ratio = speed["TKANet"] / speed["EfficientNet-Lite0"]
+    out.append(f"TKANet {speed['TKANet']} vs EfficientNet-Lite0 {speed['EfficientNet-Lite0']} "
+               f"images/s: {ratio:.2f}x >= 2x ({'met' if ratio >= 2 else 'not met'})")
+    return out
 
 
 def query_picture(data: dict[str, Any], q: np.ndarray, archive: np.ndarray, x: np.ndarray,
