@@ -11,9 +11,11 @@ copy for all).
 Each worker reloads a changed repository in the background
 (:class:`~samplehub.retrieval.context.QueryContexts` with ``background=True``): a newly
 published index version is picked up without a restart and without stalling requests.
-Each request runs single-threaded inside faiss (``omp_set_num_threads(1)``): concurrency
-comes from the workers and their request threads, and OpenMP teams per request on top of
-them would oversubscribe the cores.
+Each request runs single-threaded inside faiss (``omp_set_num_threads(1)``) and numpy's
+BLAS (``threadpoolctl``): concurrency comes from the workers and their request threads,
+and a thread team per request on top of them oversubscribes the cores; a BLAS team whose
+second thread waits for a core busy with the other worker made the exact scan's products
+many times slower than one thread.
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ def served_app(overrides: Sequence[str] = (), request_threads: int | None = REQU
         still served; its queries report why.
     """
     import faiss
+    from threadpoolctl import threadpool_limits
 
     faiss.omp_set_num_threads(1)
+    threadpool_limits(1, user_api="blas")  # for this process's lifetime (module docstring)
     repo = Repository.open(list(overrides))
     contexts = repo.query_contexts
     contexts.background = True
