@@ -105,6 +105,15 @@ def _val_map(model: TKANet, val: tuple[np.ndarray, ...], topk: int) -> float:
     return mean_average_precision(D, relevance(yq, yb), topk)
 
 
+def _keep_best(
+    best: tuple[float, dict[str, torch.Tensor]] | None, score: float, model: nn.Module
+) -> tuple[float, dict[str, torch.Tensor]]:
+    """The best validation epoch's (score, weights) so far: ``model``'s own if it beats ``best``."""
+    if best is None or score > best[0]:
+        return score, copy.deepcopy(model.state_dict())
+    return best
+
+
 def train_tkanet(
     images: np.ndarray,
     y: np.ndarray,
@@ -160,8 +169,7 @@ def train_tkanet(
                "train_acc": correct / max(1, len(losses) * config.batch_size)}
         if val is not None:
             row["map"] = _val_map(model, val, val_topk)
-            if best is None or row["map"] > best[0]:
-                best = (row["map"], copy.deepcopy(model.state_dict()))
+            best = _keep_best(best, row["map"], model)
         history.append(row)
         log.info("tkanet epoch %d %s", epoch, row)
         if on_epoch is not None:
@@ -375,8 +383,7 @@ def train_esformer(
         row = {"epoch": float(epoch), "loss": float(np.mean(losses)) if losses else float("nan")}
         if val is not None:
             row["map"] = multilabel_map(_val_scores(model, val[0], val_maps), np.asarray(val[1]))
-            if best is None or row["map"] > best[0]:
-                best = (row["map"], copy.deepcopy(model.state_dict()))
+            best = _keep_best(best, row["map"], model)
         history.append(row)
         log.info("esformer epoch %d %s", epoch, row)
         if on_epoch is not None:
