@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from samplehub.export.builder import Member
 from samplehub.export.spec import SPLIT_NAME, Constraints
-from samplehub.retrieval.types import Hit, IndexChoice, QuerySpec
+from samplehub.retrieval.types import Hit, IndexChoice, LandcoverRequest, QuerySpec
 
 
 class QueryRequest(BaseModel):
@@ -29,10 +29,27 @@ class QueryRequest(BaseModel):
     max_label_distance: float | None = Field(default=None, ge=0)
     similarity_threshold: float | None = None
     index: IndexChoice = "auto"
+    rerank_k: int | None = Field(
+        default=None, ge=1, le=10_000,
+        description="HIR stage 2: re-rank each label's visual top K by land cover (Eq. 1), "
+        "towards the mean land cover of the label's exact matches; the paper uses K = 75",
+    )
+    landcover_weights: dict[str, float] = Field(
+        default_factory=dict, examples=[{"buildings": 4}],
+        description="Eq. 1 class weights (unnamed classes weigh 1)",
+    )
+    landcover: str | None = Field(
+        default=None, examples=["water>=0.2,buildings<=0.1"],
+        description="land-cover constraint on every hit, exact matches included",
+    )
 
     def query_spec(self) -> QuerySpec:
         """The library's query."""
         c = self.constraints
+        landcover = None
+        if self.rerank_k or self.landcover:
+            landcover = LandcoverRequest(self.rerank_k, dict(self.landcover_weights),
+                                         self.landcover)
         return QuerySpec(
             labels=tuple(label.strip() for label in self.labels),
             bbox=c.bbox,
@@ -46,6 +63,7 @@ class QueryRequest(BaseModel):
             max_label_distance=self.max_label_distance,
             similarity_threshold=self.similarity_threshold,
             index=self.index,
+            landcover=landcover,
         )
 
 

@@ -14,8 +14,9 @@ from typing import Annotated, Any, cast
 import typer
 
 from samplehub.cli.common import Overrides, console, open_repository, print_table
+from samplehub.retrieval.landcover import parse_weights
 from samplehub.retrieval.query import run_query
-from samplehub.retrieval.types import IndexChoice, QueryResult, QuerySpec
+from samplehub.retrieval.types import IndexChoice, LandcoverRequest, QueryResult, QuerySpec
 
 
 def query(
@@ -37,6 +38,17 @@ def query(
     no_supplementary: Annotated[
         bool, typer.Option("--no-supplementary", help="exact matches only (skip steps 2-3)")
     ] = False,
+    rerank_k: Annotated[
+        int, typer.Option(help="K: re-rank each label's visual top K by land cover (HIR Eq. "
+                          "1, towards its exact matches' mean); 0: off")
+    ] = 0,
+    weights: Annotated[
+        str | None, typer.Option(help="Eq. 1 class weights, e.g. 'buildings=4' (others: 1)")
+    ] = None,
+    landcover: Annotated[
+        str | None, typer.Option(help="land-cover constraint on every hit, e.g. "
+                                 "'water>=0.2,buildings<=0.1'")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     overrides: Overrides = None,
 ) -> None:
@@ -50,6 +62,8 @@ def query(
         exact_limit=limit,
         include_supplementary=not no_supplementary,
         index=parse_index(index),
+        landcover=(LandcoverRequest(rerank_k or None, parse_weights(weights or ""), landcover)
+                   if rerank_k or landcover else None),
     )
     result = run_query(open_repository(overrides), spec)
     if as_json:
@@ -115,4 +129,6 @@ def print_result(result: QueryResult) -> None:
             ),
             title=title,
         )
+        if isinstance(entry.get("rerank"), dict):
+            console.print(f"land cover: {entry['rerank']}")
     console.print(f"[dim]{result.timings_ms.get('total', 0):.1f} ms[/]")

@@ -216,6 +216,8 @@ def query_id(spec: QuerySpec) -> str:
     """
     fields = asdict(spec)
     fields["labels"] = sorted(spec.labels)
+    if spec.landcover is None:
+        del fields["landcover"]  # ids of queries without land cover predate the field
     canonical = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

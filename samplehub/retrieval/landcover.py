@@ -33,7 +33,7 @@ from samplehub.config import RetrievalConfig
 from samplehub.errors import QueryError
 from samplehub.retrieval.planner import AllowedPositions, SearchPlan
 from samplehub.retrieval.search import VectorSearch
-from samplehub.retrieval.types import IndexChoice
+from samplehub.retrieval.types import IndexChoice, LandcoverRequest
 
 if TYPE_CHECKING:
     from samplehub.repository import Repository
@@ -179,21 +179,6 @@ def landcover_mask(table: LandcoverTable, terms: list[LandcoverTerm]) -> np.ndar
     return mask
 
 
-@dataclass(frozen=True)
-class LandcoverRequest:
-    """What a query asks of land cover.
-
-    Attributes:
-        k: K, stage-1 candidates re-ranked by Eq. 1 (the paper: 75); None: no re-ranking.
-        weights: Eq. 1 class weights by name (unnamed classes weigh 1).
-        constraint: a :func:`parse_landcover` constraint on the results, or None.
-    """
-
-    k: int | None = 75
-    weights: dict[str, float] = field(default_factory=dict)
-    constraint: str | None = None
-
-
 @dataclass
 class LandcoverSearch:
     """HIR stage 2 over any stage-1 :class:`VectorSearch` (one per query: it keeps its record).
@@ -296,6 +281,7 @@ def rerank_stage(
     request: LandcoverRequest | None,
     table: LandcoverTable | None,
     reference: np.ndarray | None = None,
+    reference_note: str | None = None,
 ) -> VectorSearch:
     """``search`` wrapped for ``request`` (stage 2, constraint); unchanged for None.
 
@@ -304,6 +290,7 @@ def rerank_stage(
         request: K, weights and constraint; None for neither re-ranking nor constraint.
         table: the catalog rows' statistics (needed with a request).
         reference: the query's statistics; None takes a stored query sample's.
+        reference_note: where ``reference`` came from, for the plan.
 
     Raises:
         QueryError: a request without statistics, K < 1, weights naming unknown classes or
@@ -324,6 +311,8 @@ def rerank_stage(
         raise QueryError(f"landcover_weights: {exc}") from exc
     record: dict[str, object] = {"K": request.k or 0, "weights": dict(request.weights),
                                  "model_version": table.model_version, "equation": "HIR Eq. 1"}
+    if reference_note:
+        record["reference"] = reference_note
     mask = None
     if request.constraint:
         mask = landcover_mask(table, parse_landcover(request.constraint, table.classes))
@@ -375,6 +364,61 @@ def landcover_stage(
         x = x if x.shape[0] == 3 else x.transpose(2, 0, 1)
         reference = load_landcover_model(repo.config, repo.models).proportions_of(x[None])[0]
     return rerank_stage(search, request, table, reference)
+
+
+def constrained_rows(
+    mask: np.ndarray | None, request: LandcoverRequest | None, table: LandcoverTable | None
+) -> np.ndarray | None:
+    """A label query's filter ``mask`` narrowed to the rows meeting ``request.constraint``.
+
+    The constraint applies to every hit of a label query, exact matches included, so it
+    joins the step-1 filter rather than the search.
+
+    Raises:
+        QueryError: a request without statistics or a malformed constraint.
+    """
+    if request is None or not request.constraint:
+        return mask
+    if table is None:
+        raise QueryError("landcover: no land-cover statistics; materialize esformer_model and "
+                         "landcover_stats first")
+    rows = landcover_mask(table, parse_landcover(request.constraint, table.classes))
+    return rows if mask is None else mask & rows
+
+
+def label_stage(
+    search: VectorSearch,
+    request: LandcoverRequest | None,
+    table: LandcoverTable | None,
+    label: str,
+    exact_rows: np.ndarray,
+) -> VectorSearch:
+    """Stage 2 for one label of a label query (``search`` unchanged without re-ranking).
+
+    A label query has no query image; its reference distribution is the mean land-cover
+    statistics of the label's exact matches, so the prototypes' top K are re-ranked by
+    Eq. 1 towards what samples of that label look like. The constraint is left to
+    :func:`constrained_rows`, which already narrowed the rows.
+
+    Raises:
+        QueryError: re-ranking asked for a label none of whose exact matches has statistics.
+    """
+    if request is None or not request.k:
+        return search
+    if table is None:
+        raise QueryError("landcover: no land-cover statistics; materialize esformer_model and "
+                         "landcover_stats first")
+    P = table.P[exact_rows]
+    P = P[~np.isnan(P).any(axis=1)]
+    if not len(P):
+        raise QueryError(
+            f"rerank_k: none of the {len(exact_rows)} exact matches of {label!r} has land-cover "
+            f"statistics of {table.model_version} to re-rank by; materialize landcover_stats "
+            "for their datasets, or query without rerank_k"
+        )
+    note = f"mean of {len(P)} exact matches of {label!r}"
+    return rerank_stage(search, LandcoverRequest(request.k, request.weights, None), table,
+                        P.mean(axis=0), note)
 
 
 def hit_landcover(

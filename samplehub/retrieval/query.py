@@ -47,7 +47,13 @@ from samplehub.retrieval.expansion import (
     nearest_targets,
 )
 from samplehub.retrieval.filters import describe_filter, filter_rows, validate_spec
-from samplehub.retrieval.landcover import LandcoverRequest, landcover_stage
+from samplehub.retrieval.landcover import (
+    LandcoverTable,
+    constrained_rows,
+    label_stage,
+    landcover_stage,
+    landcover_table,
+)
 from samplehub.retrieval.planner import (
     IndexDecision,
     LabelPlan,
@@ -55,7 +61,7 @@ from samplehub.retrieval.planner import (
     choose_index,
     searched_index,
 )
-from samplehub.retrieval.types import Hit, IndexChoice, QueryResult, QuerySpec
+from samplehub.retrieval.types import Hit, IndexChoice, LandcoverRequest, QueryResult, QuerySpec
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +103,8 @@ def run_query(repo: Repository, spec: QuerySpec, parallel: bool = True) -> Query
     """
     ctx = open_context(repo)
     decision = select_index(ctx, spec.index, repo) if spec.include_supplementary else None
-    return query_context(ctx, spec, repo.config.retrieval, parallel, decision)
+    table = landcover_table(repo, ctx) if spec.landcover is not None else None
+    return query_context(ctx, spec, repo.config.retrieval, parallel, decision, table)
 
 
 def select_index(ctx: QueryContext, choice: IndexChoice, repo: Repository) -> IndexDecision | None:
@@ -141,11 +148,14 @@ def query_context(
     config: RetrievalConfig,
     parallel: bool = True,
     decision: IndexDecision | None = None,
+    landcover: LandcoverTable | None = None,
 ) -> QueryResult:
     """:func:`run_query` on an already loaded context (the benchmark's entry point).
 
     ``decision`` is :func:`select_index`'s for ``index="auto"``; without one, ``auto``
-    searches IVF-PQ and the plan says no measurement was given.
+    searches IVF-PQ and the plan says no measurement was given. ``landcover`` is the
+    statistics table a ``spec.landcover`` request needs
+    (:func:`~samplehub.retrieval.landcover.landcover_table`).
     """
     start = time.perf_counter()
     if spec.index != "auto" or not spec.include_supplementary:
@@ -159,11 +169,11 @@ def query_context(
     if not spec.labels:
         raise QueryError("name at least one query label (e.g. --label river)")
     matches = [match_label(ctx.graph, label) for label in dict.fromkeys(spec.labels)]
-    mask = filter_rows(ctx.snapshot, spec)
+    mask = constrained_rows(filter_rows(ctx.snapshot, spec), spec.landcover, landcover)
     filtered = time.perf_counter()
 
     def run(match: LabelMatch) -> Subquery:
-        return subquery(ctx, spec, config, match, mask, decision)
+        return subquery(ctx, spec, config, match, mask, decision, landcover)
 
     workers = min(len(matches), os.cpu_count() or 1) if parallel else 1
     if workers > 1:
@@ -176,7 +186,8 @@ def query_context(
         timings.update({f"{match.query}.{step}": ms for step, ms in part.timings_ms.items()})
     timings["total"] = _ms(start, time.perf_counter())
     plan: dict[str, object] = {
-        "filter": describe_filter(spec),
+        "filter": {**describe_filter(spec),
+                   "landcover": spec.landcover.constraint if spec.landcover else None},
         "candidates": len(ctx.snapshot) if mask is None else int(mask.sum()),
         "model_version": ctx.model_version,
         "label_graph_version": ctx.graph.version,
@@ -195,10 +206,12 @@ def subquery(
     match: LabelMatch,
     mask: np.ndarray | None,
     decision: IndexDecision | None = None,
+    landcover: LandcoverTable | None = None,
 ) -> Subquery:
     """Steps 2 and 3 for one query label over the filtered rows ``mask`` (None: all).
 
-    ``decision``: for ``index="auto"``, the index the measurement picked.
+    ``decision``: for ``index="auto"``, the index the measurement picked; ``landcover``:
+    the statistics ``spec.landcover`` re-ranks by.
     """
     t0 = time.perf_counter()
     groups, excluded = ctx.exact_matches(match)
@@ -216,7 +229,7 @@ def subquery(
     t1 = time.perf_counter()
     timings = {"exact": _ms(t0, t1)}
     if spec.include_supplementary:
-        hits += supplementary_hits(ctx, spec, config, match, mask, excluded, plan)
+        hits += supplementary_hits(ctx, spec, config, match, mask, excluded, plan, landcover)
         timings["supplementary"] = _ms(t1, time.perf_counter())
     return Subquery(hits, plan, timings)
 
@@ -269,11 +282,14 @@ def supplementary_hits(
     mask: np.ndarray | None,
     excluded: np.ndarray,
     plan: LabelPlan,
+    landcover: LandcoverTable | None = None,
 ) -> list[Hit]:
     """Step 3: prototype matches of the associated labels among the filtered rows.
 
     Searches the index ``spec.index`` names (:meth:`QueryContext.vector_search`), for
-    ``auto`` the one ``plan.index_choice`` picked, all prototypes in one batch.
+    ``auto`` the one ``plan.index_choice`` picked, all prototypes in one batch; with
+    ``spec.landcover.k`` that search is HIR's two stages
+    (:func:`~samplehub.retrieval.landcover.label_stage`).
 
     Args:
         ctx: the context.
@@ -286,6 +302,7 @@ def supplementary_hits(
             ``similarity_threshold``, ``capped`` (associated labels with prototypes beyond
             ``config.max_prototype_labels``, not searched), ``search`` and the index's
             own entries.
+        landcover: the statistics ``spec.landcover`` re-ranks by.
 
     Returns:
         At most ``spec.k`` supplementary hits, best first.
@@ -304,6 +321,7 @@ def supplementary_hits(
     if search is None:
         plan.skipped = "no IVF-PQ index yet (ivfpq_index asset)"
         return []
+    search = label_stage(search, spec.landcover, landcover, match.query, excluded)
     allowed = search.allowed(mask, excluded, key=match)
     plan.search = search.plan(spec.index, allowed.count, spec.k, config)
     plan.index = search.describe()

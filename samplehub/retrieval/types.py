@@ -13,6 +13,22 @@ HitKind = Literal["exact", "supplementary", "similar"]
 
 
 @dataclass(frozen=True)
+class LandcoverRequest:
+    """What a query asks of land cover (HIR paper, section II.A, Eq. 1).
+
+    Attributes:
+        k: K, stage-1 candidates re-ranked by Eq. 1 (the paper: 75); None: no re-ranking.
+        weights: Eq. 1 class weights by name (unnamed classes weigh 1).
+        constraint: a constraint such as ``"water>=0.2,buildings<=0.1"`` on the results
+            (:func:`samplehub.retrieval.landcover.parse_landcover`), or None.
+    """
+
+    k: int | None = 75
+    weights: dict[str, float] = field(default_factory=dict)
+    constraint: str | None = None
+
+
+@dataclass(frozen=True)
 class QuerySpec:
     """What the user asks for.
 
@@ -29,6 +45,8 @@ class QuerySpec:
         max_label_distance: Eq. 1 distance bound for associated labels (config default).
         similarity_threshold: prototype-match bound for supplementary samples (config default).
         index: which vector search the planner may use.
+        landcover: HIR stage 2 over each label's supplementary search and a land-cover
+            constraint on every hit (:mod:`samplehub.retrieval.landcover`); None for neither.
     """
 
     labels: tuple[str, ...]
@@ -43,6 +61,7 @@ class QuerySpec:
     max_label_distance: float | None = None
     similarity_threshold: float | None = None
     index: IndexChoice = "auto"
+    landcover: LandcoverRequest | None = None
 
 
 @dataclass

@@ -11,8 +11,7 @@ from query_double import fake_query_by_image
 
 from samplehub.api import create_app
 from samplehub.repository import Repository
-from samplehub.retrieval.landcover import LandcoverRequest
-from samplehub.retrieval.types import QueryResult
+from samplehub.retrieval.types import LandcoverRequest, QueryResult, QuerySpec
 
 
 def test_image_query_passes_rerank_weights_and_constraint(small_repo: Repository) -> None:
@@ -37,3 +36,22 @@ def test_image_query_passes_rerank_weights_and_constraint(small_repo: Repository
     bad = client.post("/query/image", data={"sample_id": str(sid), "rerank_k": "75",
                                             "landcover_weights": "building=-1"})
     assert bad.status_code == 422 and "landcover_weights" in bad.text
+
+
+def test_label_query_passes_rerank_weights_and_constraint(small_repo: Repository) -> None:
+    seen: list[QuerySpec] = []
+
+    def recording(repo: Repository, spec: QuerySpec) -> QueryResult:
+        seen.append(spec)
+        return QueryResult(spec, [], {}, {"total": 0.0})
+
+    client = TestClient(create_app(small_repo, recording, fake_query_by_image))
+    ok = client.post("/query", json={"labels": ["residential"], "rerank_k": 75,
+                                     "landcover_weights": {"buildings": 4},
+                                     "landcover": "water<=0.1"})
+    assert ok.status_code == 200
+    assert seen[-1].landcover == LandcoverRequest(75, {"buildings": 4.0}, "water<=0.1")
+    client.post("/query", json={"labels": ["residential"]})
+    assert seen[-1].landcover is None
+    bad = client.post("/query", json={"labels": ["residential"], "rerank_k": 0})
+    assert bad.status_code == 422 and "rerank_k" in bad.text
