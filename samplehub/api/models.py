@@ -132,12 +132,18 @@ class MemberOut(BaseModel):
     path: list[str]
     split: str
     thumbnail: str
+    landcover: dict[str, float] = Field(
+        default_factory=dict,
+        description="land-cover class proportions (landcover_stats of the champion ESFormer); "
+        "empty when the sample has none",
+    )
 
     @classmethod
-    def of(cls, m: Member) -> MemberOut:
-        """From a builder member."""
+    def of(cls, m: Member, landcover: dict[str, float] | None = None) -> MemberOut:
+        """From a builder member and its land-cover proportions."""
         return cls(
-            **m.__dict__, id=str(m.sample_id), thumbnail=f"/samples/{m.sample_id}/thumbnail.png"
+            **m.__dict__, id=str(m.sample_id), thumbnail=f"/samples/{m.sample_id}/thumbnail.png",
+            landcover=landcover or {},
         )
 
 

@@ -15,20 +15,22 @@ from samplehub.api.models import (
     FeedbackRow,
     MemberOut,
 )
-from samplehub.api.routes.query import plain
+from samplehub.api.routes.query import landcover_of, plain
 from samplehub.api.state import ApiState, get_state
 from samplehub.export.builder import LogicalDataset, build_dataset
 from samplehub.export.export import export_dataset
 from samplehub.export.feedback import Decision, feedback_rows, record_feedback
 from samplehub.export.spec import DatasetSpec
+from samplehub.repository import Repository
 
 router = APIRouter(tags=["datasets"])
 
 
-def build_response(logical: LogicalDataset) -> BuildResponse:
-    """The response body of a build."""
+def build_response(logical: LogicalDataset, repo: Repository | None = None) -> BuildResponse:
+    """The response body of a build; with ``repo`` members carry their land-cover shares."""
     exact = sum(m.kind == "exact" for m in logical.members)
     n = len(logical.members)
+    shares = landcover_of(repo, [m.sample_id for m in logical.members])
     message = (
         f"{n} samples ({exact} exact, {n - exact} supplementary)" if n
         else "no sample matches this spec; widen the constraints or check the labels"
@@ -36,7 +38,8 @@ def build_response(logical: LogicalDataset) -> BuildResponse:
     return BuildResponse(
         build_id=logical.build_id, spec_id=logical.spec_id, name=logical.spec.name,
         message=message, counts=logical.counts(),
-        members=[MemberOut.of(m) for m in logical.members], plan=plain(logical.plan),
+        members=[MemberOut.of(m, shares.get(m.sample_id)) for m in logical.members],
+        plan=plain(logical.plan),
     )
 
 
@@ -45,13 +48,13 @@ def build(spec: DatasetSpec, state: Annotated[ApiState, Depends(get_state)]) -> 
     """Build a logical dataset from a spec and store it; returns its id and members."""
     logical = build_dataset(state.repo, spec, query=state.query)
     state.builds.save(logical)
-    return build_response(logical)
+    return build_response(logical, state.repo)
 
 
 @router.get("/builds/{build_id}", response_model=BuildResponse)
 def get_build(build_id: str, state: Annotated[ApiState, Depends(get_state)]) -> BuildResponse:
     """A stored logical dataset."""
-    return build_response(state.builds.load(build_id))
+    return build_response(state.builds.load(build_id), state.repo)
 
 
 @router.post("/feedback", response_model=FeedbackResponse)

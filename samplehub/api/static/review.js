@@ -74,8 +74,37 @@ function card(member) {
   box.checked = member.kind === "exact";
   box.addEventListener("change", () => decide(member, box, div));
   keep.append(box, document.createTextNode(member.kind === "exact" ? "keep" : "accept"));
-  div.append(img, title, reason, meta, keep);
+  div.append(img, title, reason, meta, landcoverBar(member.landcover), keep);
   return div;
+}
+
+// One colour per land-cover class, by the class's position in the ESFormer's class list
+// (the same for every card, so a colour means the same class across the page).
+const PALETTE = ["#8c564b", "#7f7f7f", "#e377c2", "#bcbd22", "#17becf", "#d62728", "#2ca02c",
+  "#9467bd", "#ff7f0e", "#1f77b4", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5", "#98df8a",
+  "#aec7e8", "#ffbb78", "#c5b0d5"];
+
+// A small stacked bar of the sample's land-cover shares (HIR stage 2 statistics); classes
+// under 2 % are left out of the bar but kept in the tooltip.
+function landcoverBar(shares) {
+  const bar = document.createElement("div");
+  bar.className = "landcover";
+  const names = Object.keys(shares || {});
+  if (!names.length) {
+    bar.hidden = true;
+    return bar;
+  }
+  const sorted = [...names].sort((a, b) => shares[b] - shares[a]);
+  bar.title = sorted.map((n) => `${n} ${(100 * shares[n]).toFixed(0)}%`).join(", ");
+  names.forEach((name, i) => {
+    if (shares[name] < 0.02) return;
+    const part = document.createElement("span");
+    part.dataset.class = name;
+    part.style.width = `${(100 * shares[name]).toFixed(1)}%`;
+    part.style.background = PALETTE[i % PALETTE.length];
+    bar.append(part);
+  });
+  return bar;
 }
 
 async function decide(member, box, div) {

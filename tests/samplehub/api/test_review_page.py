@@ -7,6 +7,7 @@ feedback rows and the export files, and saves a screenshot.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -59,10 +60,19 @@ def server(small_repo: Repository) -> Iterator[str]:
     thread.join(timeout=10)
 
 
+def shares_stand_in(repo: Repository | None, sample_ids: list[int]) -> dict[int, dict[str, float]]:
+    """Stand-in for the champion ESFormer's ``landcover_stats`` (trained in
+    ``tests/assets/test_hir_assets.py``): fixed shares, so the test checks the page's bars."""
+    return {sid: {"buildings": 0.6, "trees": 0.3, "water": 0.1 if sid % 2 else 0.01}
+            for sid in sample_ids}
+
+
 def test_review_page_builds_reviews_and_exports(
-    server: str, small_repo: Repository, tmp_path: Path
+    server: str, small_repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
+
+    monkeypatch.setattr("samplehub.api.routes.builds.landcover_of", shares_stand_in)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -77,6 +87,10 @@ def test_review_page_builds_reviews_and_exports(
             expect(page.locator("#supplementary .card")).to_have_count(5)
             expect(page.locator("#supplementary .card .score").first).to_have_text("0.90")
             expect(page.locator("#supplementary .card .reason").first).to_contain_text("via")
+            bar = page.locator("#exact .card .landcover").first
+            expect(bar).to_have_attribute("title", re.compile(r"^buildings 60%, trees 30%"))
+            widths = [bar.locator("span").nth(i).get_attribute("style") for i in range(2)]
+            assert "width: 60%" in widths[0] and "width: 30%" in widths[1]
 
             supplementary = page.locator("#supplementary .card")
             accepted = [int(supplementary.nth(i).get_attribute("data-sample-id")) for i in (0, 1)]
