@@ -92,3 +92,11 @@ class QueryError(SampleHubError, ValueError):
 
 class ModelRegistryError(SampleHubError, RuntimeError):
     """The MLflow registry failed to answer (database or server error), not "no such model"."""
+
+
+class LabellingViewNotFoundError(LookupFailedError):
+    """A labelling view (or a chip or segment of one) is not stored under the home."""
+
+
+class LabellingError(SampleHubError, ValueError):
+    """A labelling view's input, a label action or a publish request is invalid."""
