@@ -1,8 +1,9 @@
-"""The FastAPI application: query, build, review, feedback, export, samples, labels.
+"""The FastAPI application: query, build, review, feedback, export, samples, labels, labelling.
 
 ``create_app(repo)`` serves one repository. OpenAPI is at ``/openapi.json``, interactive
-docs at ``/docs``, the review page at ``/review``. The query functions default to
-:mod:`samplehub.retrieval.query` and can be replaced (tests pass a double).
+docs at ``/docs``, the review page at ``/review``, the labelling page at ``/labelling``.
+The query functions default to :mod:`samplehub.retrieval.query` and can be replaced
+(tests pass a double).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from samplehub.api.errors import install_error_handler
-from samplehub.api.routes import builds, health, labels, samples
+from samplehub.api.routes import builds, health, labelling, labels, samples
 from samplehub.api.routes import query as query_routes
 from samplehub.api.state import ApiState, ImageQueryFunction
 from samplehub.export.builder import QueryFunction
@@ -70,13 +71,17 @@ def create_app(
         builds=BuildStore(repo.config.home_path / "builds"),
     )
     install_error_handler(app)
-    for module in (query_routes, builds, samples, labels, health):
+    for module in (query_routes, builds, samples, labels, labelling, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/review", include_in_schema=False)
     def review() -> FileResponse:
         return FileResponse(STATIC / "review.html")
+
+    @app.get("/labelling", include_in_schema=False)
+    def labelling_page() -> FileResponse:
+        return FileResponse(STATIC / "labelling.html")
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

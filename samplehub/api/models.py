@@ -245,3 +245,110 @@ class AssociationOut(BaseModel):
     distance: float
     path: list[str]
     relations: list[str]
+
+
+class LabellingViewOut(BaseModel):
+    """A stored labelling view (unsupervised labelling paper, section 2.8)."""
+
+    dataset: str
+    chips: int
+    segments: int
+    created_at: str
+
+
+class ChipPointOut(BaseModel):
+    """A chip in the chip-level 2-D view."""
+
+    id: str = Field(..., description="the chip's catalog sample_id as a string")
+    x: float
+    y: float
+    label: str | None = None
+
+
+class SegmentPointOut(BaseModel):
+    """A SLIC segment in the segment-level 2-D view."""
+
+    id: str = Field(..., description="the sample_id (string) of the chip holding the segment")
+    segment: int = Field(..., description="the segment's label id in its chip's SLIC mask")
+    x: float
+    y: float
+    label: str | None = None
+
+
+class SegmentRef(BaseModel):
+    """One segment of one chip."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(..., pattern=r"^\d{1,19}$", description="the chip's sample_id as a string")
+    segment: int
+
+
+class LabelRequest(BaseModel):
+    """A label applied to a brushed selection: chips in chip mode, segments in segment mode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["chip", "segment"]
+    label: str | None = Field(
+        ..., max_length=64, description="the label name; null clears the selection's labels"
+    )
+    chips: list[str] = Field(default=[], description="chip sample_ids (strings), chip mode")
+    segments: list[SegmentRef] = Field(default=[], description="segments, segment mode")
+
+
+class ProgressOut(BaseModel):
+    """Labelled and total chips and segments; chips and segments per label."""
+
+    chips_total: int
+    chips_labelled: int
+    segments_total: int
+    segments_labelled: int
+    by_label: dict[str, dict[str, int]]
+    can_undo: bool
+    can_redo: bool
+
+
+class SegmentLabelOut(BaseModel):
+    """A labelled segment."""
+
+    id: str
+    segment: int
+    label: str
+
+
+class LabelsOut(BaseModel):
+    """Every label of a view after an action, undo or redo, with the progress."""
+
+    chips: dict[str, str] = Field(..., description="label by chip sample_id")
+    segments: list[SegmentLabelOut]
+    progress: ProgressOut
+
+
+class PublishRequest(BaseModel):
+    """Publish a view's labels as a new catalog dataset ``<name>-v<n>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="dataset name before -v<n>; default <view>-labels",
+    )
+
+
+class PublishOut(BaseModel):
+    """What publishing wrote and ingested."""
+
+    dataset: str
+    path: str
+    version: int
+    unchanged: bool
+    chips_published: int
+    chips_unlabelled: int
+    masks: int
+    labels: list[str]
+    segment_labels: list[str]
+    added: int
+    skipped: int
+    quarantined: int
+    message: str

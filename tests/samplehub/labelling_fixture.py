@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from samplehub.config import load_config
-from samplehub.labelling.view import write_labelling_view
+from samplehub.labelling.view import LabellingView, write_labelling_view
 from samplehub.repository import Repository
 from samplehub.sources import SourceSpec
 
@@ -43,10 +43,13 @@ def open_repo(home: Path, watch_root: Path) -> Repository:
 
 
 def ingest_chips(shared_data: Path, root: Path) -> Path:
-    """A home with the chips ingested as dataset ``chips``; returns the home."""
+    """A home with the chips ingested as dataset ``chips`` and their view written."""
     home = root / "home"
     source = copy_subset(shared_data, root / "eurosat_subset")
-    open_repo(home, root / "watched").ingest(SourceSpec(name=VIEW, uri=str(source)))
+    repo = open_repo(home, root / "watched")
+    repo.ingest(SourceSpec(name=VIEW, uri=str(source)))
+    chips, segments, masks = build_view(repo)
+    write_labelling_view(home, VIEW, chips[["sample_id", "x", "y"]], segments, masks)
     return home
 
 
@@ -85,9 +88,10 @@ def build_view(repo: Repository) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, 
 
 
 def labelled_home(ingested: Path, home: Path, watch_root: Path) -> tuple[Repository, pd.DataFrame]:
-    """A copy of the ingested home with the view written; the repository and the chips."""
+    """A copy of the ingested home; its repository and the view's chips with their relpath."""
     shutil.copytree(ingested, home)
     repo = open_repo(home, watch_root)
-    chips, segments, masks = build_view(repo)
-    write_labelling_view(home, VIEW, chips[["sample_id", "x", "y"]], segments, masks)
-    return repo, chips
+    chips = LabellingView.open(home, VIEW).chips
+    rows = repo.catalog.read("samples", VIEW, columns=["sample_id", "relpath"]).to_pandas()
+    relpath = dict(zip(rows["sample_id"].astype(str), rows["relpath"], strict=True))
+    return repo, chips.assign(relpath=chips["sample_id"].map(relpath))
