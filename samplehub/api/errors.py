@@ -8,6 +8,8 @@ optional dependency 501, anything else 400.
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -32,12 +34,28 @@ def status_for(exc: SampleHubError) -> int:
     return 400
 
 
+# an absolute path of two or more parts, as library and OS messages write them
+_PATH = re.compile(r"(?<![\w.:/])(/(?:[^\s'\"`,;()\[\]{}<>/]+/)+)([^\s'\"`,;()\[\]{}<>]*)")
+
+
+def redact_paths(message: str) -> str:
+    """``message`` without the server's directories.
+
+    ``/srv/home/catalog/x.parquet`` becomes ``.../x.parquet``: a remote client learns which
+    file, not where it lives.
+    """
+    return _PATH.sub(lambda m: f".../{m.group(2)}" if m.group(2) else "...", message)
+
+
 def install_error_handler(app: FastAPI) -> None:
-    """Map every :class:`SampleHubError` to ``{"detail": message, "error": class name}``."""
+    """Map every :class:`SampleHubError` to ``{"detail": message, "error": class name}``.
+
+    Messages go to remote clients with server paths redacted (:func:`redact_paths`).
+    """
 
     @app.exception_handler(SampleHubError)
     async def handle(request: Request, exc: SampleHubError) -> JSONResponse:
         return JSONResponse(
             status_code=status_for(exc),
-            content={"detail": str(exc), "error": type(exc).__name__},
+            content={"detail": redact_paths(str(exc)), "error": type(exc).__name__},
         )

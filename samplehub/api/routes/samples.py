@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import shapely
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from PIL import Image
 from shapely.geometry import mapping
 
@@ -17,10 +17,12 @@ from samplehub.errors import InvalidSampleError
 
 router = APIRouter(tags=["samples"])
 CACHE = {"Cache-Control": "public, max-age=3600"}
+# ids are signed 64-bit in the catalog: a larger number is a 422, not a failed lookup
+SampleId = Annotated[int, Path(ge=0, le=2**63 - 1, description="a catalog sample id")]
 
 
 @router.get("/samples/{sample_id}")
-def sample(sample_id: int, state: Annotated[ApiState, Depends(get_state)]) -> dict[str, Any]:
+def sample(sample_id: SampleId, state: Annotated[ApiState, Depends(get_state)]) -> dict[str, Any]:
     """A sample's catalog row; the footprint as GeoJSON."""
     row = state.repo.catalog.sample(sample_id)
     footprint = row.pop("footprint")
@@ -33,7 +35,7 @@ def sample(sample_id: int, state: Annotated[ApiState, Depends(get_state)]) -> di
 
 
 @router.get("/samples/{sample_id}/thumbnail.png", response_class=Response)
-def thumbnail(sample_id: int, state: Annotated[ApiState, Depends(get_state)]) -> Response:
+def thumbnail(sample_id: SampleId, state: Annotated[ApiState, Depends(get_state)]) -> Response:
     """The stored uint8 RGB thumbnail."""
     row = state.repo.catalog.sample(sample_id)
     pixels = state.repo.store.dataset(str(row["dataset"])).thumb(
@@ -44,7 +46,7 @@ def thumbnail(sample_id: int, state: Annotated[ApiState, Depends(get_state)]) ->
 
 @router.get("/samples/{sample_id}/composite.png", response_class=Response)
 def composite(
-    sample_id: int,
+    sample_id: SampleId,
     state: Annotated[ApiState, Depends(get_state)],
     bands: Annotated[str | None, Query(description="band triple, e.g. B08,B04,B03")] = None,
     stretch: Annotated[str, Query(description="low,high percentiles")] = "2,98",

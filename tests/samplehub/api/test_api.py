@@ -86,6 +86,8 @@ def test_empty_result_is_200_with_a_message(client: TestClient) -> None:
         ("get", "/builds/nope", {}, 404, "no logical dataset"),
         ("get", "/samples/42", {}, 404, "sample 42 is not in the catalog"),
         ("get", "/samples/abc", {}, 422, "sample_id"),
+        ("get", "/samples/99999999999999999999999", {}, 422, "sample_id"),
+        ("get", "/samples/-1/thumbnail.png", {}, 422, "sample_id"),
         ("get", "/samples/42/thumbnail.png", {}, 404, "sample 42"),
         ("post", "/query/image", {"data": {"k": "3"}}, 422, "exactly one"),
         ("post", "/query/image", {"files": {"file": ("x.png", b"garbage", "image/png")}},
@@ -99,6 +101,16 @@ def test_bad_input_is_a_clear_4xx(
     response = getattr(client, method)(path, **kwargs)
     assert response.status_code == status, response.text
     assert needle in response.text
+
+
+def test_error_messages_do_not_reveal_server_paths(
+    client: TestClient, small_repo: Repository
+) -> None:
+    home = str(small_repo.config.home_path)
+    for path in ("/samples/42", "/builds/nope", "/labels"):
+        response = client.get(path)
+        assert 400 <= response.status_code < 500
+        assert home not in response.text and "/tmp" not in response.text, response.text
 
 
 def test_build_feedback_export_round_trip(client: TestClient, small_repo: Repository) -> None:
