@@ -40,3 +40,12 @@ def small_repo(ingested_home: Path, home: Path) -> Repository:
     shutil.rmtree(home)
     shutil.copytree(ingested_home, home)
     return Repository(load_config())
+
+
+@pytest.fixture(scope="session")
+def labelling_home(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Forty real EuroSAT chips ingested and their labelling view written, once
+    (``labelling_fixture.py``); tests copy it with ``labelled_home``."""
+    from labelling_fixture import ingest_chips
+
+    return ingest_chips(shared_data, tmp_path_factory.mktemp("labelling"))

@@ -247,7 +247,8 @@ def publish(
     message = (
         f"labels unchanged since {report.dataset}; nothing new written"
         if report.unchanged else
-        f"published {report.chips_published} chips in {len(report.labels)} classes as "
+        f"published {report.chips_published} chips in {len(report.labels)} "
+        f"class{'' if len(report.labels) == 1 else 'es'} as "
         f"{report.dataset} ({report.masks} segment masks; {report.chips_unlabelled} unlabelled "
         f"chips left out); ingest added {ingest.added}"
     )

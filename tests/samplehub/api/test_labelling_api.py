@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from labelling_fixture import VIEW, ingest_chips, labelled_home
+from labelling_fixture import VIEW, labelled_home
 from PIL import Image
 from query_double import fake_query_by_image, fake_run_query
 
@@ -17,9 +17,9 @@ from samplehub.api import create_app
 from samplehub.repository import Repository
 
 
-@pytest.fixture(scope="module")
-def ingested(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ingest_chips(shared_data, tmp_path_factory.mktemp("labelling-api"))
+@pytest.fixture
+def ingested(labelling_home: Path) -> Path:
+    return labelling_home
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from labelling_fixture import VIEW, ingest_chips, labelled_home, open_repo
+from labelling_fixture import VIEW, labelled_home, open_repo
 from PIL import Image
 
 from samplehub.errors import ConfigError, LabellingError, LabellingViewNotFoundError
@@ -103,9 +103,9 @@ def test_labels_undo_redo_and_progress_survive_a_rewrite(tmp_path: Path) -> None
             call()
 
 
-@pytest.fixture(scope="module")
-def ingested(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ingest_chips(shared_data, tmp_path_factory.mktemp("labelling-view"))
+@pytest.fixture
+def ingested(labelling_home: Path) -> Path:
+    return labelling_home
 
 
 def test_publish_writes_a_new_dataset_and_ingests_it(ingested: Path, tmp_path: Path) -> None:
