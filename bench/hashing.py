@@ -18,7 +18,9 @@ Features: the 1280-d global-pooled head of the offline ImageNet EfficientNet-Lit
 
 Run: ``.venv/bin/python bench/hashing.py`` (needs ../shared/data; ``--quick`` for a short
 smoke run, ``--report-only`` to rebuild the report). Writes ``bench/results/hashing.json``,
-``hashing.md`` and PR-curve PNGs.
+``hashing.md`` and PR-curve PNGs. ``--finetuned PATH.json`` (repeatable) merges the rows of
+``bench/hashing_finetune.py`` (DUWH/DMCH with the backbone fine-tuned, on the device each
+row names) into ``hashing.json`` beside the head-only rows and rebuilds the report.
 """
 
 from __future__ import annotations
@@ -295,26 +297,34 @@ NOTES = """
 """
 
 
+HERE = "this machine's CPU, head on cached features"
+
+
 def _markdown(rows: list[dict[str, Any]], latency: dict[str, Any] | None) -> str:
     """The results table with the papers' numbers, hardware and caveats."""
     lines = [
         "# Deep hashing benchmark (issue 5)",
         "",
-        f"Backbone: {BACKBONE}. Hardware: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, no GPU; hash heads trained on cached features.",
+        f"Backbone: {BACKBONE} unless the row says fine-tuned. This machine: "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU; "
+        "rows without a device trained a hash head on cached features here, fine-tuned rows "
+        "name the device they trained on (``bench/hashing_finetune.py``).",
         "",
-        "| method | dataset | bits | protocol | our mAP | paper mAP | paper backbone |",
-        "|---|---|---|---|---|---|---|",
+        "| method | dataset | bits | protocol | our mAP | paper mAP | paper backbone "
+        "| trained on |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         protocol = "60/40, mAP@all" if r["dataset"] == "ucmerced" else "100 q/class, mAP@1900"
-        paper = PAPER.get((r["method"], r["dataset"]), {}).get(r["bits"])
+        paper = r.get("paper", PAPER.get((r["method"], r["dataset"]), {}).get(r["bits"]))
         paper_bb = "Inception-v3" if r["dataset"] == "ucmerced" else "Swin-T"
         paper_s = f"{paper:.4f}" if paper is not None else "-"
         lines.append(
             f"| {r['method']} | {r['dataset']} | {r['bits']} | {protocol} | "
-            f"{r['map']:.4f} | {paper_s} | {paper_bb if paper else '-'} |"
+            f"{r['map']:.4f} | {paper_s} | {paper_bb if paper else '-'} | "
+            f"{r.get('device', HERE)} |"
         )
+    lines += _finetune_section(rows)
     if latency:
         lines += [
             "",
@@ -336,6 +346,65 @@ def _markdown(rows: list[dict[str, Any]], latency: dict[str, Any] | None) -> str
     return "\n".join(lines) + "\n" + NOTES
 
 
+def _finetune_section(rows: list[dict[str, Any]]) -> list[str]:
+    """Settings chosen on the validation split and their scores, per fine-tuned dataset."""
+    out: list[str] = []
+    seen = set()
+    for r in rows:
+        if "validation" not in r or r["dataset"] in seen:
+            continue
+        seen.add(r["dataset"])
+        out += [
+            "",
+            f"## Fine-tuned {r['dataset']}: settings chosen on a validation split of the "
+            f"training side ({r['device']})",
+            "",
+            "| lr (head) | backbone lr x | stages trained | augment | resolution "
+            "| val mAP | best epoch | epochs run | chosen |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for t in r["validation"]:
+            st = t["settings"]
+            chosen = {**st, "epochs": 0} == {**r["selected"], "epochs": 0}
+            out.append(
+                f"| {st['lr']:g} | {st['backbone_lr_mult']:g} | "
+                f"{st['trainable_stages'] if st['trainable_stages'] is not None else 'all'} | "
+                f"{st['augment']} | {st['resolution']} | {t['val_map']:.4f} | "
+                f"{t['best_epoch']} | {t['epochs_run']} | {'yes' if chosen else ''} |"
+            )
+        finals = [x for x in rows if x["dataset"] == r["dataset"] and "validation" in x]
+        out += ["", "| method | bits | epochs | train s | mAP |", "|---|---|---|---|---|"]
+        out += [
+            f"| {x['method']} | {x['bits']} | {x['epochs']} | {x['train_s']} | {x['map']:.4f} |"
+            for x in finals
+        ]
+    return out
+
+
+def merge_finetuned(paths: list[Path]) -> list[dict[str, Any]]:
+    """Put the rows of ``bench/hashing_finetune.py`` reports into ``hashing.json``.
+
+    A row replaces an earlier one with the same method, dataset and bits; the head-only rows
+    stay. Reports of ``--quick`` runs are refused.
+
+    Args:
+        paths: ``hashing_finetune_<dataset>.json`` files.
+
+    Returns:
+        The merged rows, as written.
+    """
+    rows = json.loads((RESULTS / "hashing.json").read_text())
+    for path in paths:
+        report = json.loads(Path(path).read_text())
+        if report.get("quick"):
+            raise SystemExit(f"{path} is a --quick smoke run; merge a full run's report")
+        keys = {(r["method"], r["dataset"], r["bits"]) for r in report["rows"]}
+        rows = [r for r in rows if (r["method"], r["dataset"], r["bits"]) not in keys]
+        rows += report["rows"]
+    (RESULTS / "hashing.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
 def main() -> int:
     """Run the benchmark; returns the process exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -343,8 +412,19 @@ def main() -> int:
     parser.add_argument("--features-only", action="store_true", help="cache features and stop")
     parser.add_argument("--report-only", action="store_true", help="rebuild hashing.md from JSON")
     parser.add_argument("--tracking-uri", default=None, help="MLflow URI to log and promote runs")
+    parser.add_argument(
+        "--finetuned",
+        type=Path,
+        action="append",
+        default=[],
+        help="merge a bench/hashing_finetune.py report into hashing.json (repeatable)",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.finetuned:
+        merge_finetuned(args.finetuned)
+        _write_report()
+        return 0
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent (the real datasets live in ../shared/data)")
         return 0

@@ -128,8 +128,8 @@ def preprocess(
             t, size=(resolution, resolution), mode="bilinear", antialias=shrinking,
             align_corners=False,
         )
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
     return (t - m) / s
 
 

@@ -240,7 +240,7 @@ def select_triplets(
     """Triplets for one batch: BatchAll (Sec. 3.3) or random (ablation), per ``config``."""
     if config.batch_all:
         return batch_all_triplets(u.detach(), y, config.margin)
-    return random_triplets(y, generator)
+    return random_triplets(y.cpu(), generator).to(u.device)
 
 
 def make_optimizer(model: nn.Module, lr: float = 1e-4) -> torch.optim.Adam:

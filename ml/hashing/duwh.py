@@ -88,28 +88,54 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def cosine_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def cosine_knn(x: np.ndarray, k: int, device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k cosine neighbours of every row, self excluded: ``nn^c_K1`` of Eq. 3.
 
-    Exact search with ``faiss.IndexFlatIP`` on normalised features.
+    Exact search: ``faiss.IndexFlatIP`` on normalised features when ``device`` is None and
+    faiss imports, otherwise blocked inner products in torch on ``device`` (``"cpu"`` when
+    None), which is how it runs on a machine without faiss (the GPU benchmark).
 
     Args:
         x: features of shape (n, d).
         k: K1, neighbours per row; at most n - 1.
+        device: torch device of the exact search; None prefers faiss on the CPU.
 
     Returns:
         (I, S): neighbour indices and cosine similarities, each of shape (n, k), nearest first.
     """
-    import faiss
-
     xn = _normalize(x)
     n = len(xn)
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, n-1={n - 1}]; got {k}")
-    index = faiss.IndexFlatIP(xn.shape[1])
-    index.add(xn)
-    S, I = index.search(xn, k + 1)
+    if device is None:
+        try:
+            import faiss
+        except ImportError:
+            device = "cpu"
+        else:
+            index = faiss.IndexFlatIP(xn.shape[1])
+            index.add(xn)
+            S, I = index.search(xn, k + 1)
+            return _drop_self(I, S, k)
+    S, I = _torch_inner_product_topk(xn, k + 1, torch.device(device))
     return _drop_self(I, S, k)
+
+
+def _torch_inner_product_topk(
+    xn: np.ndarray, k: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k inner products of every row against all rows, in query blocks.
+
+    Returns:
+        (S, I) of shape (n, k), float32 and int64, largest first (faiss's order).
+    """
+    xb = torch.from_numpy(xn).to(device)
+    S, I = [], []
+    for s in range(0, len(xn), _BLOCK):
+        top = torch.topk(xb[s : s + _BLOCK] @ xb.T, k, dim=1)
+        S.append(top.values.cpu().numpy())
+        I.append(top.indices.cpu().numpy())
+    return np.concatenate(S).astype(np.float32), np.concatenate(I).astype(np.int64)
 
 
 def _drop_self(I: np.ndarray, S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,7 +185,9 @@ def _top_shared(shared: sparse.csr_matrix, xn: np.ndarray, i: int, k2: int) -> n
     return cols[np.argsort(-score, kind="stable")[:k2]]
 
 
-def double_knn_similarity(x: np.ndarray, k1: int = 20, k2: int = 30) -> sparse.csr_matrix:
+def double_knn_similarity(
+    x: np.ndarray, k1: int = 20, k2: int = 30, device: str | None = None
+) -> sparse.csr_matrix:
     """Initial pseudo-label matrix M of DUWH Eq. 3-5, stored sparse.
 
     ``M_ij = 1`` when ``x_j`` is in the cosine top-K1 of ``x_i`` (Eq. 3, ``M_1st``) and in
@@ -170,11 +198,12 @@ def double_knn_similarity(x: np.ndarray, k1: int = 20, k2: int = 30) -> sparse.c
         x: features of shape (n, d).
         k1: K1 (20 in the paper).
         k2: K2 (30 in the paper).
+        device: device of the cosine k-NN search (see :func:`cosine_knn`).
 
     Returns:
         csr_matrix (n, n) of int8 ones at the similar pairs; absent entries mean -1.
     """
-    I, _ = cosine_knn(x, k1)
+    I, _ = cosine_knn(x, k1, device)
     xn = _normalize(x)
     second = shared_neighbour_knn(I, xn, k2)
     rows, cols = [], []
@@ -240,7 +269,11 @@ def _pair_dots(a: np.ndarray, b: np.ndarray, rows: np.ndarray, cols: np.ndarray)
 
 
 def update_similarity(
-    M0: sparse.csr_matrix, x_new: np.ndarray, k1: int = 20, k2: int = 30
+    M0: sparse.csr_matrix,
+    x_new: np.ndarray,
+    k1: int = 20,
+    k2: int = 30,
+    device: str | None = None,
 ) -> tuple[sparse.csr_matrix, float]:
     """Similarity-matrix update of DUWH Eq. 6-12 from fine-tuned features.
 
@@ -255,14 +288,15 @@ def update_similarity(
         x_new: fine-tuned features, shape (n, d).
         k1: K1 of the rebuilt k-NN and of the weighted structure's neighbourhoods.
         k2: K2 of the rebuilt k-NN.
+        device: device of the cosine k-NN searches (see :func:`cosine_knn`).
 
     Returns:
         (M^f as csr_matrix, threshold u).
     """
     if M0.shape != (len(x_new), len(x_new)):
         raise ValueError(f"M0 must have shape ({len(x_new)}, {len(x_new)}); got {M0.shape}")
-    M_new = double_knn_similarity(x_new, k1, k2)
-    I, S = cosine_knn(x_new, k1)
+    M_new = double_knn_similarity(x_new, k1, k2, device)
+    I, S = cosine_knn(x_new, k1, device)
     coo = sparse.triu(M0, k=1).tocoo()
     s_new = weighted_similarity(_normalize(x_new), I, S, coo.row, coo.col)
     u = float(s_new.mean()) if s_new.size else 1.0

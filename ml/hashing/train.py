@@ -123,9 +123,51 @@ def _evaluate(
     return hamming_map(codes_q, codes_b, ev)
 
 
-def _mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
+def mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
     """Column means of a list of loss dicts."""
     return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]} if rows else {}
+
+
+def dmch_batch_loss(
+    u: torch.Tensor,
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    config: dmch.DMCHLossConfig,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """DMCH Eq. 6 on one P x K batch after its triplet selection (Sec. 3.3).
+
+    Args:
+        u: relaxed codes f(G), shape (B, K).
+        logits: class logits, shape (B, C).
+        y: class ids, shape (B,), on the device of ``u``.
+        config: loss weights and switches.
+        generator: random generator of the nBatchAll-Tri ablation.
+
+    Returns:
+        (loss, history row with each term, ``loss`` and the number of ``triplets``).
+    """
+    triplets = dmch.select_triplets(u, y, config, generator)
+    loss, parts = dmch.dmch_loss(u, logits, y, config, triplets)
+    return loss, {**parts, "loss": float(loss.detach()), "triplets": float(len(triplets))}
+
+
+def duwh_batch_loss(
+    h: torch.Tensor, M: Any, idx: np.ndarray, config: duwh.DUWHLossConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """DUWH Eq. 18 on one batch against its pseudo-labels ``m_ij`` from M (Eq. 12).
+
+    Args:
+        h: approximate codes of the batch, shape (B, k).
+        M: sparse pseudo-label matrix (n, n).
+        idx: the batch's row indices into M, shape (B,).
+        config: lambda, n and the adaptive switch.
+
+    Returns:
+        (loss, history row with ``sim``, ``quant`` and ``loss``).
+    """
+    loss, parts = duwh.duwh_loss(h, duwh.batch_targets(M, idx).to(h.device), config)
+    return loss, {**parts, "loss": float(loss.detach())}
 
 
 def train_dmch(
@@ -175,12 +217,11 @@ def train_dmch(
         rows = []
         for idx in sampler:
             u, logits = model(x[idx])
-            triplets = dmch.select_triplets(u, y[idx], config, generator)
-            loss, parts = dmch.dmch_loss(u, logits, y[idx], config, triplets)
+            loss, row = dmch_batch_loss(u, logits, y[idx], config, generator)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            rows.append({**parts, "loss": float(loss.detach()), "triplets": float(len(triplets))})
+            rows.append(row)
         history.append(_epoch_row(epoch, rows, eval_set, epochs, eval_every, encode_dmch, model))
     model.eval()
     params = {
@@ -208,7 +249,7 @@ def _epoch_row(
     model: nn.Module,
 ) -> dict[str, float]:
     """History row of one epoch: mean losses, plus mAP on evaluation epochs."""
-    row = {"epoch": float(epoch), **_mean_rows(rows)}
+    row = {"epoch": float(epoch), **mean_rows(rows)}
     if eval_set is not None and (epoch % eval_every == 0 or epoch == epochs):
         row["map"] = _evaluate(encode, model, eval_set)
     log.info("epoch %d %s", epoch, row)
@@ -312,11 +353,11 @@ def train_duwh(
     for epoch in range(1, epochs + 1):
         rows = []
         for idx in duwh_batches(M, batch_size, rng, pair_batches):
-            loss, parts = duwh.duwh_loss(model(x[idx]), duwh.batch_targets(M, idx), config)
+            loss, row = duwh_batch_loss(model(x[idx]), M, idx, config)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            rows.append({**parts, "loss": float(loss.detach())})
+            rows.append(row)
         row = _epoch_row(epoch, rows, eval_set, epochs, 1, encode_duwh, model)
         if epoch == update_epoch:
             M, row["u"] = duwh.update_similarity(M, _fine_tuned_features(model, x), k1, k2)
