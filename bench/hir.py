@@ -77,11 +77,11 @@ METRICS = ("mAP@10", "mAP@20", "P@10", "P@20")
 PAPER_FPS = {"TKANet": 1322, "ResNet-18": 490, "EfficientNet-B0": 289}
 
 
-def load_ucmerced(root: Path) -> dict[str, Any]:
+def load_ucmerced(root: Path, side: int = SIDE) -> dict[str, Any]:
     """UC Merced images, labels and the 17-class multi-label matrix.
 
-    Images are (2100, 3, 128, 128) uint8, decoded once into ``bench/.cache``; also class ids,
-    class names and file stems.
+    Images are (2100, 3, side, side) uint8, decoded once into ``bench/.cache``; also class
+    ids, class names and file stems.
     """
     classes = sorted(p.name for p in (root / "ucmerced" / "Images").iterdir() if p.is_dir())
     paths, y = [], []
@@ -89,17 +89,17 @@ def load_ucmerced(root: Path) -> dict[str, Any]:
         files = sorted((root / "ucmerced" / "Images" / name).glob("*.jpg"))
         paths += files
         y += [c] * len(files)
-    cache = CACHE / f"ucmerced_{SIDE}px_uint8.npy"
+    cache = CACHE / f"ucmerced_{side}px_uint8.npy"
     if cache.exists():
         images = np.load(cache)
     else:
         from PIL import Image
 
-        images = np.empty((len(paths), 3, SIDE, SIDE), np.uint8)
+        images = np.empty((len(paths), 3, side, side), np.uint8)
         with progress_bar("decode ucmerced", len(paths), "img") as bar:
             for i, path in enumerate(paths):
                 with Image.open(path) as img:
-                    rgb = img.convert("RGB").resize((SIDE, SIDE), Image.BILINEAR)
+                    rgb = img.convert("RGB").resize((side, side), Image.BILINEAR)
                 images[i] = np.asarray(rgb).transpose(2, 0, 1)
                 bar.update()
         CACHE.mkdir(parents=True, exist_ok=True)
@@ -160,6 +160,31 @@ def methods(xq: np.ndarray, xb: np.ndarray, sq: np.ndarray, sb: np.ndarray,
     }
 
 
+def fit_tkanet(images: np.ndarray, ym: np.ndarray, t: np.ndarray, v: np.ndarray,
+               config: TKANetTrainConfig) -> Any:
+    """TKANet trained on the archive-train images ``t``, best epoch on the validation ``v``.
+
+    Labels are the merged ``ym``: the residential sub-classes are never seen.
+    """
+    with progress_bar("TKANet epochs", config.epochs, "epoch") as bar:
+        return train_tkanet(images[t], ym[t], config, val=(images[v], ym[v], images[t], ym[t]),
+                            on_epoch=lambda row: (bar.update(), bar.set_postfix(row)))
+
+
+def fit_esformer(images: np.ndarray, Y: np.ndarray, t: np.ndarray, v: np.ndarray,
+                 config: ESFormerTrainConfig) -> Any:
+    """ESFormer trained weakly on the image-level labels ``Y`` of ``t``, best epoch on ``v``."""
+    with progress_bar("ESFormer epochs", config.epochs, "epoch") as bar:
+        return train_esformer(images[t], Y[t], config, val=(images[v], Y[v]),
+                              on_epoch=lambda row: (bar.update(), bar.set_postfix(row)))
+
+
+def saved_model(result: Any, seconds: float, device: str) -> dict[str, Any]:
+    """What ``bench/.cache/hir_<name>.pt`` holds: weights, params, history, time, device."""
+    return {"state": result.model.state_dict(), "params": result.params,
+            "history": result.history, "seconds": round(seconds, 1), "device": device}
+
+
 def train_or_load(name: str, train: Any, build: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A model trained once and cached as ``bench/.cache/hir_<name>.pt`` with its history."""
     path = CACHE / f"hir_{name}.pt"
@@ -170,8 +195,7 @@ def train_or_load(name: str, train: Any, build: Any) -> tuple[torch.nn.Module, d
         return model.eval(), saved
     start = time.perf_counter()
     result = train()
-    saved = {"state": result.model.state_dict(), "params": result.params,
-             "history": result.history, "seconds": round(time.perf_counter() - start, 1)}
+    saved = saved_model(result, time.perf_counter() - start, f"cpu ({os.cpu_count()} cores)")
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save(saved, path)
     return result.model.eval(), saved
@@ -216,12 +240,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny epochs, no files written")
     parser.add_argument("--report-only", action="store_true", help="rewrite hir.md from hir.json")
+    parser.add_argument("--side", type=int, default=SIDE,
+                        help="input side; weights trained elsewhere (bench/hir_train.py) are "
+                        "read from bench/.cache/hir_<net>_<side>px.pt")
     args = parser.parse_args()
     if args.report_only:
         (RESULTS / "hir.md").write_text(markdown(json.loads((RESULTS / "hir.json").read_text())))
         return 0
     torch.set_num_threads(os.cpu_count() or 1)
-    data = load_ucmerced(require_data("ucmerced", "ucmerced_multilabel"))
+    side = args.side
+    data = load_ucmerced(require_data("ucmerced", "ucmerced_multilabel"), side)
     images, y, classes = data["images"], data["y"], data["classes"]
     q, v, t = split(y)
     archive = np.sort(np.concatenate([v, t]))
@@ -229,25 +257,15 @@ def main() -> int:
     tk_cfg = TKANetTrainConfig(epochs=1 if args.quick else 12)
     es_cfg = ESFormerTrainConfig(epochs=1 if args.quick else 15)
 
-    def fit_tkanet() -> Any:
-        with progress_bar("TKANet epochs", tk_cfg.epochs, "epoch") as bar:
-            return train_tkanet(images[t], ym[t], tk_cfg,
-                                val=(images[v], ym[v], images[t], ym[t]),
-                                on_epoch=lambda row: (bar.update(), bar.set_postfix(row)))
-
-    def fit_esformer() -> Any:
-        with progress_bar("ESFormer epochs", es_cfg.epochs, "epoch") as bar:
-            return train_esformer(images[t], data["Y"][t], es_cfg, val=(images[v], data["Y"][v]),
-                                  on_epoch=lambda row: (bar.update(), bar.set_postfix(row)))
-
     from ml.hir.esformer import ESFormer
     from ml.hir.tkanet import TKANet
 
-    tag = "quick" if args.quick else f"{SIDE}px"
-    tkanet, tk_saved = train_or_load(f"tkanet_{tag}", fit_tkanet,
+    tag = "quick" if args.quick else f"{side}px"
+    tkanet, tk_saved = train_or_load(f"tkanet_{tag}",
+                                     lambda: fit_tkanet(images, ym, t, v, tk_cfg),
                                      lambda p: TKANet(int(p["n_classes"])))
     esformer, es_saved = train_or_load(
-        f"esformer_{tag}", fit_esformer,
+        f"esformer_{tag}", lambda: fit_esformer(images, data["Y"], t, v, es_cfg),
         lambda p: ESFormer(int(p["n_classes"]), p["dim"], p["depth"], p["heads"], p["window"],
                            pretrained=False))
     feats = {"tkanet": encode_tkanet(tkanet, images)}
@@ -314,14 +332,13 @@ def main() -> int:
     rows.append({**rows[-1], "metric": "p99 ms", "value": timing["p99_ms"]})
     payload = {
         "protocol": {"archive": len(archive), "queries": len(q),
-                     "train": len(t), "validation": len(v), "input": f"{SIDE}x{SIDE}",
+                     "train": len(t), "validation": len(v), "input": f"{side}x{side}",
                      "K": K, "w_buildings": BUILDING_WEIGHT, "relevance_all": "same 21-class label",
                      "relevance_residential": "same residential sub-class",
                      "proportion_mode": mode, "validation_hir_map10": val_score},
-        "training": {"tkanet": {"params": tk_saved["params"], "history": tk_saved["history"],
-                                "seconds": tk_saved["seconds"]},
-                     "esformer": {"params": es_saved["params"], "history": es_saved["history"],
-                                  "seconds": es_saved["seconds"]}},
+        "training": {name: {key: saved.get(key, "cpu (2 cores)" if key == "device" else None)
+                            for key in ("params", "history", "seconds", "device")}
+                     for name, saved in (("tkanet", tk_saved), ("esformer", es_saved))},
         "stage2": timing, "machine": machine(), "rows": rows,
     }
     if args.quick:

@@ -44,14 +44,16 @@ class LiteEncoder(nn.Module):
 
     Args:
         pretrained: fill with the offline ImageNet weights (``ml.features.backbone``).
+        checkpoint: those weights from this file instead of the installed package (a
+            machine without it).
     """
 
-    def __init__(self, pretrained: bool = True) -> None:
+    def __init__(self, pretrained: bool = True, checkpoint: str | None = None) -> None:
         super().__init__()
         if pretrained:
             from ml.features.backbone import create_backbone
 
-            model = create_backbone()
+            model = create_backbone(checkpoint=checkpoint)
         else:
             import timm
 
@@ -185,6 +187,7 @@ class ESFormer(nn.Module):
         heads: attention heads.
         window: attention window side.
         pretrained: ImageNet weights for the encoder.
+        checkpoint: a file with those weights; None takes the installed package's.
     """
 
     def __init__(
@@ -195,9 +198,10 @@ class ESFormer(nn.Module):
         heads: int = 4,
         window: int = 8,
         pretrained: bool = True,
+        checkpoint: str | None = None,
     ) -> None:
         super().__init__()
-        self.encoder = LiteEncoder(pretrained)
+        self.encoder = LiteEncoder(pretrained, checkpoint)
         self.project = nn.Linear(STAGE3_CHANNELS + STAGE5_CHANNELS, dim)
         self.blocks = nn.ModuleList(
             SwinBlock(dim, heads, window, shift=(window // 2) * (i % 2)) for i in range(depth)

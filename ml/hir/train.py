@@ -46,10 +46,20 @@ Proportions = Literal["soft", "hard"]
 EpochHook = Callable[[dict[str, float]], None]
 
 
-def to_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) images -> float32 in [-1, 1] (the Lite0 checkpoint's scaling)."""
-    x = torch.as_tensor(images)
+def to_input(
+    images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """uint8 (B, 3, H, W) images -> float32 in [-1, 1] (the Lite0 checkpoint's scaling).
+
+    The images move to ``device`` as uint8, a quarter of the bytes of float32.
+    """
+    x = torch.as_tensor(images).to(device, non_blocking=True)
     return x.float().div(127.5).sub(1.0)
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device ``model``'s parameters live on (inputs follow it)."""
+    return next(model.parameters()).device
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, *more: torch.Tensor) -> list[torch.Tensor]:
@@ -80,6 +90,7 @@ class TKANetTrainConfig:
         lr: AdamW peak learning rate (cosine decay to 0).
         weight_decay: AdamW weight decay.
         seed: seed of initialisation, shuffling and augmentation.
+        device: where training runs (``cpu``, ``cuda``); the returned model is on the CPU.
     """
 
     epochs: int = 30
@@ -87,14 +98,17 @@ class TKANetTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 5e-4
     seed: int = 0
+    device: str = "cpu"
 
 
 @torch.no_grad()
 def encode_tkanet(model: TKANet, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Unit-norm 32-d stage-1 features (n, 32) float32 of uint8 images (n, 3, H, W)."""
     model.eval()
-    out = [model(to_input(images[s : s + batch_size])) for s in range(0, len(images), batch_size)]
-    return F.normalize(torch.cat(out), dim=1).numpy()
+    device = device_of(model)
+    out = [model(to_input(images[s : s + batch_size], device))
+           for s in range(0, len(images), batch_size)]
+    return F.normalize(torch.cat(out), dim=1).cpu().numpy()
 
 
 def _val_map(model: TKANet, val: tuple[np.ndarray, ...], topk: int) -> float:
@@ -144,11 +158,11 @@ def train_tkanet(
         raise ValueError(f"y has {len(y)} labels but images has {len(images)} rows")
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model = TKANet(int(y.max()) + 1)
+    model = TKANet(int(y.max()) + 1).to(config.device)
     steps = config.epochs * max(1, len(images) // config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps)
-    target = torch.from_numpy(y)
+    target = torch.from_numpy(y).to(config.device)
     history: list[dict[str, float]] = []
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in range(1, config.epochs + 1):
@@ -157,7 +171,8 @@ def train_tkanet(
         losses, correct = [], 0
         for s in range(0, len(order) - config.batch_size + 1, config.batch_size):
             idx = order[s : s + config.batch_size]
-            logits = model.logits(augment(to_input(images[idx.numpy()]), generator)[0])
+            x = to_input(images[idx.numpy()], config.device)
+            logits = model.logits(augment(x, generator)[0])
             loss = F.cross_entropy(logits, target[idx])
             optimizer.zero_grad()
             loss.backward()
@@ -176,7 +191,7 @@ def train_tkanet(
             on_epoch(row)
     if best is not None:
         model.load_state_dict(best[1])
-    model.eval()
+    model.cpu().eval()
     params = {"model": "tkanet", "in_dim": 3, "n_classes": int(y.max()) + 1,
               "resolution": images.shape[-1], "n_train": len(images), **asdict(config)}
     return TrainResult(model, history, params)
@@ -195,10 +210,12 @@ class ESFormerTrainConfig:
         aux_weight: weight of each auxiliary head's BCE.
         dim: decoder width; depth: Swin blocks; heads: attention heads; window: window side.
         pretrained: ImageNet encoder weights (False only for tests).
+        checkpoint: a file holding them, for a machine without the weights' package.
         freeze_encoder: keep the ImageNet encoder fixed and train the decoder and heads on
             its stage maps, computed once (affordable on a CPU; the auxiliary losses then
             train their own heads but cannot bolster the encoder as in the paper).
         seed: seed of initialisation, shuffling and augmentation.
+        device: where training runs (``cpu``, ``cuda``); the returned model is on the CPU.
     """
 
     epochs: int = 8
@@ -212,8 +229,10 @@ class ESFormerTrainConfig:
     heads: int = 4
     window: int = 8
     pretrained: bool = True
+    checkpoint: str | None = None
     freeze_encoder: bool = True
     seed: int = 0
+    device: str = "cpu"
 
 
 def image_logits(cam: torch.Tensor) -> torch.Tensor:
@@ -265,13 +284,14 @@ def predict_landcover(
 ) -> LandcoverPrediction:
     """Land-cover statistics (both modes) and image-level scores of uint8 images (n, 3, H, W)."""
     model.eval()
+    device = device_of(model)
     out: dict[str, list[torch.Tensor]] = {"soft": [], "hard": [], "scores": []}
     for s in range(0, len(images), batch_size):
-        cam = cast(torch.Tensor, model(to_input(images[s : s + batch_size])))  # eval: main only
+        cam = cast(torch.Tensor, model(to_input(images[s : s + batch_size], device)))  # main only
         out["soft"].append(class_proportions(cam, "soft"))
         out["hard"].append(class_proportions(cam, "hard"))
         out["scores"].append(torch.sigmoid(image_logits(cam)))
-    soft, hard, scores = (torch.cat(out[k]).numpy() for k in ("soft", "hard", "scores"))
+    soft, hard, scores = (torch.cat(out[k]).cpu().numpy() for k in ("soft", "hard", "scores"))
     return LandcoverPrediction(soft, hard, scores)
 
 
@@ -281,7 +301,8 @@ def encoder_maps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The frozen encoder's stage 3 and stage 5 maps of uint8 images, computed once."""
     model.encoder.eval()
-    maps = [model.encoder(to_input(images[s : s + batch_size]))
+    device = device_of(model)
+    maps = [model.encoder(to_input(images[s : s + batch_size], device))
             for s in range(0, len(images), batch_size)]
     return torch.cat([m[0] for m in maps]), torch.cat([m[1] for m in maps])
 
@@ -339,11 +360,12 @@ def train_esformer(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model = ESFormer(Y.shape[1], config.dim, config.depth, config.heads, config.window,
-                     pretrained=config.pretrained)
+                     pretrained=config.pretrained, checkpoint=config.checkpoint).to(config.device)
     encoder = list(model.encoder.parameters())
     ids = {id(p) for p in encoder}
     rest = [p for p in model.parameters() if id(p) not in ids]
     groups: list[dict[str, Any]] = [{"params": rest, "lr": config.lr}]
+    val_maps = None  # an encoder that trains is re-run on the validation images each epoch
     if config.freeze_encoder:
         model.encoder.requires_grad_(False)
         maps = encoder_maps(model, images)
@@ -355,7 +377,7 @@ def train_esformer(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, [float(g["lr"]) for g in groups], total_steps=steps
     )
-    target = torch.from_numpy(Y)
+    target = torch.from_numpy(Y).to(config.device)
     history: list[dict[str, float]] = []
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in range(1, config.epochs + 1):
@@ -369,7 +391,8 @@ def train_esformer(
             if config.freeze_encoder:
                 main, aux3, aux5 = model.decode(*augment(maps[0][idx], generator, maps[1][idx]))
             else:
-                main, aux3, aux5 = model(augment(to_input(images[idx.numpy()]), generator)[0])
+                x = to_input(images[idx.numpy()], config.device)
+                main, aux3, aux5 = model(augment(x, generator)[0])
             t = target[idx]
             loss = F.binary_cross_entropy_with_logits(image_logits(main), t) + config.aux_weight * (
                 F.binary_cross_entropy_with_logits(image_logits(aux3), t)
@@ -390,7 +413,7 @@ def train_esformer(
             on_epoch(row)
     if best is not None:
         model.load_state_dict(best[1])
-    model.eval()
+    model.cpu().eval()
     params = {"model": "esformer", "in_dim": 3, "n_classes": Y.shape[1],
               "resolution": images.shape[-1], "n_train": len(images),
               "supervision": "weak: image-level multi-label BCE on class-activation maps",
@@ -407,7 +430,7 @@ def _val_scores(
         return predict_landcover(model, images).scores
     model.eval()
     cam = cast(torch.Tensor, model.decode(*maps))
-    return torch.sigmoid(image_logits(cam)).numpy()
+    return torch.sigmoid(image_logits(cam)).cpu().numpy()
 
 
 def count_parameters(model: nn.Module) -> int:

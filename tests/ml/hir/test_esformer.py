@@ -82,3 +82,17 @@ def test_weak_training_loss_falls_and_keeps_best_epoch() -> None:
 def test_multilabel_map_is_one_for_a_perfect_ranking() -> None:
     Y = np.array([[1, 0], [0, 1], [1, 0]])
     assert multilabel_map(Y.astype(float), Y) == 1.0
+
+
+def test_end_to_end_training_moves_the_encoder_and_returns_a_cpu_model() -> None:
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (8, 3, 64, 64), dtype=np.uint8)
+    Y = np.eye(2, dtype=np.float32)[np.arange(8) % 2]
+    config = ESFormerTrainConfig(epochs=1, batch_size=4, dim=16, heads=2, window=4,
+                                 pretrained=False, freeze_encoder=False)
+    torch.manual_seed(config.seed)  # the same initial weights as the training run's model
+    before = ESFormer(2, 16, 2, 2, 4, pretrained=False).encoder.stem[0].weight.clone()
+    result = train_esformer(images, Y, config, val=(images, Y))  # validation re-encodes
+    after = result.model.encoder.stem[0].weight
+    assert after.device.type == "cpu" and not torch.allclose(before, after)
+    assert result.history[0]["map"] >= 0.0
