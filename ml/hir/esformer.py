@@ -160,7 +160,7 @@ class SwinBlock(nn.Module):
         q, k, v = (self._heads(window_partition(t, window)) for t in (q, k, v))
         mask = None
         if shift:
-            mask = shifted_window_mask(H, W, window, shift).to(x.dtype)
+            mask = shifted_window_mask(H, W, window, shift).to(x.device, x.dtype)
             mask = mask.repeat(B, 1, 1)[:, None]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = out.transpose(1, 2).reshape(-1, window * window, C)
