@@ -16,17 +16,22 @@ import assets.hashing
 import assets.hir
 import assets.ingest
 import assets.label_graph
+import assets.labelling
 from jobs.features import features_job, index_job, scene_model_job
 from jobs.hashing import hash_codes_job, hash_index_job, hash_training_job
 from jobs.hir import hir_training_job, landcover_stats_job
 from jobs.ingest import ingest_job
+from jobs.labelling import labelling_job
 from jobs.labels import label_graph_job
 from orchestration.resources import RESOURCES
 from orchestration.schedules import build_schedules
 from orchestration.sensors import automation_sensor, hash_retraining_sensor, new_dataset_sensor
 from samplehub.config import load_config
 
-ASSET_MODULES = [assets.ingest, assets.label_graph, assets.features, assets.hashing, assets.hir]
+ASSET_MODULES = [
+    assets.ingest, assets.label_graph, assets.features, assets.hashing, assets.hir,
+    assets.labelling,
+]
 
 defs = Definitions(
     assets=load_assets_from_modules(ASSET_MODULES),
@@ -42,6 +47,7 @@ defs = Definitions(
         hash_index_job,
         hir_training_job,
         landcover_stats_job,
+        labelling_job,
     ],
     sensors=[new_dataset_sensor, hash_retraining_sensor, automation_sensor],
     # The cron strings are configuration: composed here, once, when the code location loads.

@@ -1,9 +1,9 @@
 """Configuration: Hydra's ``conf/`` tree validated against structured dataclasses.
 
 ``conf/config.yaml`` picks one option per group (storage, graph, executor, instance,
-mlflow, model, retrieval, hashing, hir); ``conf/sources/*.yaml`` describe dataset sources, one per
-file. This module is the only place that reads environment variables. A wrong key or a
-value of the wrong type fails with :class:`~samplehub.errors.ConfigError` naming the key.
+mlflow, model, retrieval, hashing, hir, labelling); ``conf/sources/*.yaml`` describe dataset
+sources, one per file. This module is the only place that reads environment variables. A wrong
+key or a value of the wrong type fails with :class:`~samplehub.errors.ConfigError` naming the key.
 """
 
 from __future__ import annotations
@@ -206,6 +206,75 @@ class HirConfig:
     batch: int = 32
 
 
+@dataclass
+class LabellingConfig:
+    """Unsupervised labelling pipeline settings (``conf/labelling``).
+
+    Paper: ``../shared/papers/unsupervised-labelling-cnn-gnn.txt``.
+
+    Attributes:
+        datasets: dataset partitions the pipeline runs on (chips of kind ``tiles``); the
+            labelling assets of any other partition record that they skipped it.
+        clusters: C, fuzzy C-means clusters (section 2.2; the paper tries 2, 8, 18).
+        fuzzifier: m of fuzzy C-means (> 1).
+        fcm_samples: pixels in FCM's uniform fitting subsample.
+        fcm_max_iter: FCM updates at most.
+        unet_width: U-Net channel multiplier (1: 64..1024 channels, the paper's).
+        unet_epochs: U-Net epochs at most.
+        unet_patience: epochs without a lower validation loss before stopping (paper: 15).
+        unet_batch_size: chips per U-Net step.
+        unet_lr: U-Net Adam learning rate.
+        noise: Gaussian noise of the augmentation (standardized band units).
+        val_fraction: share of the training chips held out for early stopping.
+        n_segments: SLIC's target segments per chip (section 2.5: 500).
+        compactness: SLIC compactness.
+        k_neighbours: geographic neighbours per segment (section 2.5: 8).
+        gnn: ``gcn`` (60-d embedding, the paper's choice) or ``gat`` (8 heads x 8).
+        gnn_epochs: GNN epochs at most.
+        gnn_patience: GNN early-stopping patience.
+        gnn_lr: GNN Adam learning rate.
+        graphs_per_batch: chips per GNN step.
+        umap_neighbors: UMAP's n_neighbors; also the k whose chip neighbourhoods the fast
+            Hungarian path keeps exact.
+        umap_min_dist: UMAP's min_dist.
+        segment_umap_fit: segments UMAP is fitted on (seeded draw); the rest are transformed.
+        match_extra: candidates beyond umap_neighbors solved exactly up front per chip.
+        workers: threads solving Hungarian assignments.
+        device: ``cpu`` or ``cuda`` for U-Net and GNN training and inference.
+        seed: seeds subsamples, splits, initialisation and UMAP.
+        alias: registry alias of the served U-Net and GNN.
+    """
+
+    datasets: list[str] = field(default_factory=lambda: ["oscd_tiles"])
+    clusters: int = 8
+    fuzzifier: float = 2.0
+    fcm_samples: int = 50_000
+    fcm_max_iter: int = 150
+    unet_width: float = 0.25
+    unet_epochs: int = 30
+    unet_patience: int = 8
+    unet_batch_size: int = 8
+    unet_lr: float = 1e-3
+    noise: float = 0.05
+    val_fraction: float = 0.1
+    n_segments: int = 500
+    compactness: float = 10.0
+    k_neighbours: int = 8
+    gnn: str = "gcn"
+    gnn_epochs: int = 100
+    gnn_patience: int = 15
+    gnn_lr: float = 5e-3
+    graphs_per_batch: int = 16
+    umap_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    segment_umap_fit: int = 20_000
+    match_extra: int = 5
+    workers: int = 2
+    device: str = "cpu"
+    seed: int = 0
+    alias: str = "champion"
+
+
 GRAPH_BACKENDS = ("embedded", "neo4j")
 
 
@@ -272,6 +341,7 @@ class SampleHubConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     hashing: HashingConfig = field(default_factory=HashingConfig)
     hir: HirConfig = field(default_factory=HirConfig)
+    labelling: LabellingConfig = field(default_factory=LabellingConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
 
     @property
@@ -359,6 +429,7 @@ def load_config(
         config = cast(SampleHubConfig, OmegaConf.to_object(merged))
     except OmegaConfBaseException as exc:
         raise config_error(exc, f"{directory}/config.yaml") from exc
+    check_labelling(config.labelling, directory)
     if config.graph.backend not in GRAPH_BACKENDS:
         raise ConfigError(
             f"{directory}/config.yaml: graph.backend must be one of {list(GRAPH_BACKENDS)}, got "
@@ -366,6 +437,29 @@ def load_config(
         )
     config.sources_dir = config.sources_dir or str(directory / "sources")
     return config
+
+
+def check_labelling(labelling: LabellingConfig, directory: Path) -> None:
+    """Ranges of ``labelling.*`` that the types alone do not check.
+
+    Raises:
+        ConfigError: names the key and the accepted values.
+    """
+    where = f"{directory}/config.yaml: labelling"
+    if labelling.gnn not in ("gcn", "gat"):
+        raise ConfigError(f"{where}.gnn must be gcn or gat, got {labelling.gnn!r}")
+    if labelling.device not in ("cpu", "cuda") and not labelling.device.startswith("cuda:"):
+        raise ConfigError(f"{where}.device must be cpu or cuda, got {labelling.device!r}")
+    if labelling.clusters < 2 or labelling.fuzzifier <= 1.0:
+        raise ConfigError(
+            f"{where}: clusters must be >= 2 and fuzzifier > 1, got {labelling.clusters} and "
+            f"{labelling.fuzzifier}"
+        )
+    if labelling.unet_width <= 0 or not 0 < labelling.val_fraction < 1:
+        raise ConfigError(
+            f"{where}: unet_width must be > 0 and val_fraction in (0, 1), got "
+            f"{labelling.unet_width} and {labelling.val_fraction}"
+        )
 
 
 def load_source(path: str | os.PathLike[str], data_root: str = ".") -> SourceSpec:

@@ -109,7 +109,7 @@ def records_to_table(
                 "labels": list(record.entry.labels),
                 "label_path": list(record.entry.label_path),
                 "unified_labels": [],
-                "split": None,
+                "split": record.entry.split,
                 "width": w,
                 "height": h,
                 "bands": list(record.band_names),

@@ -52,6 +52,7 @@ class FileEntry:
         labels: the sample's original labels (one for folder-per-class, several for manifests).
         label_path: the folder hierarchy above the sample, root first (``("water", "river")``).
         files: for multi-file samples (one GeoTIFF per band), the member files' URIs.
+        split: the split the source assigns (``train``/``test``), None when it assigns none.
     """
 
     dataset: str
@@ -60,6 +61,7 @@ class FileEntry:
     labels: tuple[str, ...] = ()
     label_path: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    split: str | None = None
 
     @property
     def sample_id(self) -> int:

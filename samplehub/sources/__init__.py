@@ -11,10 +11,13 @@ from samplehub.sources.filesystem import check_root, filesystem_for
 from samplehub.sources.folder_tree import FolderTreeSource
 from samplehub.sources.geotiff import GeoTiffSource
 from samplehub.sources.multilabel_manifest import MultilabelManifestSource
+from samplehub.sources.tiles import TilesSource
 
 SOURCE_KINDS: dict[str, type[Source]] = {
     source.kind: source
-    for source in (MultilabelManifestSource, BigEarthNetSource, GeoTiffSource, FolderTreeSource)
+    for source in (
+        MultilabelManifestSource, BigEarthNetSource, GeoTiffSource, FolderTreeSource, TilesSource
+    )
 }
 
 

@@ -57,6 +57,7 @@ def test_bad_key_in_a_config_file_names_it(tmp_path: Path) -> None:
         ("retrieval", "ivfpq"),
         ("hashing", "deep"),
         ("hir", "demo"),
+        ("labelling", "default"),
     ]:
         (conf / group).mkdir(parents=True)
         (conf / group / f"{option}.yaml").write_text("{}\n")
