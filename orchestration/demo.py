@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from dagster import DagsterInstance, ExecuteInProcessResult
@@ -73,8 +74,21 @@ def show_query(repo: Repository, labels: tuple[str, ...]) -> None:
         console.print(f"  {label}: {search.get('method')} search ({why})")
 
 
+def quiet_libraries() -> None:
+    """Keep MLflow's table set-up, registration and pickle notices off the console.
+
+    The runs record what they did as Dagster metadata and MLflow runs; the console keeps the
+    progress bars and the summary.
+    """
+    from mlflow.utils.logging_utils import disable_logging
+
+    disable_logging()  # MLflow's own stream: its log records and its registration prints
+    warnings.filterwarnings("ignore", module="mlflow")
+
+
 def main() -> int:
     """Ingest every available demo source through Dagster, then print the catalog."""
+    quiet_libraries()
     repo = Repository.open()
     sources = repo.available_sources()
     if not sources:
