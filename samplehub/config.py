@@ -238,7 +238,8 @@ class LabellingConfig:
             Hungarian path keeps exact.
         umap_min_dist: UMAP's min_dist.
         segment_umap_fit: segments UMAP is fitted on (seeded draw); the rest are transformed.
-        match_extra: candidates beyond umap_neighbors solved exactly up front per chip.
+        match_extra: candidates beyond umap_neighbors that get the coarse estimate per chip.
+        match_max_exact: bound on full Hungarian assignments of the fast path (null: none).
         workers: threads solving Hungarian assignments.
         device: ``cpu`` or ``cuda`` for U-Net and GNN training and inference.
         seed: seeds subsamples, splits, initialisation and UMAP.
@@ -268,7 +269,8 @@ class LabellingConfig:
     umap_neighbors: int = 15
     umap_min_dist: float = 0.1
     segment_umap_fit: int = 20_000
-    match_extra: int = 5
+    match_extra: int = 15
+    match_max_exact: int | None = 250
     workers: int = 2
     device: str = "cpu"
     seed: int = 0

@@ -7,23 +7,15 @@ cosine of the matched pairs, s(a, b) = (1/min(n, m)) max_pi sum_i cos(e_a,i, e_b
 all-pairs matrix feeds UMAP (precomputed metric) for the chip view. The paper's step takes
 20 minutes for the 194,481 pairs of one tile on a GPU (Table 7).
 
-:func:`similarity_matrix_exact` solves every pair. :func:`similarity_matrix_fast` gives the
-same chip neighbourhoods with far fewer assignments:
-
-1. *Cheap embedding.* For unit vectors, |a - b|^2 = 2 - 2 cos(a, b), so the matched mean
-   cosine is 1 - W/2 with W the squared 2-Wasserstein distance between the two node clouds.
-   A sliced-Wasserstein sketch (node embeddings projected on P shared random directions,
-   each projection's quantile function sampled at Q points) turns each chip into one vector
-   whose squared Euclidean distances estimate W; ``s~ = 1 - D * |q_a - q_b|^2 / (2 P Q)``.
-2. *Candidates.* Each chip's ``k + extra`` best chips by s~ are solved exactly.
-3. *Exact only where it can change a neighbourhood.* On the pairs solved so far a line
-   s ~ alpha + beta s~ is fitted and its largest residual delta taken as the estimate's
-   error bar. A pair (i, j) not yet solved is solved when its estimate plus delta reaches
-   the k-th best exact similarity of chip i or of chip j: only then could it enter either
-   chip's k nearest. Repeat until no such pair is left.
-4. Pairs never solved keep their (fitted) estimate, which lies below both chips' k-th exact
-   neighbour, so every chip's k-NN set and its similarities to those neighbours are the
-   exact ones whenever the error bar holds; :func:`knn_agreement` measures it.
+:func:`similarity_matrix_exact` solves every pair. :func:`similarity_matrix_fast` keeps every
+chip's k nearest chips (what UMAP, and so the user, sees) while solving few full
+assignments. For unit vectors |a - b|^2 = 2 - 2 cos(a, b), so the matched mean cosine is
+1 - W/2 with W the squared 2-Wasserstein distance between the two node clouds; two cheap
+estimates of it rank the candidates (a sliced-Wasserstein sketch for every pair, then a
+Hungarian matching of a few dozen k-means "slots" per chip for each chip's best candidates)
+and the full assignment is solved only for pairs whose calibrated estimate lies near a
+chip's k-th neighbour, where it could change the neighbourhood. :func:`knn_agreement`
+measures how far the k-NN graph agrees with the exact all-pairs one.
 
 Assignments run in batches (one matrix product per chip against all its partners) on a
 thread pool.
@@ -138,23 +130,50 @@ def sketch_similarity(sketch: np.ndarray, dim: int) -> np.ndarray:
     return 1.0 - dim * d2 / (2.0 * sketch.shape[1])  # type: ignore[no-any-return]
 
 
+def coarse_nodes(U: np.ndarray, slots: int = 24, clusters: int = 12, iters: int = 8,
+                 seed: int = 0) -> np.ndarray:
+    """``slots`` unit vectors standing for a chip's unit node embeddings ``U`` (n, D).
+
+    Spherical k-means with ``clusters`` centres; each centre fills a number of slots in
+    proportion to its members (largest remainders), so two chips' slot sets are equal-mass
+    samples of their node distributions and their Hungarian matching approximates the full
+    one (step 2 of :func:`similarity_matrix_fast`).
+    """
+    rng = np.random.default_rng(seed)
+    K = min(clusters, len(U))
+    C = U[rng.choice(len(U), K, replace=False)]
+    for _ in range(iters):
+        assign = np.argmax(U @ C.T, axis=1)
+        sums = np.zeros_like(C)
+        np.add.at(sums, assign, U)
+        empty = ~sums.any(axis=1)
+        sums[empty] = C[empty]
+        C = normalise_rows(sums)
+    mass = np.bincount(np.argmax(U @ C.T, axis=1), minlength=K) * slots / len(U)
+    count = np.floor(mass).astype(np.int64)
+    count[np.argsort(-(mass - count))[: slots - count.sum()]] += 1
+    return np.repeat(C, count, axis=0)  # type: ignore[no-any-return]
+
+
 @dataclass
 class FastSimilarity:
     """The fast path's result.
 
     Attributes:
-        S: (N, N) similarity, exact where ``solved``, the fitted estimate elsewhere.
-        solved: (N, N) bool, pairs solved by the Hungarian algorithm.
-        n_exact: assignments solved (unordered pairs).
+        S: (N, N) similarity, exact where ``solved``, the calibrated estimate elsewhere.
+        solved: (N, N) bool, pairs solved by the full Hungarian algorithm.
+        n_exact: full assignments solved (unordered pairs).
+        n_coarse: coarse (slot-level) assignments solved.
         n_pairs: unordered pairs in all.
         rounds: refinement rounds of step 3.
-        error_bar: delta, the largest residual of the fitted estimate on solved pairs.
+        error_bar: the calibrated estimate's residual deviation on solved pairs.
         seconds: wall time.
     """
 
     S: np.ndarray
     solved: np.ndarray
     n_exact: int
+    n_coarse: int
     n_pairs: int
     rounds: int
     error_bar: float
@@ -164,60 +183,91 @@ class FastSimilarity:
 def similarity_matrix_fast(
     embeddings: Sequence[np.ndarray],
     k: int = 15,
-    extra: int = 5,
+    extra: int = 15,
     workers: int = 2,
-    n_projections: int = 64,
-    n_quantiles: int = 32,
-    max_rounds: int = 20,
+    margin: float = 2.5,
+    max_exact: int | None = None,
+    slots: int = 24,
+    max_rounds: int = 4,
     seed: int = 0,
 ) -> FastSimilarity:
-    """All-pairs chip similarity with exact values where they decide a k-NN set (steps 1-4).
+    """All-pairs chip similarity whose k-NN sets match the exact Hungarian ones.
+
+    1. A sliced-Wasserstein estimate s~ of every pair (cheap, vectorised).
+    2. The ``k + extra`` best candidates of each chip by s~ get a coarse estimate c: the
+       Hungarian matching of the two chips' :func:`coarse_nodes` (a few dozen slots instead
+       of hundreds of nodes).
+    3. Exact assignment only where it can change a neighbourhood: a line s = a + b c is
+       fitted on the pairs solved so far (first round: the identity) with residual deviation
+       sigma; a candidate pair is solved exactly when its calibrated estimate lies within
+       ``margin`` sigma of chip i's or chip j's k-th best value, most ambiguous first, at
+       most ``max_exact`` in all. Repeat up to ``max_rounds`` times.
+    4. The matrix holds the exact value where solved, the calibrated coarse estimate for the
+       other candidates, and for every other pair the calibrated sliced estimate capped
+       below both chips' k-th best value.
 
     Args:
         embeddings: per chip, its node embeddings (n_i, D).
-        k: neighbourhood size that must come out as the exact one (UMAP's ``n_neighbors``).
-        extra: candidates beyond ``k`` solved up front per chip.
+        k: neighbourhood size to keep (UMAP's ``n_neighbors``).
+        extra: candidates beyond ``k`` per chip that get the coarse estimate.
         workers: threads solving assignments.
-        n_projections: P, sliced directions.
-        n_quantiles: Q, quantiles per direction.
-        max_rounds: bound on refinement rounds.
-        seed: seeds the projection directions.
+        margin: half-width, in residual deviations, of the band around the k-th value.
+        max_exact: bound on full assignments (None: no bound).
+        slots: coarse nodes per chip.
+        max_rounds: refinement rounds.
+        seed: seeds the projections and the k-means.
     """
     start = time.perf_counter()
     n = len(embeddings)
     units = [normalise_rows(e) for e in embeddings]
     dim = units[0].shape[1]
-    est = sketch_similarity(sliced_sketch(units, n_projections, n_quantiles, seed), dim)
+    est = sketch_similarity(sliced_sketch(units, 64, 32, seed), dim)
     np.fill_diagonal(est, -np.inf)
-    solved = np.eye(n, dtype=bool)
-    S = np.eye(n)
     k = min(k, n - 1)
     top = np.argsort(-est, axis=1)[:, : min(k + extra, n - 1)]
-    want = np.zeros((n, n), bool)
-    want[np.repeat(np.arange(n), top.shape[1]), top.ravel()] = True
-    rounds, delta = 0, 0.0
-    fitted = est
-    while rounds < max_rounds:
-        want |= want.T
-        want &= ~solved
-        pairs = np.argwhere(np.triu(want, 1))
+    cand = np.zeros((n, n), bool)
+    cand[np.repeat(np.arange(n), top.shape[1]), top.ravel()] = True
+    cand |= cand.T
+    coarse_units = [coarse_nodes(u, slots, seed=seed) for u in units]
+    pairs = np.argwhere(np.triu(cand, 1))
+    C = np.full((n, n), -np.inf)
+    C[pairs[:, 0], pairs[:, 1]] = C[pairs[:, 1], pairs[:, 0]] = _solve_pairs(
+        coarse_units, pairs, workers)
+    solved = np.zeros((n, n), bool)
+    S = np.full((n, n), -np.inf)
+    alpha, beta, sigma = 0.0, 1.0, max(float(np.std(C[cand])) * 0.1, 1e-3)
+    rounds, budget = 0, np.inf if max_exact is None else max_exact
+    while rounds < max_rounds and budget > 0:
+        cal = np.where(solved, S, alpha + beta * C)
+        cal[~cand] = -np.inf
+        kth = np.sort(cal, axis=1)[:, -k]
+        gap = np.minimum(np.abs(cal - kth[:, None]), np.abs(cal - kth[None, :]))
+        todo = np.triu(cand & ~solved & (gap <= margin * sigma), 1)
+        pairs = np.argwhere(todo)
         if not len(pairs):
             break
         rounds += 1
+        pairs = pairs[np.argsort(gap[todo], kind="stable")][: int(min(budget, len(pairs)))]
+        budget -= len(pairs)
         values = _solve_pairs(units, pairs, workers)
         S[pairs[:, 0], pairs[:, 1]] = S[pairs[:, 1], pairs[:, 0]] = values
         solved[pairs[:, 0], pairs[:, 1]] = solved[pairs[:, 1], pairs[:, 0]] = True
-        off = solved & ~np.eye(n, dtype=bool)
-        beta, alpha = np.polyfit(est[off], S[off], 1)
-        fitted = alpha + beta * est
-        delta = float(np.max(S[off] - fitted[off]))
-        kth = np.sort(np.where(off, S, -np.inf), axis=1)[:, -k]
-        want = (fitted + delta >= kth[:, None]) | (fitted + delta >= kth[None, :])
-    unsolved = ~solved
-    S[unsolved] = np.clip(fitted[unsolved], -1.0, 1.0)
-    S = np.minimum(S, S.T)
-    return FastSimilarity(S, solved, int(np.triu(solved, 1).sum()), n * (n - 1) // 2, rounds,
-                          delta, time.perf_counter() - start)
+        if solved.sum() >= 8:
+            beta, alpha = np.polyfit(C[solved], S[solved], 1)
+            sigma = max(float(np.std(S[solved] - (alpha + beta * C[solved]))), 1e-4)
+    out = np.where(solved, S, alpha + beta * C)
+    kth = np.sort(np.where(cand, out, -np.inf), axis=1)[:, -k]
+    lo = np.minimum(kth[:, None], kth[None, :])
+    if cand.any():  # sliced estimate calibrated on the candidates, capped below both k-th values
+        b2, a2 = np.polyfit(est[cand], out[cand], 1)
+    else:
+        a2, b2 = 0.0, 1.0
+    rest = ~cand
+    out[rest] = np.minimum(a2 + b2 * est[rest], lo[rest] - 1e-6)
+    np.fill_diagonal(out, 1.0)
+    return FastSimilarity(np.clip(out, -1.0, 1.0), solved | np.eye(n, dtype=bool),
+                          int(np.triu(solved, 1).sum()), len(np.argwhere(np.triu(cand, 1))),
+                          n * (n - 1) // 2, rounds, sigma, time.perf_counter() - start)
 
 
 def knn_sets(S: np.ndarray, k: int) -> np.ndarray:
@@ -227,7 +277,20 @@ def knn_sets(S: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-T, axis=1, kind="stable")[:, :k]
 
 
-def knn_agreement(fast: np.ndarray, exact: np.ndarray, k: int = 10) -> float:
-    """Mean share of each chip's exact k nearest chips found among its fast k nearest."""
-    a, b = knn_sets(fast, k), knn_sets(exact, k)
+def knn_agreement(
+    fast: np.ndarray, exact: np.ndarray, k: int = 10, rows: np.ndarray | None = None
+) -> float:
+    """Mean share of each chip's exact k nearest chips found among its fast k nearest.
+
+    Args:
+        fast: (N, N) similarity of the fast path.
+        exact: (N, N) exact similarity, or (Q, N) exact rows of the chips ``rows``.
+        k: neighbourhood size.
+        rows: the chips whose rows ``exact`` holds (None: all, ``exact`` is (N, N)).
+    """
+    rows = np.arange(len(fast)) if rows is None else np.asarray(rows)
+    E = np.array(exact, np.float64, copy=True)
+    E[np.arange(len(rows)), rows] = -np.inf
+    a = knn_sets(fast, k)[rows]
+    b = np.argsort(-E, axis=1, kind="stable")[:, :k]
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b, strict=True)]))
