@@ -187,7 +187,8 @@ def similarity_matrix_fast(
     workers: int = 2,
     margin: float = 2.5,
     max_exact: int | None = None,
-    slots: int = 24,
+    slots: int = 0,
+    n_projections: int = 256,
     max_rounds: int = 4,
     seed: int = 0,
 ) -> FastSimilarity:
@@ -213,7 +214,9 @@ def similarity_matrix_fast(
         workers: threads solving assignments.
         margin: half-width, in residual deviations, of the band around the k-th value.
         max_exact: bound on full assignments (None: no bound).
-        slots: coarse nodes per chip.
+        slots: coarse nodes per chip for step 2; 0 skips step 2 and ranks the candidates by
+            the sliced estimate (on the OSCD chips it ranked them better than 24-64 slots).
+        n_projections: directions of the sliced sketch.
         max_rounds: refinement rounds.
         seed: seeds the projections and the k-means.
     """
@@ -221,18 +224,19 @@ def similarity_matrix_fast(
     n = len(embeddings)
     units = [normalise_rows(e) for e in embeddings]
     dim = units[0].shape[1]
-    est = sketch_similarity(sliced_sketch(units, 64, 32, seed), dim)
+    est = sketch_similarity(sliced_sketch(units, n_projections, 32, seed), dim)
     np.fill_diagonal(est, -np.inf)
     k = min(k, n - 1)
     top = np.argsort(-est, axis=1)[:, : min(k + extra, n - 1)]
     cand = np.zeros((n, n), bool)
     cand[np.repeat(np.arange(n), top.shape[1]), top.ravel()] = True
     cand |= cand.T
-    coarse_units = [coarse_nodes(u, slots, seed=seed) for u in units]
     pairs = np.argwhere(np.triu(cand, 1))
-    C = np.full((n, n), -np.inf)
-    C[pairs[:, 0], pairs[:, 1]] = C[pairs[:, 1], pairs[:, 0]] = _solve_pairs(
-        coarse_units, pairs, workers)
+    C = np.where(cand, est, -np.inf)
+    if slots:
+        coarse_units = [coarse_nodes(u, slots, seed=seed) for u in units]
+        C[pairs[:, 0], pairs[:, 1]] = C[pairs[:, 1], pairs[:, 0]] = _solve_pairs(
+            coarse_units, pairs, workers)
     solved = np.zeros((n, n), bool)
     S = np.full((n, n), -np.inf)
     alpha, beta, sigma = 0.0, 1.0, max(float(np.std(C[cand])) * 0.1, 1e-3)
@@ -266,7 +270,7 @@ def similarity_matrix_fast(
     out[rest] = np.minimum(a2 + b2 * est[rest], lo[rest] - 1e-6)
     np.fill_diagonal(out, 1.0)
     return FastSimilarity(np.clip(out, -1.0, 1.0), solved | np.eye(n, dtype=bool),
-                          int(np.triu(solved, 1).sum()), len(np.argwhere(np.triu(cand, 1))),
+                          int(np.triu(solved, 1).sum()), len(pairs) if slots else 0,
                           n * (n - 1) // 2, rounds, sigma, time.perf_counter() - start)
 
 

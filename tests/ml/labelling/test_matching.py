@@ -38,7 +38,9 @@ def test_fast_path_keeps_the_exact_neighbourhoods_with_fewer_assignments() -> No
     chips = clustered_chips(70, 0)
     exact = similarity_matrix_exact(chips, workers=2)
     assert np.allclose(exact, exact.T) and np.allclose(np.diag(exact), 1.0)
-    fast = similarity_matrix_fast(chips, k=5, extra=10, workers=2, slots=12)
+    fast = similarity_matrix_fast(chips, k=5, extra=10, workers=2)
+    coarse = similarity_matrix_fast(chips, k=5, extra=10, workers=2, slots=12)
+    assert knn_agreement(coarse.S, exact, k=5) >= 0.9 and coarse.n_coarse > 0
     assert fast.n_exact < 0.6 * fast.n_pairs
     assert knn_agreement(fast.S, exact, k=5) >= 0.95
     solved = fast.solved
