@@ -15,6 +15,7 @@ SCRIPTS = [
     "hamming_vs_ivfpq.py",  # before hashing.py, whose report includes hamming.json
     "hashing.py",
     "hir.py",  # after hashing.py, whose feature cache gives its EfficientNet-Lite0 rows
+    "labelling.py",
     "automation.py",
 ]
 
