@@ -10,12 +10,12 @@ all-pairs matrix feeds UMAP (precomputed metric) for the chip view. The paper's 
 :func:`similarity_matrix_exact` solves every pair. :func:`similarity_matrix_fast` keeps every
 chip's k nearest chips (what UMAP, and so the user, sees) while solving few full
 assignments. For unit vectors |a - b|^2 = 2 - 2 cos(a, b), so the matched mean cosine is
-1 - W/2 with W the squared 2-Wasserstein distance between the two node clouds; two cheap
-estimates of it rank the candidates (a sliced-Wasserstein sketch for every pair, then a
-Hungarian matching of a few dozen k-means "slots" per chip for each chip's best candidates)
-and the full assignment is solved only for pairs whose calibrated estimate lies near a
-chip's k-th neighbour, where it could change the neighbourhood. :func:`knn_agreement`
-measures how far the k-NN graph agrees with the exact all-pairs one.
+1 - W/2 with W the squared 2-Wasserstein distance between the two node clouds; a
+sliced-Wasserstein sketch estimates it for every pair (optionally refined by a Hungarian
+matching of a few dozen k-means "slots" per chip for each chip's best candidates), and the
+full assignment is solved only for pairs whose calibrated estimate lies near a chip's k-th
+neighbour, where it could change the neighbourhood, within a budget of assignments.
+:func:`knn_agreement` measures how far the k-NN graph agrees with the exact all-pairs one.
 
 Assignments run in batches (one matrix product per chip against all its partners) on a
 thread pool.
