@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from labelling_fixture import VIEW, labelled_home
-from test_review_page import CHROMIUM, CHROMIUM_ARGS, free_port
+from loopback import uvicorn_thread
+from test_review_page import CHROMIUM, CHROMIUM_ARGS
 
 from samplehub.api import create_app
 from samplehub.labelling.view import LabellingView
@@ -56,19 +55,8 @@ class Served:
 def served(labelling_home: Path, tmp_path: Path) -> Iterator[Served]:
     """The API (real query) over a fresh labelled home, served by uvicorn in a thread."""
     repo, _ = labelled_home(labelling_home, tmp_path / "home", tmp_path / "watched")
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(create_app(repo), host="127.0.0.1", port=port,
-                                       log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
-        time.sleep(0.05)
-    yield Served(f"http://127.0.0.1:{port}", repo)
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_thread(create_app(repo)) as url:
+        yield Served(url, repo)
 
 
 @dataclass

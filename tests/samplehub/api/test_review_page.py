@@ -8,15 +8,12 @@ feedback rows and the export files, and saves a screenshot.
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import uvicorn
+from loopback import uvicorn_thread
 from query_double import fake_query_by_image, fake_run_query
 
 from samplehub.api import create_app
@@ -36,28 +33,11 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(small_repo: Repository) -> Iterator[str]:
     """The API served by uvicorn in a thread; yields its base URL."""
-    app = create_app(small_repo, fake_run_query, fake_query_by_image)
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_thread(create_app(small_repo, fake_run_query, fake_query_by_image)) as url:
+        yield url
 
 
 def shares_stand_in(repo: Repository | None, sample_ids: list[int]) -> dict[int, dict[str, float]]:
