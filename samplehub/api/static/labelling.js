@@ -2,6 +2,7 @@
 // (unsupervised labelling paper, section 2.8 front end). No build step, no dependencies.
 // Sample ids are 63-bit: JavaScript numbers cannot hold them, so ids stay strings.
 "use strict";
+// $, status and call come from api.js, loaded first.
 
 const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
   "#ff9da7", "#9c755f", "#86bcf6", "#d37295", "#8cd17d"];
@@ -9,7 +10,6 @@ const UNLABELLED = "#8a979f";
 const SELECTED = "#ffd60a";
 const MAX_TILES = 120;
 
-const $ = (id) => document.getElementById(id);
 const canvas = $("scatter");
 const ctx = canvas.getContext("2d");
 
@@ -27,27 +27,6 @@ const state = {
   drag: null,
   progress: null,
 };
-
-function status(message, isError = false) {
-  $("status").textContent = message;
-  $("status").className = isError ? "error" : "";
-}
-
-async function call(method, path, body) {
-  const response = await fetch(path, {
-    method,
-    headers: { "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = await response.json();
-  if (!response.ok) {
-    const detail = Array.isArray(data.detail)
-      ? data.detail.map((d) => `${d.loc.join(".")}: ${d.msg}`).join("; ")
-      : data.detail;
-    throw new Error(detail || `${response.status} ${response.statusText}`);
-  }
-  return data;
-}
 
 const base = () => `/labelling/views/${encodeURIComponent(state.view)}`;
 const segmentKey = (id, segment) => `${id}:${segment}`;

@@ -2,33 +2,12 @@
 // Sample ids are 63-bit: JavaScript numbers cannot hold them, so the page uses `id`
 // (the id as a string) everywhere and never `sample_id`.
 "use strict";
+// $, status and call come from api.js, loaded first.
 
 const state = { build: null };
-const $ = (id) => document.getElementById(id);
 
 function list(text) {
   return text.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
-}
-
-function status(message, isError = false) {
-  $("status").textContent = message;
-  $("status").className = isError ? "error" : "";
-}
-
-async function call(method, path, body) {
-  const response = await fetch(path, {
-    method,
-    headers: { "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = await response.json();
-  if (!response.ok) {
-    const detail = Array.isArray(data.detail)
-      ? data.detail.map((d) => `${d.loc.join(".")}: ${d.msg}`).join("; ")
-      : data.detail;
-    throw new Error(detail || `${response.status} ${response.statusText}`);
-  }
-  return data;
 }
 
 function spec() {
