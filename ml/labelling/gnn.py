@@ -16,7 +16,6 @@ the model as buffers so that inference needs nothing else.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import time
@@ -27,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ml.labelling.stopping import EarlyStopping
 
 GCN_HIDDEN = 60
 GAT_HEADS = 8
@@ -158,8 +159,7 @@ def train_gnn(
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     val = [t.to(device) for t in batch_graphs(val_graphs)]
     result = GNNTraining(model, device=config.device)
-    best_state: dict[str, torch.Tensor] | None = None
-    stale = 0
+    stopper = EarlyStopping(config.patience)
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = torch.randperm(len(graphs), generator=gen).tolist()
@@ -180,15 +180,10 @@ def train_gnn(
         result.history.append(row)
         if on_epoch is not None:
             on_epoch(row)
-        if val_loss < result.val_loss:
-            result.val_loss, result.best_epoch, stale = val_loss, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stopper.update(model, val_loss, epoch):
+            break
+    stopper.restore(model)
+    result.val_loss, result.best_epoch = stopper.best_loss, stopper.best_epoch
     result.model = model.cpu().eval()
     result.seconds = time.perf_counter() - start
     return result

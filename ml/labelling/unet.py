@@ -20,7 +20,6 @@ validation loss has not improved for ``patience`` epochs (the paper: 15).
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -30,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ml.labelling.stopping import EarlyStopping
 
 LEVELS = 5
 BASE_CHANNELS = 64
@@ -201,8 +202,7 @@ def train_unet(
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     X, Y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
     result = UNetTraining(model, device=config.device)
-    best_state: dict[str, torch.Tensor] | None = None
-    stale = 0
+    stopper = EarlyStopping(config.patience)
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = torch.randperm(len(X), generator=gen)
@@ -222,15 +222,10 @@ def train_unet(
         result.history.append(row)
         if on_epoch is not None:
             on_epoch(row)
-        if val < result.val_loss:
-            result.val_loss, result.best_epoch, stale = val, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stopper.update(model, val, epoch):
+            break
+    stopper.restore(model)
+    result.val_loss, result.best_epoch = stopper.best_loss, stopper.best_epoch
     result.model = model.cpu().eval()
     result.seconds = time.perf_counter() - start
     return result
