@@ -1,17 +1,22 @@
 """Unsupervised labelling assets, one per pipeline stage (DESIGN.md section 5).
 
 ``samples[dataset] -> fcm_targets -> unet_model -> segment_graphs -> gnn_model ->
-chip_embeddings``, each partitioned by dataset and automated like the other per-dataset
-assets. Paper: ``../shared/papers/unsupervised-labelling-cnn-gnn.txt``; the work lives in
+chip_embeddings``, each partitioned by dataset. Paper:
+``../shared/papers/unsupervised-labelling-cnn-gnn.txt``; the work lives in
 :mod:`samplehub.labelling.pipeline`. Partitions not listed in ``labelling.datasets`` are
 recorded as skipped (with a fixed data version, so nothing downstream re-runs for them).
+
+They carry no automation condition: the stages train networks, so they run on request (the
+``build_labelling_view`` job, a backfill or the UI). Under the automation sensor the chain
+ran ``gnn_model`` and ``chip_embeddings`` twice for one dropped dataset
+(``tests/orchestration/test_daemon.py``), which that test forbids.
 """
 
 from collections.abc import Callable
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from assets.automation import json_digest, per_dataset
+from assets.automation import json_digest
 from assets.ingest import samples
 from assets.partitions import HEAVY_POOL, dataset_partitions
 from assets.resources import SampleHubResource
@@ -50,7 +55,6 @@ def run_stage(
     group_name="labelling",
     kinds={"numpy"},
     pool=HEAVY_POOL,
-    automation_condition=per_dataset(),
 )
 def fcm_targets(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
     """Fuzzy C-means centres on the training chips' pixels (paper 2.2): the U-Net's targets."""
@@ -63,7 +67,6 @@ def fcm_targets(context: AssetExecutionContext, samplehub: SampleHubResource) ->
     group_name="labelling",
     kinds={"pytorch", "mlflow"},
     pool=HEAVY_POOL,
-    automation_condition=per_dataset(),
 )
 def unet_model(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
     """The U-Net (paper 2.4) trained on the memberships, registered ``labelling-unet-<ds>``."""
@@ -76,7 +79,6 @@ def unet_model(context: AssetExecutionContext, samplehub: SampleHubResource) -> 
     group_name="labelling",
     kinds={"numpy"},
     pool=HEAVY_POOL,
-    automation_condition=per_dataset(),
 )
 def segment_graphs(
     context: AssetExecutionContext, samplehub: SampleHubResource
@@ -91,7 +93,6 @@ def segment_graphs(
     group_name="labelling",
     kinds={"pytorch", "mlflow"},
     pool=HEAVY_POOL,
-    automation_condition=per_dataset(),
 )
 def gnn_model(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
     """The GCN/GAT (paper 2.6) on the segment graphs, registered ``labelling-gnn-<ds>``."""
@@ -104,7 +105,6 @@ def gnn_model(context: AssetExecutionContext, samplehub: SampleHubResource) -> M
     group_name="labelling",
     kinds={"numpy", "umap"},
     pool=HEAVY_POOL,
-    automation_condition=per_dataset(),
 )
 def chip_embeddings(
     context: AssetExecutionContext, samplehub: SampleHubResource
