@@ -17,17 +17,16 @@ the model as buffers so that inference needs nothing else.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ml.labelling.stopping import EarlyStopping
+from ml.labelling.stopping import EarlyStopping, Training
 
 GCN_HIDDEN = 60
 GAT_HEADS = 8
@@ -122,24 +121,12 @@ class GNNTrainConfig:
     device: str = "cpu"
 
 
-@dataclass
-class GNNTraining:
-    """A trained GNN (best validation epoch, on the CPU) and its history."""
-
-    model: GraphNet
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
-    val_loss: float = math.inf
-    seconds: float = 0.0
-    device: str = "cpu"
-
-
 def train_gnn(
     graphs: Sequence[GraphArrays],
     val_graphs: Sequence[GraphArrays],
     config: GNNTrainConfig,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
-) -> GNNTraining:
+) -> Training[GraphNet]:
     """Train a GCN or GAT to predict each segment's mean membership (section 2.6).
 
     Raises:
@@ -158,7 +145,7 @@ def train_gnn(
     model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     val = [t.to(device) for t in batch_graphs(val_graphs)]
-    result = GNNTraining(model, device=config.device)
+    result = Training(model, device=config.device)
     stopper = EarlyStopping(config.patience)
     for epoch in range(1, config.epochs + 1):
         model.train()

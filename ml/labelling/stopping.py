@@ -8,10 +8,34 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
+
+M = TypeVar("M", bound=nn.Module)
+
+
+@dataclass
+class Training(Generic[M]):
+    """A trained network (best validation epoch, on the CPU) and its history.
+
+    Attributes:
+        model: the network.
+        history: one row per epoch (``epoch``, ``train_loss``, ``val_loss``).
+        best_epoch: the epoch whose weights the model holds.
+        val_loss: its validation loss.
+        seconds: wall-clock training time.
+        device: where it trained.
+    """
+
+    model: M
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    val_loss: float = math.inf
+    seconds: float = 0.0
+    device: str = "cpu"
 
 
 @dataclass

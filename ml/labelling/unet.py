@@ -20,17 +20,16 @@ validation loss has not improved for ``patience`` epochs (the paper: 15).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ml.labelling.stopping import EarlyStopping
+from ml.labelling.stopping import EarlyStopping, Training
 
 LEVELS = 5
 BASE_CHANNELS = 64
@@ -162,18 +161,6 @@ class UNetTrainConfig:
     device: str = "cpu"
 
 
-@dataclass
-class UNetTraining:
-    """A trained U-Net (best validation epoch, on the CPU) and its history."""
-
-    model: UNet
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
-    val_loss: float = math.inf
-    seconds: float = 0.0
-    device: str = "cpu"
-
-
 def train_unet(
     x: np.ndarray,
     y: np.ndarray,
@@ -181,7 +168,7 @@ def train_unet(
     y_val: np.ndarray,
     config: UNetTrainConfig,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
-) -> UNetTraining:
+) -> Training[UNet]:
     """Train the U-Net on chips ``x`` (N, D, H, W) against memberships ``y`` (N, C, H, W).
 
     Early stopping watches the combo loss on (``x_val``, ``y_val``); the returned model holds
@@ -201,7 +188,7 @@ def train_unet(
     model = UNet(x.shape[1], y.shape[1], config.width).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     X, Y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
-    result = UNetTraining(model, device=config.device)
+    result = Training(model, device=config.device)
     stopper = EarlyStopping(config.patience)
     for epoch in range(1, config.epochs + 1):
         model.train()
