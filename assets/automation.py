@@ -33,8 +33,17 @@ AssetRefs = tuple[str, ...]
 
 
 def _updated() -> AutomationCondition:
-    """An upstream asset partition whose data changed (or that will run this tick)."""
-    return AutomationCondition.data_version_changed() | AutomationCondition.will_be_requested()
+    """An upstream asset partition whose data changed (or that will run this tick).
+
+    A change made by a run that also carried the target itself does not count: a chain
+    requested on one tick runs as one run, and its upstream steps' new data versions must
+    not request the downstream steps a second time on the next tick.
+    """
+    changed_elsewhere = (
+        AutomationCondition.data_version_changed()
+        & ~AutomationCondition.executed_with_root_target()
+    )
+    return changed_elsewhere | AutomationCondition.will_be_requested()
 
 
 def _selection(names: AssetRefs) -> AssetSelection:

@@ -6,17 +6,16 @@ chip_embeddings``, each partitioned by dataset. Paper:
 :mod:`samplehub.labelling.pipeline`. Partitions not listed in ``labelling.datasets`` are
 recorded as skipped (with a fixed data version, so nothing downstream re-runs for them).
 
-They carry no automation condition: the stages train networks, so they run on request (the
-``build_labelling_view`` job, a backfill or the UI). Under the automation sensor the chain
-ran ``gnn_model`` and ``chip_embeddings`` twice for one dropped dataset
-(``tests/orchestration/test_daemon.py``), which that test forbids.
+Each stage is automated like the other per-dataset assets: a new ``tiles`` dataset listed in
+``labelling.datasets`` flows to a labelling view with nobody launching a run. The
+``build_labelling_view`` job runs the chain on request.
 """
 
 from collections.abc import Callable
 
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from assets.automation import json_digest
+from assets.automation import json_digest, per_dataset
 from assets.ingest import samples
 from assets.partitions import HEAVY_POOL, dataset_partitions
 from assets.resources import SampleHubResource
@@ -55,6 +54,7 @@ def run_stage(
     group_name="labelling",
     kinds={"numpy"},
     pool=HEAVY_POOL,
+    automation_condition=per_dataset(),
 )
 def fcm_targets(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
     """Fuzzy C-means centres on the training chips' pixels (paper 2.2): the U-Net's targets."""
@@ -67,6 +67,7 @@ def fcm_targets(context: AssetExecutionContext, samplehub: SampleHubResource) ->
     group_name="labelling",
     kinds={"pytorch", "mlflow"},
     pool=HEAVY_POOL,
+    automation_condition=per_dataset(),
 )
 def unet_model(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
     """The U-Net (paper 2.4) trained on the memberships, registered ``labelling-unet-<ds>``."""
@@ -79,6 +80,7 @@ def unet_model(context: AssetExecutionContext, samplehub: SampleHubResource) -> 
     group_name="labelling",
     kinds={"numpy"},
     pool=HEAVY_POOL,
+    automation_condition=per_dataset(),
 )
 def segment_graphs(
     context: AssetExecutionContext, samplehub: SampleHubResource
@@ -93,6 +95,7 @@ def segment_graphs(
     group_name="labelling",
     kinds={"pytorch", "mlflow"},
     pool=HEAVY_POOL,
+    automation_condition=per_dataset(),
 )
 def gnn_model(context: AssetExecutionContext, samplehub: SampleHubResource) -> MaterializeResult:
     """The GCN/GAT (paper 2.6) on the segment graphs, registered ``labelling-gnn-<ds>``."""
@@ -105,6 +108,7 @@ def gnn_model(context: AssetExecutionContext, samplehub: SampleHubResource) -> M
     group_name="labelling",
     kinds={"numpy", "umap"},
     pool=HEAVY_POOL,
+    automation_condition=per_dataset(),
 )
 def chip_embeddings(
     context: AssetExecutionContext, samplehub: SampleHubResource

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from automation_loop import AutomationLoop, ingest
-from dagster import AssetKey, instance_for_test
+from dagster import AssetKey, AssetSelection, instance_for_test
 
 from assets.resources import SampleHubResource
 from samplehub.repository import Repository
@@ -99,3 +99,31 @@ def test_rescan_updates_features_and_index_for_just_the_new_files(
         computed = features.records[0].asset_materialization.metadata["computed"].value
         assert computed == 2
         assert len(Repository.open(OVERRIDES).catalog.sample_ids("tree")) == 14
+
+
+def test_a_tiles_dataset_flows_through_the_labelling_stages_once(
+    conf: Path, shared_data: Path
+) -> None:
+    """A new ``tiles`` dataset listed in ``labelling.datasets`` becomes a labelling view by
+    automation alone, each stage once, on one real OSCD scene (saclay_e, 36 chips)."""
+    for name in ("tree", "ben", "broken"):
+        (conf / "sources" / f"{name}.yaml").unlink()
+    scene = shared_data / "sentinel2_oscd" / "saclay_e"
+    (conf / "sources" / "saclay.yaml").write_text(
+        f"name: saclay\nuri: {scene}\nkind: tiles\n")
+    overrides = [*OVERRIDES, "labelling=tiny", "labelling.datasets=[saclay]"]
+    stages = ["fcm_targets", "unet_model", "segment_graphs", "gnn_model", "chip_embeddings"]
+    with instance_for_test() as instance:
+        loop = AutomationLoop(instance, SampleHubResource(overrides=overrides),
+                              selection=AssetSelection.groups("labelling"))
+        ingest(loop, "saclay")
+        loop.settle()
+        assert not loop.failed, loop.failed
+        assert {name: loop.materialized[(name, "saclay")] for name in stages} == dict.fromkeys(
+            stages, 1), loop.ticks
+        # The whole chain is requested on one tick and so runs as one run, in graph order.
+        assert [tick for tick in loop.ticks if tick] == [
+            sorted((name, "saclay") for name in stages)], loop.ticks
+        assert not loop.tick(), "settled: nothing runs a second time"
+    view = Repository.open(overrides).config.home_path / "labelling" / "saclay"
+    assert (view / "current").is_file()
