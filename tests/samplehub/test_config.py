@@ -114,6 +114,14 @@ def test_graph_section_is_typed_and_resolved_for_the_label_graph(home: Path) -> 
         load_config(["graph.backend=graphdb"])
 
 
+
+def test_the_osm_network_follows_the_data_root(home: Path, tmp_path: Path) -> None:
+    """``SAMPLEHUB_DATA`` (``data_root``) moves every real-data path, the OSM network too."""
+    settings = graph_settings_from_config(load_config([f"data_root={tmp_path}"]))
+    assert settings.osm_network == (
+        tmp_path / "osm_semantic_network" / "osm_semantic_network.skos.rdf.gz")
+
+
 def test_merge_and_association_ranges_are_checked_when_the_config_loads(home: Path) -> None:
     config = load_config(["graph.association.theta=0.2"])
     assert isinstance(config.graph.merge, MergeSettings)
