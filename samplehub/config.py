@@ -238,9 +238,11 @@ class LabellingConfig:
             Hungarian path keeps exact.
         umap_min_dist: UMAP's min_dist.
         segment_umap_fit: segments UMAP is fitted on (seeded draw); the rest are transformed.
-        match_extra: candidates beyond umap_neighbors that get the coarse estimate per chip.
-        match_max_exact: bound on full Hungarian assignments of the fast path (null: none).
-        workers: threads solving Hungarian assignments.
+        match_extra: candidates beyond umap_neighbors that get the cluster transport bound
+            per chip.
+        match_clusters: k-means clusters per chip for that bound.
+        match_max_exact: bound on full assignments of the fast path (null: none).
+        workers: threads computing bounds and solving assignments.
         device: ``cpu`` or ``cuda`` for U-Net and GNN training and inference.
         seed: seeds subsamples, splits, initialisation and UMAP.
         alias: registry alias of the served U-Net and GNN.
@@ -269,8 +271,9 @@ class LabellingConfig:
     umap_neighbors: int = 15
     umap_min_dist: float = 0.1
     segment_umap_fit: int = 20_000
-    match_extra: int = 15
-    match_max_exact: int | None = 250
+    match_extra: int = 30
+    match_clusters: int = 64
+    match_max_exact: int | None = 1200
     workers: int = 2
     device: str = "cpu"
     seed: int = 0

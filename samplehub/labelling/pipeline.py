@@ -495,7 +495,7 @@ def compute_chip_embeddings(
     gnn_seconds = time.perf_counter() - t
     fast = similarity_matrix_fast(embeddings, k=cfg.umap_neighbors, extra=cfg.match_extra,
                                   workers=cfg.workers, max_exact=cfg.match_max_exact,
-                                  seed=cfg.seed)
+                                  clusters=cfg.match_clusters, seed=cfg.seed)
     t = time.perf_counter()
     xy = chip_umap(fast.S, cfg)
     E = np.concatenate(embeddings)
@@ -520,6 +520,6 @@ def compute_chip_embeddings(
     return StageReport(dataset, seconds, {
         "gnn_version": tracked.model_version, "chips": len(ids), "segments": len(E),
         "hungarian_seconds": round(fast.seconds, 2), "assignments": fast.n_exact,
-        "coarse_assignments": fast.n_coarse,
+        "transport_bounds": fast.n_bounds,
         "pairs": fast.n_pairs, "refinement_rounds": fast.rounds,
         "umap_seconds": round(umap_seconds, 2), "view": str(view)})
