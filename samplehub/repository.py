@@ -20,6 +20,7 @@ from samplehub.catalog import Catalog
 from samplehub.config import SampleHubConfig, load_config, load_sources
 from samplehub.errors import DatasetNotFoundError
 from samplehub.ingest import IngestReport, ingest_dataset
+from samplehub.object_storage import ObjectStorage
 from samplehub.sources import Source, SourceSpec, open_source
 from samplehub.sources.filesystem import is_remote
 from samplehub.store import SampleStore
@@ -85,9 +86,14 @@ class Repository:
         return cls(load_config(overrides))
 
     @cached_property
+    def object_storage(self) -> ObjectStorage:
+        """``storage.storage_options``, to be translated for each client."""
+        return ObjectStorage.parse(self.config.storage.storage_options)
+
+    @cached_property
     def catalog(self) -> Catalog:
         """The Delta tables."""
-        return Catalog(self.config.catalog_uri, self.config.storage.storage_options)
+        return Catalog(self.config.catalog_uri, self.object_storage.for_delta())
 
     @cached_property
     def store(self) -> SampleStore:
@@ -95,7 +101,7 @@ class Repository:
         return SampleStore(
             self.config.store_uri,
             thumb_size=self.config.storage.thumb_size,
-            storage_options=self.config.storage.storage_options,
+            storage_options=self.object_storage.for_fsspec(),
         )
 
     @cached_property
