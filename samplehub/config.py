@@ -338,6 +338,7 @@ class SampleHubConfig:
     sources_dir: str | None = None
     watch_root: str | None = None
     rescan_cron: str = "0 3 * * *"
+    api_token: str | None = None
     storage: StorageConfig = field(default_factory=StorageConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     instance: InstanceConfig = field(default_factory=InstanceConfig)

@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from samplehub.api.auth import AccessPolicy, token_dependency
 from samplehub.api.errors import install_error_handler
 from samplehub.api.routes import builds, health, labelling, labels, samples
 from samplehub.api.routes import query as query_routes
@@ -33,6 +34,7 @@ def create_app(
     query: QueryFunction | None = None,
     image_query: ImageQueryFunction | None = None,
     request_threads: int | None = None,
+    access: AccessPolicy | None = None,
 ) -> FastAPI:
     """The HTTP API of ``repo``.
 
@@ -43,6 +45,8 @@ def create_app(
             :func:`samplehub.retrieval.query.query_by_image`.
         request_threads: threads that run the (synchronous) routes at once; requests
             beyond them wait in arrival order. None keeps anyio's default (40).
+        access: who may call it (:mod:`samplehub.api.auth`); default: the configured
+            ``api_token`` for writes, reads open (a loopback server).
     """
     if query is None or image_query is None:
         from samplehub.retrieval.query import query_by_image, run_query
@@ -58,7 +62,9 @@ def create_app(
             anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads
         yield
 
+    policy = access or AccessPolicy(repo.config.api_token)
     app = FastAPI(
+        dependencies=[Depends(token_dependency(policy))],
         lifespan=lifespan,
         title="SampleHub",
         summary="Cross-dataset remote-sensing sample retrieval and dataset building.",

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from fastapi import FastAPI
 
 from samplehub.api.app import create_app
+from samplehub.api.auth import AccessPolicy
 from samplehub.errors import SampleHubError
 from samplehub.repository import Repository
 
@@ -47,14 +48,15 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def served_app(overrides: Sequence[str] = (), request_threads: int | None = REQUEST_THREADS
-               ) -> FastAPI:
+def served_app(overrides: Sequence[str] = (), request_threads: int | None = REQUEST_THREADS,
+               host: str = "127.0.0.1") -> FastAPI:
     """The app one worker serves: background reloads on, its query context loaded.
 
     Args:
         overrides: Hydra overrides of the configuration (``--set``).
         request_threads: threads running requests at once in this worker
             (:func:`~samplehub.api.app.create_app`).
+        host: the interface the server listens on (:meth:`AccessPolicy.for_host`).
 
     Returns:
         The app. A repository whose context cannot load yet (no label graph, say) is
@@ -66,13 +68,14 @@ def served_app(overrides: Sequence[str] = (), request_threads: int | None = REQU
     faiss.omp_set_num_threads(1)
     threadpool_limits(1, user_api="blas")  # for this process's lifetime (module docstring)
     repo = Repository.open(list(overrides))
+    access = AccessPolicy.for_host(host, repo.config.api_token)
     contexts = repo.query_contexts
     contexts.background = True
     try:
         contexts.current()
     except SampleHubError as exc:
         log.warning("serving without a loaded query context: %s", exc)
-    return create_app(repo, request_threads=request_threads)
+    return create_app(repo, request_threads=request_threads, access=access)
 
 
 def serve(
@@ -99,11 +102,13 @@ def serve(
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    # refuse before binding: beyond loopback without a token (ConfigError names the fix)
+    AccessPolicy.for_host(host, Repository.open(list(overrides)).config.api_token)
     # A picklable factory (not an import string) carries the overrides to the spawned
     # workers; uvicorn.run accepts only import strings with workers > 1, so this runs
     # uvicorn's own supervisor directly.
     config = uvicorn.Config(
-        functools.partial(served_app, tuple(overrides), request_threads), factory=True,
+        functools.partial(served_app, tuple(overrides), request_threads, host), factory=True,
         host=host, port=port, workers=workers, log_level=log_level,
         timeout_worker_healthcheck=HEALTHCHECK_S,
     )

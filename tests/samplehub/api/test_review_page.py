@@ -104,3 +104,38 @@ def test_review_page_builds_reviews_and_exports(
         assert (export_path / name).exists()
     assert all((export_path / f).is_file() for f in manifest["file"])
     assert (tmp_path / "review.png").stat().st_size > 10_000
+
+
+def test_review_page_asks_for_the_api_token_once_and_then_works(
+    small_repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server bound beyond loopback (its policy, on loopback here) answers the page's calls
+    401 until the page has asked for the token; the cookie then carries it, images too."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from samplehub.api.auth import AccessPolicy
+
+    monkeypatch.setattr("samplehub.api.routes.builds.landcover_of", shares_stand_in)
+    token = "page-token-1"
+    app = create_app(small_repo, fake_run_query, fake_query_by_image,
+                     access=AccessPolicy(token, protect_reads=True))
+    asked: list[str] = []
+    with uvicorn_thread(app) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("dialog", lambda dialog: (asked.append(dialog.message),
+                                              dialog.accept(token)))
+            page.goto(f"{url}/review")
+            page.fill("#name", "rivers")
+            page.fill("#labels", "river")
+            page.click("#build")
+            expect(page.locator("#exact .card")).to_have_count(5)
+            image = page.locator("#exact .card img").first
+            expect(image).to_have_js_property("complete", True)
+            assert image.evaluate("img => img.naturalWidth") > 0, "the image request was let in"
+            page.click("#build")  # the cookie is set: no second question
+            expect(page.locator("#exact .card")).to_have_count(5)
+        finally:
+            browser.close()
+    assert asked == ["This SampleHub server needs its API token:"]
