@@ -164,7 +164,7 @@ class DecisionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sample_id: int
+    sample_id: int = Field(..., ge=0, le=2**63 - 1, description="a catalog sample id")
     decision: Literal["accept", "reject"]
     label: str | None = None
     kind: str | None = None
