@@ -76,6 +76,10 @@ def test_ingest_features_index_query_build_and_export_run_on_s3(
             run = defs.resolve_job_def(job).execute_in_process(
                 partition_key=partition, instance=instance, resources={"samplehub": resource})
             assert run.success, job
+        logged = " ".join(str(event) for run in instance.get_runs()
+                          for event in instance.all_logs(run.run_id))
+        assert "ucmerced" in logged and CREDENTIALS["secret"] not in logged, "no secret in logs"
+        assert CREDENTIALS["key"] not in logged
 
     keys = {o["Key"].split("/")[0] for page in s3_server.client.get_paginator(
         "list_objects_v2").paginate(Bucket=BUCKET) for o in page.get("Contents", [])}
