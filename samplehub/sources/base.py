@@ -99,7 +99,7 @@ class Source(ABC):
 
     def read(self, entry: FileEntry) -> SampleRecord:
         """Read one single-file sample; multi-file kinds override this."""
-        data = self.read_bytes(entry.uri)
+        data = self.read_bytes(self.confined(entry.uri))
         raster = decode_image(data, entry.uri)
         return SampleRecord(
             entry=entry,
@@ -124,6 +124,29 @@ class Source(ABC):
                 return f.read()  # type: ignore[no-any-return]
         except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
             raise InvalidSampleError(f"{path}: cannot read file ({exc})") from exc
+
+    @property
+    def files_root(self) -> str:
+        """The folder every sample file must stay under (the root, or a file root's folder)."""
+        return self.root if os.path.isdir(self.root) else os.path.dirname(self.root)
+
+    def confined(self, path: str) -> str:
+        """``path``, once it is known to stay under a local source's root.
+
+        A symlink inside a dataset folder may point anywhere on the machine; a sample whose
+        file resolves outside the root is refused (the ingest quarantines it with this
+        reason), so a dataset cannot pull in files its folder does not hold.
+
+        Raises:
+            InvalidSampleError: ``path`` resolves outside the root.
+        """
+        if is_remote(self.spec.uri):
+            return path
+        real, root = os.path.realpath(path), os.path.realpath(self.files_root)
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            raise InvalidSampleError(
+                f"{path}: a link to {real}, outside the source root {root}; not read")
+        return path
 
     def uri_of(self, path: str) -> str:
         """The user-facing URI of an fs path (``s3://`` prefix restored for buckets)."""

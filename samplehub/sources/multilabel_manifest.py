@@ -189,6 +189,11 @@ class MultilabelManifestSource(Source):
             self._manifest = parse_manifest(text, self.spec.uri)
         return self._manifest
 
+    @property
+    def files_root(self) -> str:
+        """The images' folder (``options["images"]``), which may lie beside the manifest."""
+        return self.images_root
+
     def label_tree(self) -> LabelTree:
         """The header's labels (flat), counted over all rows."""
         manifest = self.manifest()
