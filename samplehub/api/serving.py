@@ -48,6 +48,17 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+def access_policy(overrides: Sequence[str], host: str) -> AccessPolicy:
+    """The :class:`AccessPolicy` of a server on ``host`` with the configured ``api_token``.
+
+    Raises:
+        ConfigError: ``host`` is beyond loopback and no token is configured.
+    """
+    from samplehub.config import load_config
+
+    return AccessPolicy.for_host(host, load_config(list(overrides)).api_token)
+
+
 def served_app(overrides: Sequence[str] = (), request_threads: int | None = REQUEST_THREADS,
                host: str = "127.0.0.1") -> FastAPI:
     """The app one worker serves: background reloads on, its query context loaded.
@@ -102,8 +113,7 @@ def serve(
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    # refuse before binding: beyond loopback without a token (ConfigError names the fix)
-    AccessPolicy.for_host(host, Repository.open(list(overrides)).config.api_token)
+    access_policy(overrides, host)  # refuse before binding (ConfigError names the fix)
     # A picklable factory (not an import string) carries the overrides to the spawned
     # workers; uvicorn.run accepts only import strings with workers > 1, so this runs
     # uvicorn's own supervisor directly.

@@ -23,12 +23,10 @@ def serve(
     overrides: Overrides = None,
 ) -> None:
     """Serve the API (/docs), the review page (/review) and OpenAPI (/openapi.json)."""
-    from samplehub.api.auth import AccessPolicy
-    from samplehub.api.serving import REQUEST_THREADS, default_workers
+    from samplehub.api.serving import REQUEST_THREADS, access_policy, default_workers
     from samplehub.api.serving import serve as run
-    from samplehub.config import load_config
 
-    access = AccessPolicy.for_host(host, load_config(list(overrides or [])).api_token)
+    access = access_policy(overrides or [], host)
     count = workers or default_workers()
     print(f"SampleHub API on http://{host}:{port}/docs, review page on http://{host}:{port}/review"
           f" ({count} worker{'s' if count > 1 else ''}"
