@@ -153,7 +153,14 @@ def build(n_views: int = N_VIEWS, folder: Path = FOLDER) -> None:
         np.save(folder / "queries.npy", model.encode(views).astype(np.float32))
 
     n_chunks = math.ceil(n_views / CHUNK)
-    todo = [c for c in range(n_chunks) if not (folder / f"chunk_{c:03d}.npy").exists()]
+
+    def complete(c: int) -> bool:
+        # the last chunk of a smaller --n run is short: a larger run rewrites it whole
+        path = folder / f"chunk_{c:03d}.npy"
+        return path.exists() and len(np.load(path, mmap_mode="r")) == min(
+            CHUNK, n_views - c * CHUNK)
+
+    todo = [c for c in range(n_chunks) if not complete(c)]
     start = time.perf_counter()
     with progress_bar("views", total=n_views, unit="view") as bar:
         bar.update(n_views - sum(min(CHUNK, n_views - c * CHUNK) for c in todo))
