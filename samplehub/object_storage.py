@@ -68,17 +68,6 @@ class ObjectStorage:
             values["allow_http"] = str(values["allow_http"]).lower() in ("1", "true", "yes")
         return cls(**values)
 
-    @classmethod
-    def split(cls, options: Mapping[str, Any] | None, where: str = "storage_options"
-              ) -> tuple[ObjectStorage, dict[str, Any]]:
-        """The settings this class knows, parsed, and every other key as given.
-
-        The others are a client's own extras, such as s3fs's ``anon`` or ``client_kwargs``.
-        """
-        items = dict(options or {})
-        known = {k: v for k, v in items.items() if str(k).lower() in _NAMES}
-        return cls.parse(known, where), {k: v for k, v in items.items() if k not in known}
-
     def for_delta(self) -> dict[str, str]:
         """delta-rs / object_store options (all values strings)."""
         out = {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_REGION": self.region,

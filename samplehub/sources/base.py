@@ -99,7 +99,7 @@ class Source(ABC):
 
     def read(self, entry: FileEntry) -> SampleRecord:
         """Read one single-file sample; multi-file kinds override this."""
-        data = self.read_bytes(entry.uri)
+        data = self.read_bytes(self.confined(entry.uri))
         raster = decode_image(data, entry.uri)
         return SampleRecord(
             entry=entry,
@@ -113,15 +113,10 @@ class Source(ABC):
     def read_bytes(self, path: str, fs: fsspec.AbstractFileSystem | None = None) -> bytes:
         """All bytes of ``path`` on ``fs`` (default: the source's), through the cache if any.
 
-        A path on the source's own filesystem must stay under :attr:`files_root`
-        (:meth:`confined`), whichever kind of source reads it.
-
         Raises:
-            InvalidSampleError: the file is missing or unreadable, or lies outside the
-                source's folder; the message names it.
+            InvalidSampleError: the file is missing or unreadable; the message names it.
         """
-        if fs is None:
-            fs, path = self.fs, self.confined(path)
+        fs = fs or self.fs
         try:
             if self.cache is not None:
                 return self.cache.read(fs, path)

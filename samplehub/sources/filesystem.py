@@ -18,7 +18,6 @@ from typing import Any
 import fsspec
 
 from samplehub.errors import OptionalDependencyError, SourceAccessError, SourceNotFoundError
-from samplehub.object_storage import ObjectStorage
 
 
 def is_remote(uri: str) -> bool:
@@ -40,8 +39,8 @@ def filesystem_for(
 
     Args:
         uri: a local path or ``s3://bucket/prefix``.
-        storage_options: S3 settings in either spelling (:class:`ObjectStorage`) plus any
-            other s3fs option; when absent, s3fs reads the usual AWS environment variables.
+        storage_options: passed to s3fs (``endpoint_url``, ``key``, ``secret``, ...); when
+            absent, s3fs reads the usual AWS environment variables.
     """
     if not is_remote(uri):
         return fsspec.filesystem("file")
@@ -52,11 +51,8 @@ def filesystem_for(
         except ImportError as exc:
             raise OptionalDependencyError("s3fs", "s3") from exc
     options = dict(storage_options or {})
-    if protocol == "s3":  # either spelling of the S3 settings, as storage.storage_options
-        storage, options = ObjectStorage.split(options)
-        translated = storage.for_fsspec()
-        client = {**translated.pop("client_kwargs", {}), **options.pop("client_kwargs", {})}
-        options.update(translated, **({"client_kwargs": client} if client else {}))
+    if protocol == "s3" and "endpoint_url" in options:
+        options.setdefault("client_kwargs", {})["endpoint_url"] = options.pop("endpoint_url")
     return fsspec.filesystem(protocol, **options)
 
 
