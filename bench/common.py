@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +47,21 @@ def _l3_cache_mb() -> float | None:
         return None
     scale = {"K": 1 / 1024, "M": 1.0, "G": 1024.0}
     return round(float(size[:-1]) * scale[size[-1]], 1) if size[-1] in scale else None
+
+
+def load_test_helper(name: str) -> ModuleType:
+    """A helper module of ``tests/`` (``tests/<name>.py``), loaded by its path.
+
+    Putting ``tests/`` on ``sys.path`` instead would let ``tests/samplehub`` shadow the
+    ``samplehub`` package.
+    """
+    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / f"{name}.py")
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"{REPO / 'tests' / name}.py not found")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so its dataclasses and its own helpers' imports resolve
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_json(name: str, payload: Any) -> Path:

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import math
 import os
@@ -61,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import REPO, machine, require_data
+from common import REPO, load_test_helper, machine, require_data
 from serving import (
     CACHE,
     RAMP_S,
@@ -79,11 +78,6 @@ from serving import (
 
 SAMPLE_EVERY_S = 10.0
 FUZZ_HOME = CACHE / "fuzz_home"
-# the picks of tests/samplehub/api/test_api_real_query.py (fuzz_home)
-PICK = {"ucmerced": ("ucmerced/Images", ("golfcourse", "river", "freeway")),
-        "eurosat": ("eurosat_rgb", ("River", "Highway"))}
-PER_CLASS = 100
-OVERRIDES = ["retrieval.pq_m=8"]  # the shipped feature model (224 px), a small index
 FUZZ_ROUNDS = 20  # seeds tried before giving up on reaching ``cases`` requests
 REQUEST_TIMEOUT_S = 120.0
 
@@ -196,11 +190,7 @@ def error_report(locust_log: str, lines: int = 10) -> list[str]:
 def fuzz_home() -> Path:
     """The small real repository of the fuzz row, built once into ``FUZZ_HOME``.
 
-    The picks of the fixture of ``tests/samplehub/api/test_api_real_query.py`` (``PICK``,
-    ``PER_CLASS``, ``OVERRIDES`` there), ingested here and indexed by the shipped jobs
-    through ``tests/asset_jobs.py``. The fixture is a pytest fixture and the test module
-    does not import outside pytest's path setup, so its picks and ingest loop are written
-    again here; keep the two alike.
+    The one the API tests serve (``build_real_repository`` of ``tests/asset_jobs.py``).
     """
     done = FUZZ_HOME / "built.json"
     if done.exists():
@@ -209,34 +199,17 @@ def fuzz_home() -> Path:
         raise FileExistsError(f"{FUZZ_HOME} holds a partial build; remove it and run again")
     data = require_data("ucmerced", "eurosat_rgb", "ucmerced_multilabel")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the shipped model is in the venv
-    # loaded by path: putting tests/ on sys.path would let tests/samplehub shadow the package
-    spec = importlib.util.spec_from_file_location("asset_jobs", REPO / "tests" / "asset_jobs.py")
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"{REPO / 'tests' / 'asset_jobs.py'} not found")
-    asset_jobs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(asset_jobs)
+    asset_jobs = load_test_helper("asset_jobs")
 
     from assets.resources import SampleHubResource
-    from samplehub.sources import SourceSpec
 
     start = time.perf_counter()
     home = FUZZ_HOME / "home"
-    resource = SampleHubResource(overrides=[*OVERRIDES, f"home={home}"])
-    repo = resource.repository()
-    for dataset, (folder, classes) in PICK.items():
-        for name in classes:
-            target = FUZZ_HOME / "images" / dataset / name
-            target.mkdir(parents=True)
-            for f in sorted((data / folder / name).iterdir())[:PER_CLASS]:
-                shutil.copy(f, target / f.name)
-        repo.ingest(SourceSpec(name=dataset, uri=str(FUZZ_HOME / "images" / dataset)))
-    repo.ingest(SourceSpec(
-        name="ucmerced_multilabel", kind="multilabel_manifest",
-        uri=str(data / "ucmerced_multilabel" / "LandUse_Multilabeled.txt"),
-        options={"images": str(FUZZ_HOME / "images" / "ucmerced")}))
-    asset_jobs.index_datasets(resource, [*PICK, "ucmerced_multilabel"])
-    done.write_text(json.dumps({"picks": {d: list(c) for d, (_, c) in PICK.items()},
-                                "per_class": PER_CLASS,
+    resource = SampleHubResource(overrides=[*asset_jobs.REAL_OVERRIDES, f"home={home}"])
+    asset_jobs.build_real_repository(resource, data, FUZZ_HOME / "images")
+    done.write_text(json.dumps({"picks": {d: list(c) for d, (_, c) in
+                                          asset_jobs.REAL_PICK.items()},
+                                "per_class": asset_jobs.REAL_PER_CLASS,
                                 "seconds": round(time.perf_counter() - start, 1)}))
     return home
 

@@ -214,25 +214,29 @@ def compute_features(
         DatasetNotFoundError: ``dataset`` is not in the catalog.
     """
     start = time.perf_counter()
-    rows = repo.catalog.samples(dataset, columns=PIXEL_COLUMNS)
-    version = model.version if model is not None else model_version(repo.config)
-    todo = rows[~rows["sample_id"].isin(feature_ids(repo.catalog, dataset, version))]
-    if len(todo) and model is None:  # load weights only when there is work
-        model = load_feature_model(repo.config)
-        if model.version != version:  # the alias moved meanwhile
-            version = model.version
-            todo = rows[~rows["sample_id"].isin(feature_ids(repo.catalog, dataset, version))]
-    report = FeatureReport(dataset, version, total=len(rows), cached=len(rows) - len(todo))
-    store = repo.store.dataset(dataset)
-    batch_size = repo.config.executor.batch_size
-    with progress_bar(f"features {dataset}", len(todo), "img", progress) as bar:
-        for batch, images in image_batches(store, todo, batch_size):
-            xb = model.encode(images)  # type: ignore[union-attr] # loaded when todo is non-empty
-            ids = batch["sample_id"].to_numpy()
-            repo.catalog.append("features", feature_table(ids, dataset, version, xb))
-            report.computed += len(batch)
-            bar.update(len(batch))
-            log.info("features %s: %d/%d samples", dataset, report.computed, len(todo))
+    # Two runs of one dataset would both encode the samples neither had stored yet.
+    with repo.locks.hold(f"features-{dataset}"):
+        rows = repo.catalog.samples(dataset, columns=PIXEL_COLUMNS)
+        version = model.version if model is not None else model_version(repo.config)
+        todo = rows[~rows["sample_id"].isin(feature_ids(repo.catalog, dataset, version))]
+        if len(todo) and model is None:  # load weights only when there is work
+            model = load_feature_model(repo.config)
+            if model.version != version:  # the alias moved meanwhile
+                version = model.version
+                stored = feature_ids(repo.catalog, dataset, version)
+                todo = rows[~rows["sample_id"].isin(stored)]
+        report = FeatureReport(dataset, version, total=len(rows), cached=len(rows) - len(todo))
+        store = repo.store.dataset(dataset)
+        batch_size = repo.config.executor.batch_size
+        with progress_bar(f"features {dataset}", len(todo), "img", progress) as bar:
+            for batch, images in image_batches(store, todo, batch_size):
+                # the model is loaded whenever todo is non-empty
+                xb = model.encode(images)  # type: ignore[union-attr]
+                ids = batch["sample_id"].to_numpy()
+                repo.catalog.append("features", feature_table(ids, dataset, version, xb))
+                report.computed += len(batch)
+                bar.update(len(batch))
+                log.info("features %s: %d/%d samples", dataset, report.computed, len(todo))
     report.seconds = time.perf_counter() - start
     return report
 

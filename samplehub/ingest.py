@@ -28,7 +28,7 @@ from samplehub.hilbert import hilbert_key
 from samplehub.progress import progress_bar
 from samplehub.records import FileEntry, Quarantined, SampleRecord, content_hash
 from samplehub.sources import Source
-from samplehub.store import SampleStore
+from samplehub.store import DatasetStore, SampleStore
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class IngestReport:
     labels: int = 0
     hashed: int = 0
     """Rows catalogued before content hashes existed whose hash this run filled in."""
+    reclaimed: int = 0
+    """Store rows an interrupted run wrote past its last commit, dropped before appending."""
 
     @property
     def samples_per_s(self) -> float:
@@ -165,9 +167,12 @@ def ingest_dataset(
     """Ingest every sample of ``source`` that the catalog does not hold yet.
 
     Each batch is one atomic Delta commit after its pixels are in Zarr, so an interrupted
-    run loses nothing and a re-run adds only what is missing (zero rows when nothing
-    changed). The dataset's quarantine partition is replaced by this run's failures, so a
-    file fixed since the last run leaves quarantine when it is ingested.
+    run keeps every batch it committed and a re-run adds only what is missing (zero rows
+    when nothing changed). Pixels a killed run wrote past its last commit are dropped
+    first (:func:`reclaim_uncommitted`), so they neither stay as orphans nor shift rows.
+    The caller holds the dataset's writer lock (``Repository.ingest`` does). The dataset's
+    quarantine partition is replaced by this run's failures, so a file fixed since the
+    last run leaves quarantine when it is ingested.
     """
     started = time.perf_counter()
     executor = executor or ExecutorConfig()
@@ -176,6 +181,7 @@ def ingest_dataset(
     tree = source.label_tree()
     known = set(catalog.sample_ids(dataset).tolist())
     target = store.dataset(dataset)
+    report.reclaimed = reclaim_uncommitted(catalog, target, dataset)
     with progress_bar(desc=f"ingest {dataset}", unit="sample", enabled=progress) as bar:
         for batch in source.discover(executor.batch_size):
             report.found += len(batch)
@@ -226,6 +232,46 @@ def ingest_dataset(
             f"`samplehub quarantine {dataset}` and fix or remove the files"
         )
     return report
+
+
+def committed_rows(catalog: Catalog, dataset: str) -> dict[str, int]:
+    """``{store array key: rows the catalog references}`` (highest row index + 1)."""
+    rows = catalog.read("samples", dataset, columns=["zarr_array", "zarr_index"])
+    counts: dict[str, int] = {}
+    for key, index in zip(rows.column("zarr_array").to_pylist(),
+                          rows.column("zarr_index").to_pylist(), strict=True):
+        counts[key] = max(counts.get(key, 0), int(index) + 1)
+    return counts
+
+
+def uncommitted_rows(catalog: Catalog, target: DatasetStore, dataset: str) -> dict[str, int]:
+    """``{array key: rows past the last committed one}`` for arrays that have any."""
+    committed = committed_rows(catalog, dataset)
+    return {
+        key: rows - committed.get(key, 0)
+        for key, rows in target.row_counts().items()
+        if rows > committed.get(key, 0)
+    }
+
+
+def reclaim_uncommitted(catalog: Catalog, target: DatasetStore, dataset: str) -> int:
+    """Truncate each of the dataset's arrays to the rows its catalog rows reference.
+
+    Rows past them were written by a run that died before its catalog commit; no catalog
+    row points at them, and appending after them would leave them stored forever.
+
+    Returns:
+        The number of rows dropped.
+    """
+    committed = committed_rows(catalog, dataset)
+    dropped = 0
+    for key, rows in target.row_counts().items():
+        keep = committed.get(key, 0)
+        if rows > keep:
+            dropped += target.truncate(key, keep)
+            log.info("%s: dropped %d store rows of %s past the last commit", dataset,
+                     rows - keep, key)
+    return dropped
 
 
 def fill_content_hashes(

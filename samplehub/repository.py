@@ -20,6 +20,7 @@ from samplehub.catalog import Catalog
 from samplehub.config import SampleHubConfig, load_config, load_sources
 from samplehub.errors import DatasetNotFoundError
 from samplehub.ingest import IngestReport, ingest_dataset
+from samplehub.locks import WriterLocks
 from samplehub.object_storage import ObjectStorage
 from samplehub.sources import Source, SourceSpec, open_source
 from samplehub.sources.filesystem import is_remote
@@ -167,15 +168,22 @@ class Repository:
         """The source reader of ``spec`` (S3 reads cached under the home)."""
         return open_source(spec, cache_dir=self.config.cache_dir)
 
+    @cached_property
+    def locks(self) -> WriterLocks:
+        """Writer locks of this home (``<home>/locks``), shared by every process using it."""
+        return WriterLocks(self.config.home_path / "locks")
+
     def ingest(self, spec: SourceSpec, progress: bool = False) -> IngestReport:
-        """Ingest one source into the catalog and the store."""
-        return ingest_dataset(
-            self.open_source(spec),
-            self.catalog,
-            self.store,
-            executor=self.config.executor,
-            progress=progress,
-        )
+        """Ingest one source into the catalog and the store, holding the dataset's lock."""
+        source = self.open_source(spec)
+        with self.locks.hold(f"dataset-{spec.name}"):
+            return ingest_dataset(
+                source,
+                self.catalog,
+                self.store,
+                executor=self.config.executor,
+                progress=progress,
+            )
 
     def image(self, sample_id: int) -> tuple[dict[str, Any], np.ndarray]:
         """A sample's catalog row and its (C, H, W) pixels."""

@@ -241,6 +241,31 @@ def duplicates(
         )
 
 
+@app.command()
+def fsck(
+    repair: Annotated[
+        bool, typer.Option(help="drop what interrupted runs left behind (store rows past the "
+                                "last commit, unpublished index versions)")
+    ] = False,
+    overrides: Overrides = None,
+) -> None:
+    """Check that catalog, store, features and index agree; exit 1 if anything is left."""
+    from samplehub.fsck import check_repository
+
+    report = check_repository(open_repository(overrides), repair=repair)
+    console.print(f"{report.datasets} datasets, {report.samples:,} catalogued samples")
+    for finding in report.findings:
+        state = ("[green]repaired[/]" if finding.repaired
+                 else "[yellow]reclaimable[/]" if finding.reclaimable else "[red]inconsistent[/]")
+        console.print(f"  {state} {finding.where}: {finding.what}")
+    if report.clean:
+        console.print("[green]consistent[/]")
+        return
+    if any(f.reclaimable and not f.repaired for f in report.findings):
+        console.print("run `samplehub fsck --repair` to drop what interrupted runs left")
+    raise typer.Exit(1)
+
+
 def parse_options(pairs: list[str]) -> dict[str, str]:
     """``["images=DIR"]`` -> ``{"images": "/abs/DIR"}``; local paths are made absolute."""
     options = {}

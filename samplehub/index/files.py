@@ -134,6 +134,18 @@ def collect_versions(path: Path, keep: int = KEEP_VERSIONS, grace_s: float = GRA
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def drop_stagings(path: Path) -> int:
+    """Remove every unpublished staging of ``path``; returns how many.
+
+    Only for a caller that holds the index's writer lock: a staging then belongs to a save
+    that died before publishing, not to one in progress.
+    """
+    stagings = list(versions_folder(path).glob(".staging-*"))
+    for staging in stagings:
+        shutil.rmtree(staging, ignore_errors=True)
+    return len(stagings)
+
+
 def _claim(staging: Path, store: Path) -> Path:
     """Rename ``staging`` to the next free ``vNNNNNN`` in ``store`` (safe with other writers)."""
     while True:

@@ -31,6 +31,7 @@ import numpy as np
 from samplehub.config import RetrievalConfig, SampleHubConfig
 from samplehub.errors import ConfigError, IndexNotTrainedError
 from samplehub.feature_store import load_features
+from samplehub.index.files import drop_stagings
 from samplehub.index.ivfpq import (
     STORES,
     IvfpqIndex,
@@ -150,20 +151,24 @@ def update_ivfpq_index(repo: Repository, model_version: str | None = None) -> In
     start = time.perf_counter()
     version = model_version or current_model_version(repo.config)
     path = index_path(repo.config, version)
-    ids, xb = load_features(repo.catalog, version)
-    retrieval = repo.config.retrieval
-    action: Action
-    if not (path / "index.faiss").is_file():
-        index, action, added = build_for(xb, ids, retrieval), "built", len(ids)
-    else:
-        index = load_index(path)
-        new = ~np.isin(ids, indexed_ids(index))
-        added = add_to_index(index, xb[new], ids[new]) if new.any() else 0
-        action = "added" if added else "unchanged"
-        if needs_retrain(index, retrieval.retrain_growth):
-            index, action = build_for(*stored_vectors(index), retrieval), "retrained"
-    if action != "unchanged":
-        save_index(index, path)
+    # One writer per index: two updates reading the features at different moments must
+    # not publish in the other order and drop the later one's vectors.
+    with repo.locks.hold(f"index-{path.name}"):
+        ids, xb = load_features(repo.catalog, version)
+        retrieval = repo.config.retrieval
+        action: Action
+        if not (path / "index.faiss").is_file():
+            index, action, added = build_for(xb, ids, retrieval), "built", len(ids)
+        else:
+            index = load_index(path)
+            new = ~np.isin(ids, indexed_ids(index))
+            added = add_to_index(index, xb[new], ids[new]) if new.any() else 0
+            action = "added" if added else "unchanged"
+            if needs_retrain(index, retrieval.retrain_growth):
+                index, action = build_for(*stored_vectors(index), retrieval), "retrained"
+        if action != "unchanged":
+            drop_stagings(path)  # left by an update killed before it published
+            save_index(index, path)
     return IndexUpdate(
         version,
         action,

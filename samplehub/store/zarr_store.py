@@ -6,9 +6,11 @@ grouped by shape: ``images/<dtype>_<C>x<H>x<W>`` holds (N, C, H, W) and
 ``thumbs/<same key>`` holds (N, 3, t, t) uint8 at the same row index. The catalog row
 records the array key and the row index.
 
-Writes append rows before the catalog commit; if a run dies in between, the rows are
-unreferenced and the re-run appends them again, so no catalog row ever points at
-missing pixels.
+Writes append rows before the catalog commit, so no catalog row ever points at missing
+pixels. If a run dies in between, the rows past the last committed one are unreferenced;
+the next ingest of the dataset truncates each array back to its committed rows
+(:meth:`DatasetStore.truncate`, which deletes the chunks beyond) before appending, and
+``samplehub fsck`` reports them meanwhile.
 """
 
 from __future__ import annotations
@@ -65,6 +67,31 @@ class DatasetStore:
             t = self.thumb_size
             thumbs.create_array(key, shape=(0, 3, t, t), chunks=(1, 3, t, t), dtype="uint8")
         return self._array(f"images/{key}"), self._array(f"thumbs/{key}")
+
+    def row_counts(self) -> dict[str, int]:
+        """``{array key: rows}`` of every image array of the dataset."""
+        if "images" not in self.group:
+            return {}
+        images = self.group["images"]
+        assert isinstance(images, zarr.Group)
+        return {key: self._array(f"images/{key}").shape[0] for key in sorted(images.array_keys())}
+
+    def truncate(self, key: str, rows: int) -> int:
+        """Drop the rows from ``rows`` on of one image array and its thumbnails.
+
+        Returns:
+            The number of rows dropped; their chunks are deleted.
+        """
+        dropped = 0
+        for kind in ("images", "thumbs"):
+            path = f"{kind}/{key}"
+            if path not in self.group:
+                continue
+            array = self._array(path)
+            if array.shape[0] > rows:
+                dropped = max(dropped, array.shape[0] - rows)
+                array.resize((rows, *array.shape[1:]))
+        return dropped
 
     def _array(self, path: str) -> zarr.Array:
         node = self.group[path]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from automation_loop import AutomationLoop, ingest
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 
 from assets.resources import SampleHubResource
 from orchestration.server import DevServer, busy, materialization_counts, poll
@@ -46,6 +46,22 @@ def exact_hits(label: str, dataset: str) -> int | None:
     except UnknownLabelError:
         return None
     return sum(hit.dataset == dataset for hit in result.exact) or None
+
+
+def runs_of(instance: DagsterInstance, counts: dict, after: float) -> str:
+    """Which runs, with which tags and selection, materialized what was counted twice."""
+    lines = []
+    for (asset, partition), n in counts.items():
+        if n < 2:
+            continue
+        for record in instance.fetch_materializations(AssetKey(asset), limit=100).records:
+            if record.timestamp > after and (record.partition_key or "") == partition:
+                run = instance.get_run_by_id(record.run_id)
+                assert run is not None
+                selection = sorted(k.to_user_string() for k in run.asset_selection or ())
+                lines.append(f"{asset}[{partition}] by {run.job_name} {run.run_id[:8]} "
+                             f"selection={selection} tags={dict(run.tags)}")
+    return "\n".join(lines)
 
 
 @pytest.fixture
@@ -103,7 +119,8 @@ def test_a_dropped_folder_becomes_queryable_and_backfills_like_the_ui(
         assert after_drop[("samples", "ucm_drop")] == 1
         assert after_drop[("image_features", "ucm_drop")] == 1
         assert after_drop[("label_graph", "")] == 1 and after_drop[("ivfpq_index", "")] == 1
-        assert max(after_drop.values()) == 1, f"materialized twice: {after_drop}"
+        assert max(after_drop.values()) == 1, (
+            f"materialized twice: {after_drop}\n{runs_of(instance, after_drop, settled)}")
         assert not any(dataset in {"eurosat_mini", "bigearthnet_s2"}
                        for _, dataset in after_drop), "old partitions were left alone"
 

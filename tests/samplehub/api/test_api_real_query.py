@@ -9,21 +9,14 @@ through ``create_app(repo)`` with its default query functions.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from asset_jobs import index_datasets
+from asset_jobs import REAL_OVERRIDES, REAL_PER_CLASS, build_real_repository
 from fastapi.testclient import TestClient
 
 from samplehub.api import create_app
-from samplehub.sources import SourceSpec
-
-OVERRIDES = ["retrieval.pq_m=8"]  # the shipped feature model (224 px)
-PICK = {"ucmerced": ("ucmerced/Images", ("golfcourse", "river", "freeway")),
-        "eurosat": ("eurosat_rgb", ("River", "Highway"))}
-PER_CLASS = 100
 
 
 @pytest.fixture(scope="module")
@@ -34,24 +27,9 @@ def api(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator
     root = tmp_path_factory.mktemp("real_api")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("SAMPLEHUB_HOME", str(root / "home"))
-        resource = SampleHubResource(overrides=OVERRIDES)
+        resource = SampleHubResource(overrides=REAL_OVERRIDES)
+        build_real_repository(resource, shared_data, root / "images")
         repo = resource.repository()
-        for dataset, (folder, classes) in PICK.items():
-            for name in classes:
-                files = sorted((shared_data / folder / name).iterdir())[:PER_CLASS]
-                (root / dataset / name).mkdir(parents=True)
-                for f in files:
-                    shutil.copy(f, root / dataset / name / f.name)
-            report = repo.ingest(SourceSpec(name=dataset, uri=str(root / dataset)))
-            assert report.added == PER_CLASS * len(classes)
-        # UC Merced's multi-label presence labels of the same images: the co-occurrences
-        # that associate labels (rows of images not copied here are quarantined)
-        manifest = shared_data / "ucmerced_multilabel" / "LandUse_Multilabeled.txt"
-        report = repo.ingest(SourceSpec(
-            name="ucmerced_multilabel", uri=str(manifest), kind="multilabel_manifest",
-            options={"images": str(root / "ucmerced")}))
-        assert report.total == 3 * PER_CLASS
-        index_datasets(resource, [*PICK, "ucmerced_multilabel"])
         yield TestClient(create_app(repo))
 
 
@@ -62,7 +40,7 @@ def test_a_label_query_returns_exact_hits_from_both_datasets_and_supplementary(
     exact = [h for h in body["hits"] if h["kind"] == "exact"]
     supplementary = [h for h in body["hits"] if h["kind"] == "supplementary"]
     assert {h["dataset"] for h in exact} == {"ucmerced", "eurosat"}
-    assert len(exact) == body["exact"] == 2 * PER_CLASS
+    assert len(exact) == body["exact"] == 2 * REAL_PER_CLASS
     assert 0 < len(supplementary) == body["supplementary"] <= 20, (body["message"], body["plan"])
     assert not {h["sample_id"] for h in supplementary} & {h["sample_id"] for h in exact}
     assert all(h["reason"] for h in supplementary), "each supplementary hit says why"
@@ -70,7 +48,7 @@ def test_a_label_query_returns_exact_hits_from_both_datasets_and_supplementary(
 
 def test_query_by_image_finds_its_own_class(api: TestClient) -> None:
     golf = api.post("/query", json={"labels": ["golf course"]}).json()
-    assert golf["exact"] == PER_CLASS
+    assert golf["exact"] == REAL_PER_CLASS
     probes = [h["sample_id"] for h in golf["hits"][:5]]
     nearest = []
     for probe in probes:

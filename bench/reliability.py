@@ -1,0 +1,114 @@
+"""Reliability figures: killed runs, concurrent writers, fuzzed input, a soak of the API.
+
+Writes ``bench/results/reliability.json``; each ``--sections`` entry replaces its own row
+and keeps the others, so one section can be re-run alone.
+
+- ``kills``: the harness of ``tests/kills.py`` on all 2,100 real UC Merced images
+  (default batch size, the shipped 224 px model input): ``samplehub ingest``, feature
+  extraction and an IVF-PQ update, each SIGKILLed 20 times at seeded points (uniform over
+  the reference run's span from its first write to its end, counted from each run's own
+  first write) and re-run. Per stage: ``injected / recovered / lost / duplicated``, where
+  the kills landed (mid-run, after a partial commit, with leftovers for ``fsck``), and the
+  reference run's wall time.
+- ``concurrency``: two ingests of different real datasets at once, two ingests of the
+  same dataset at once, an ingest during an index update, two feature runs of one
+  dataset at once (what two Dagster runs of one asset partition do): rows lost or
+  duplicated, and the writer lock's waits.
+- ``fuzz`` and ``soak``: ``bench/soak.py`` (Schemathesis against the live OpenAPI schema;
+  32 clients for 10 minutes on a 100k real-view home).
+
+Every row records the machine and its load average (``common.machine``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import RESULTS, load_test_helper, machine, require_data, write_json
+
+NAME = "reliability.json"
+KILL_OVERRIDES: list[str] = []
+
+
+def kills_row(data: Path, kills: int, seed: int) -> dict[str, Any]:
+    """Each stage killed ``kills`` times over UC Merced; see the module docstring."""
+    harness = load_test_helper("kills")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="kills-") as work:
+        results = harness.run_kills(
+            str(data / "ucmerced" / "Images"), "ucmerced", Path(work), KILL_OVERRIDES,
+            dict.fromkeys(harness.STAGES, kills), seed=seed)
+    return {
+        "data": "real: UC Merced, 2,100 images of 256 px, 21 classes",
+        "seed": seed,
+        "overrides": KILL_OVERRIDES,
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": machine(),
+        **{stage: result.summary() for stage, result in results.items()},
+    }
+
+
+def concurrency_row(data: Path, per_class: int) -> dict[str, Any]:
+    """The scenarios of ``tests/writers.py``: UC Merced (all) and a EuroSAT subset."""
+    writers = load_test_helper("writers")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="writers-") as work:
+        eurosat = Path(work) / "eurosat"
+        for folder in sorted(p for p in (data / "eurosat_rgb").iterdir() if p.is_dir()):
+            (eurosat / folder.name).mkdir(parents=True)
+            for image in sorted(folder.iterdir())[:per_class]:
+                shutil.copy(image, eurosat / folder.name / image.name)
+        rows = writers.run_scenarios(data / "ucmerced" / "Images", eurosat, Path(work) / "homes",
+                                     KILL_OVERRIDES)
+    return {
+        "data": f"real: UC Merced (2,100 images) and EuroSAT RGB ({per_class} per class)",
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": machine(),
+        "lost": sum(r["lost"] for r in rows),
+        "duplicated": sum(r["duplicated"] for r in rows),
+        "scenarios": rows,
+    }
+
+
+def main() -> None:
+    """Run the chosen sections and merge their rows into ``bench/results/reliability.json``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", default=["kills", "concurrency", "fuzz", "soak"],
+                        choices=["kills", "concurrency", "fuzz", "soak"])
+    parser.add_argument("--kills", type=int, default=20, help="kills per stage")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-class", type=int, default=270,
+                        help="EuroSAT images per class in the concurrency scenarios")
+    parser.add_argument("--cases", type=int, default=1000, help="fuzz cases at least")
+    parser.add_argument("--soak-n", type=int, default=100_000)
+    parser.add_argument("--soak-users", type=int, default=32)
+    parser.add_argument("--soak-seconds", type=int, default=600)
+    args = parser.parse_args()
+    data = require_data("ucmerced", "eurosat_rgb")
+    path = RESULTS / NAME
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    for section in args.sections:
+        print(f"== {section}", flush=True)
+        if section == "kills":
+            results["kills"] = kills_row(data, args.kills, args.seed)
+        elif section == "concurrency":
+            results["concurrency"] = concurrency_row(data, args.per_class)
+        elif section == "fuzz":
+            from soak import fuzz_row
+
+            results["fuzz"] = fuzz_row(args.cases)
+        elif section == "soak":
+            from soak import soak_row
+
+            results["soak"] = soak_row(args.soak_n, args.soak_users, args.soak_seconds)
+        write_json(NAME, results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Writer locks a repository owns, so two writers of the same thing take turns.
+
+Appends to Delta tables from different processes are safe on their own (each is one
+optimistic commit, retried on conflict), but some writes are read-modify-write over one
+dataset: an ingest reclaims store rows past the last commit before appending, a feature
+run skips the samples already encoded. Two such runs of the same dataset at once would
+truncate each other's rows or encode the same samples twice, so each takes the dataset's
+lock for its whole run. Locks are advisory ``flock`` locks on files under
+``<home>/locks``; the kernel drops them when the holder dies, so a killed run never leaves
+a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class WriterLocks:
+    """Named exclusive locks under one folder.
+
+    Args:
+        folder: where the lock files live (created on first use).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, name: str) -> Path:
+        """The lock file of ``name`` (characters outside ``[A-Za-z0-9_.-]`` become ``_``)."""
+        return self.folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
+
+    @contextmanager
+    def hold(self, name: str) -> Iterator[float]:
+        """Hold the lock ``name``, waiting for its holder to finish; yields seconds waited."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        fd = os.open(self.path(name), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another writer of %s to finish", name)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield time.perf_counter() - started
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock

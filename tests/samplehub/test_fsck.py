@@ -1,0 +1,92 @@
+"""``samplehub fsck`` and the ingest's reclaim of rows an interrupted run left in the store."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from samplehub.cli.main import app
+from samplehub.config import load_config
+from samplehub.fsck import check_repository
+from samplehub.ingest import read_entries
+from samplehub.repository import Repository
+from samplehub.sources import SourceSpec
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data"
+runner = CliRunner()
+
+
+@pytest.fixture
+def repo(home: Path) -> Repository:
+    repo = Repository(load_config(["executor.batch_size=4"]))
+    repo.ingest(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
+    return repo
+
+
+def write_uncommitted(repo: Repository, count: int) -> None:
+    """What a run killed between its store write and its catalog commit leaves behind."""
+    source = repo.open_source(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
+    entries = next(iter(source.discover(count)))
+    records, _ = read_entries(source, entries, repo.config.executor)
+    repo.store.dataset("tree").append(records)
+
+
+def fsck(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["fsck", *args], env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
+def stored_rows(repo: Repository) -> int:
+    return sum(repo.store.dataset("tree").row_counts().values())
+
+
+def test_a_consistent_repository_passes(repo: Repository) -> None:
+    assert check_repository(repo).findings == []
+    code, output = fsck()
+    assert code == 0 and "consistent" in output
+
+
+def test_rows_past_the_last_commit_are_reported_then_repaired(repo: Repository) -> None:
+    catalogued = len(repo.catalog.sample_ids("tree"))
+    write_uncommitted(repo, 3)
+    assert stored_rows(repo) == catalogued + 3
+    code, output = fsck()
+    assert code == 1 and "3 store rows past the last catalog commit" in output
+    assert "fsck --repair" in output
+    code, output = fsck("--repair")
+    assert code == 0 and "repaired" in output
+    assert stored_rows(repo) == catalogued
+    assert check_repository(repo).clean
+
+
+def test_the_next_ingest_reclaims_them_and_keeps_rows_aligned(repo: Repository) -> None:
+    before = repo.catalog.read("samples", "tree").sort_by("sample_id")
+    write_uncommitted(repo, 5)
+    report = repo.ingest(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
+    assert report.reclaimed == 5 and report.added == 0
+    assert check_repository(repo).clean
+    after = repo.catalog.read("samples", "tree").sort_by("sample_id")
+    assert after.column("zarr_index").equals(before.column("zarr_index"))
+    row, pixels = repo.image(int(after.column("sample_id")[0].as_py()))
+    assert pixels.shape == (3, row["height"], row["width"])
+
+
+def test_missing_pixels_are_inconsistent_not_reclaimable(repo: Repository) -> None:
+    target = repo.store.dataset("tree")
+    key, rows = next(iter(target.row_counts().items()))
+    target.truncate(key, rows - 2)
+    report = check_repository(repo, repair=True)
+    (finding,) = report.findings
+    assert not finding.reclaimable and not finding.repaired and not report.clean
+    assert f"{key}[{rows - 1}]" in finding.what and "re-ingest" in finding.what
+    assert fsck()[0] == 1
+
+
+def test_duplicated_sample_ids_are_reported(repo: Repository) -> None:
+    rows = repo.catalog.read("samples", "tree")
+    repo.catalog.append("samples", rows.slice(0, 2))
+    findings = check_repository(repo).findings
+    assert sum("catalogued 2 times" in f.what for f in findings) == 2
+    ids = rows.column("sample_id").to_numpy()[:2]
+    assert all(any(str(i) in f.what for f in findings) for i in np.asarray(ids))
