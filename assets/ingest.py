@@ -3,6 +3,7 @@
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
+    AssetKey,
     DataVersion,
     MaterializeResult,
     MetadataValue,
@@ -67,6 +68,11 @@ def label_tree(context: AssetExecutionContext, samplehub: SampleHubResource) -> 
         data_version=DataVersion(json_digest([(n["name"], n["parent"]) for n in nodes])),
         metadata={"labels": len(nodes), "tree": MetadataValue.md(table)},
     )
+
+
+# What the new-dataset sensor and the rescan schedule request: ``samples`` alone, its
+# checks with it; the automation conditions carry ``label_tree`` and the rest.
+INGEST_SELECTION = [AssetKey("samples")]
 
 
 @asset_check(asset=samples, blocking=True)

@@ -20,6 +20,7 @@ from dagster import (
     schedule,
 )
 
+from assets.ingest import INGEST_SELECTION
 from assets.partitions import DATASET_PARTITIONS
 from jobs.hashing import hash_training_job
 from jobs.ingest import ingest_job
@@ -40,6 +41,7 @@ def rescan_schedule(cron: str) -> ScheduleDefinition:
             yield RunRequest(
                 partition_key=name,
                 run_key=f"rescan-{name}-{context.scheduled_execution_time:%Y%m%d%H%M}",
+                asset_selection=INGEST_SELECTION,  # the automation takes it from there
             )
 
     return rescan_schedule

@@ -24,6 +24,7 @@ from dagster import (
     sensor,
 )
 
+from assets.ingest import INGEST_SELECTION
 from assets.partitions import DATASET_PARTITIONS, dataset_partitions
 from assets.resources import SampleHubResource
 from jobs.hashing import hash_training_job
@@ -45,6 +46,11 @@ def new_dataset_sensor(
 ) -> SensorResult:
     """Add a partition and request an ingestion run for every new dataset whose data exists.
 
+    The run materializes ``samples`` alone: ``label_tree`` and everything after it follow
+    from its new data version through the automation conditions, so one path requests
+    them. (A run carrying both raced the automation's next evaluation, which could see the
+    new ``samples`` version and request ``label_tree`` a second time.)
+
     Candidates are the configured sources and the sub-folders of ``watch_root``
     (:meth:`~samplehub.repository.Repository.available_sources`); a source whose path is
     absent is not requested. The cursor holds the names already handled, so a dataset is
@@ -61,7 +67,9 @@ def new_dataset_sensor(
         )
     return SensorResult(
         run_requests=[
-            RunRequest(partition_key=name, run_key=f"new-dataset-{name}") for name in new
+            RunRequest(partition_key=name, run_key=f"new-dataset-{name}",
+                       asset_selection=INGEST_SELECTION)
+            for name in new
         ],
         dynamic_partitions_requests=[dataset_partitions.build_add_request(new)],
         cursor=json.dumps(sorted(seen | set(new))),

@@ -13,6 +13,7 @@ from dagster import (
     materialize,
 )
 
+from assets.ingest import INGEST_SELECTION
 from assets.partitions import dataset_partitions
 from assets.resources import SampleHubResource
 from orchestration.definitions import defs
@@ -82,9 +83,9 @@ def ingest(loop: AutomationLoop, *names: str) -> None:
         loop.tick()
     loop.instance.add_dynamic_partitions(dataset_partitions.name, list(names))
     for name in names:
-        run = defs.resolve_job_def("ingest_dataset").execute_in_process(
-            partition_key=name, instance=loop.instance, raise_on_error=False,
-            resources=loop.resources,
+        run = materialize(
+            defs.assets, selection=INGEST_SELECTION, partition_key=name,
+            instance=loop.instance, resources=loop.resources, raise_on_error=False,
         )
         pair = ("samples", name)
         if run.success:
