@@ -14,6 +14,10 @@ and keeps the others, so one section can be re-run alone.
   same dataset at once, an ingest during an index update, two feature runs of one
   dataset at once (what two Dagster runs of one asset partition do): rows lost or
   duplicated, and the writer lock's waits.
+- ``s3_faults``: ``tests/fault_proxy.py`` in front of moto's S3 server: an ingest of UC
+  Merced with a tenth of all requests failing (500, 503 SlowDown, resets), then five
+  ingests whose server dies after 10, 30, 50, 70 and 90 % of the flaky run's requests;
+  ``injected / retried / failed_cleanly / half_committed``.
 - ``fuzz`` and ``soak``: ``bench/soak.py`` (Schemathesis against the live OpenAPI schema;
   32 clients for 10 minutes on a 100k real-view home).
 
@@ -33,6 +37,7 @@ from typing import Any
 from common import RESULTS, load_test_helper, machine, require_data, write_json
 
 NAME = "reliability.json"
+SECTIONS = ["kills", "concurrency", "s3_faults", "fuzz", "soak"]
 KILL_OVERRIDES: list[str] = []
 
 
@@ -76,15 +81,32 @@ def concurrency_row(data: Path, per_class: int) -> dict[str, Any]:
     }
 
 
+def s3_faults_row(data: Path, rate: float, seed: int) -> dict[str, Any]:
+    """``tests/fault_proxy.py``'s scenarios over all of UC Merced on moto's S3 server."""
+    proxy = load_test_helper("fault_proxy")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="s3-faults-") as work:
+        row = proxy.fault_scenarios(data / "ucmerced" / "Images", Path(work) / "home", rate,
+                                    [0.1, 0.3, 0.5, 0.7, 0.9], seed)
+    return {
+        "data": "real: UC Merced, 2,100 images of 256 px, into a catalog and store on moto's "
+                "S3 server behind a fault-injecting proxy",
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": machine(),
+        **row,
+    }
+
+
 def main() -> None:
     """Run the chosen sections and merge their rows into ``bench/results/reliability.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", nargs="+", default=["kills", "concurrency", "fuzz", "soak"],
-                        choices=["kills", "concurrency", "fuzz", "soak"])
+    parser.add_argument("--sections", nargs="+", default=SECTIONS, choices=SECTIONS)
     parser.add_argument("--kills", type=int, default=20, help="kills per stage")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-class", type=int, default=270,
                         help="EuroSAT images per class in the concurrency scenarios")
+    parser.add_argument("--fault-rate", type=float, default=0.1,
+                        help="share of S3 requests that get a fault in the flaky run")
     parser.add_argument("--cases", type=int, default=1000, help="fuzz cases at least")
     parser.add_argument("--soak-n", type=int, default=100_000)
     parser.add_argument("--soak-users", type=int, default=32)
@@ -99,6 +121,8 @@ def main() -> None:
             results["kills"] = kills_row(data, args.kills, args.seed)
         elif section == "concurrency":
             results["concurrency"] = concurrency_row(data, args.per_class)
+        elif section == "s3_faults":
+            results["s3_faults"] = s3_faults_row(data, args.fault_rate, args.seed)
         elif section == "fuzz":
             from soak import fuzz_row
 

@@ -100,3 +100,7 @@ class LabellingViewNotFoundError(LookupFailedError):
 
 class LabellingError(SampleHubError, ValueError):
     """A labelling view's input, a label action or a publish request is invalid."""
+
+
+class StorageError(SampleHubError, OSError):
+    """The catalog's or the store's storage failed after its retries (a server down)."""

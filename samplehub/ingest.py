@@ -25,12 +25,16 @@ from samplehub.config import ExecutorConfig
 from samplehub.errors import InvalidSampleError, SampleHubError
 from samplehub.executors import map_batch
 from samplehub.hilbert import hilbert_key
+from samplehub.object_storage import storage_failures
 from samplehub.progress import progress_bar
 from samplehub.records import FileEntry, Quarantined, SampleRecord, content_hash
 from samplehub.sources import Source
 from samplehub.store import DatasetStore, SampleStore
 
 log = logging.getLogger(__name__)
+
+AGAIN = ("the batches committed before it are kept: ingest {dataset!r} again once the "
+         "storage answers (`samplehub fsck` lists what is left to reclaim)")
 
 
 @dataclass
@@ -190,8 +194,10 @@ def ingest_dataset(
             records, bad = read_entries(source, new, executor)
             report.quarantined.extend(bad)
             if records:
-                locations = target.append(records)
-                catalog.append("samples", records_to_table(records, locations))
+                with storage_failures(f"{store.uri(dataset)} and {catalog.uri('samples')}",
+                                      AGAIN.format(dataset=dataset)):
+                    locations = target.append(records)
+                    catalog.append("samples", records_to_table(records, locations))
                 report.added += len(records)
                 report.bytes_written += sum(r.image.nbytes for r in records)
             bar.update(len(batch))

@@ -11,11 +11,15 @@ hands each client its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from samplehub.errors import ConfigError
+from samplehub.errors import ConfigError, SampleHubError, StorageError
+
+# The packages whose exceptions mean "the storage failed": the S3 clients and delta-rs.
+STORAGE_PACKAGES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "deltalake", "urllib3")
 
 # Accepted spellings of each setting (the object_store key first), case-insensitive.
 SPELLINGS = {
@@ -25,6 +29,9 @@ SPELLINGS = {
     "secret": ("AWS_SECRET_ACCESS_KEY", "secret", "aws_secret_access_key"),
     "token": ("AWS_SESSION_TOKEN", "token", "aws_session_token"),
     "allow_http": ("AWS_ALLOW_HTTP", "allow_http"),
+    "max_retries": ("max_retries", "retries"),
+    "retry_timeout": ("retry_timeout",),
+    "timeout": ("timeout", "request_timeout"),
 }
 _NAMES = {spelling.lower(): name for name, spellings in SPELLINGS.items() for spelling in spellings}
 
@@ -43,6 +50,12 @@ class ObjectStorage:
     secret: str | None = None
     token: str | None = None
     allow_http: bool | None = None
+    max_retries: int | None = None
+    """Retries of a failed request (5xx, throttling, reset, timeout) before giving up."""
+    retry_timeout: float | None = None
+    """Seconds after the first attempt past which no retry starts (delta-rs)."""
+    timeout: float | None = None
+    """Seconds one request may take (connect and read)."""
 
     @classmethod
     def parse(cls, options: Mapping[str, Any] | None, where: str = "storage.storage_options"
@@ -66,6 +79,14 @@ class ObjectStorage:
             values[name] = value
         if "allow_http" in values:
             values["allow_http"] = str(values["allow_http"]).lower() in ("1", "true", "yes")
+        for name, kind in (("max_retries", int), ("retry_timeout", float), ("timeout", float)):
+            if name in values:
+                try:
+                    values[name] = kind(values[name])
+                except ValueError:
+                    raise ConfigError(f"{where}.{name}: expected a number of "
+                                      f"{'retries' if kind is int else 'seconds'}, "
+                                      f"got {values[name]!r}") from None
         return cls(**values)
 
     def for_delta(self) -> dict[str, str]:
@@ -78,6 +99,12 @@ class ObjectStorage:
             options["AWS_ALLOW_HTTP"] = "true" if self.allow_http else "false"
         elif self.endpoint_url and self.endpoint_url.startswith("http://"):
             options["AWS_ALLOW_HTTP"] = "true"  # an http:// endpoint is meant to be used
+        if self.max_retries is not None:
+            options["max_retries"] = str(self.max_retries)
+        if self.retry_timeout is not None:
+            options["retry_timeout"] = f"{self.retry_timeout:g}s"
+        if self.timeout is not None:
+            options["timeout"] = f"{self.timeout:g}s"
         return options
 
     def for_fsspec(self) -> dict[str, Any]:
@@ -88,11 +115,54 @@ class ObjectStorage:
                                     ("region_name", self.region)) if v is not None}
         if client:
             options["client_kwargs"] = client
+        config = self._botocore_config()
+        if config:
+            options["config_kwargs"] = config
         return options
+
+    def _botocore_config(self) -> dict[str, Any]:
+        """The botocore ``Config`` arguments: standard retry mode (5xx, throttling, resets)."""
+        config: dict[str, Any] = {}
+        if self.max_retries is not None:
+            config["retries"] = {"max_attempts": self.max_retries + 1, "mode": "standard"}
+        if self.timeout is not None:
+            config["connect_timeout"] = config["read_timeout"] = self.timeout
+        return config
 
     def for_boto3(self) -> dict[str, Any]:
         """``boto3.client('s3', **...)`` keyword arguments."""
         pairs = (("endpoint_url", self.endpoint_url), ("region_name", self.region),
                  ("aws_access_key_id", self.key), ("aws_secret_access_key", self.secret),
                  ("aws_session_token", self.token))
-        return {k: v for k, v in pairs if v is not None}
+        options: dict[str, Any] = {k: v for k, v in pairs if v is not None}
+        config = self._botocore_config()
+        if config:
+            from botocore.config import Config
+
+            options["config"] = Config(**config)
+        return options
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the storage (I/O, an S3 client, delta-rs), not our code."""
+    module = type(exc).__module__.split(".")[0]
+    return isinstance(exc, OSError) or module in STORAGE_PACKAGES
+
+
+@contextmanager
+def storage_failures(where: str, then: str) -> Iterator[None]:
+    """Turn a storage failure inside the block into one :class:`StorageError`.
+
+    Args:
+        where: the location written or read (a table or store URI; never credentials).
+        then: what the user can do next, appended to the message.
+    """
+    try:
+        yield
+    except SampleHubError:
+        raise
+    except Exception as exc:
+        if not is_storage_failure(exc):
+            raise
+        raise StorageError(f"{where}: {type(exc).__name__}: {exc} (after the configured "
+                           f"retries, storage.storage_options.max_retries); {then}") from exc
