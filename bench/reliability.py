@@ -38,21 +38,22 @@ from common import RESULTS, load_test_helper, machine, require_data, write_json
 
 NAME = "reliability.json"
 SECTIONS = ["kills", "concurrency", "s3_faults", "fuzz", "soak"]
-KILL_OVERRIDES: list[str] = []
 
 
-def kills_row(data: Path, kills: int, seed: int) -> dict[str, Any]:
-    """Each stage killed ``kills`` times over UC Merced; see the module docstring."""
+def kills_row(
+    data: Path, kills: int, seed: int, stages: list[str], overrides: list[str]
+) -> dict[str, Any]:
+    """Each of ``stages`` killed ``kills`` times over UC Merced; see the module docstring."""
     harness = load_test_helper("kills")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kills-") as work:
         results = harness.run_kills(
-            str(data / "ucmerced" / "Images"), "ucmerced", Path(work), KILL_OVERRIDES,
-            dict.fromkeys(harness.STAGES, kills), seed=seed)
+            str(data / "ucmerced" / "Images"), "ucmerced", Path(work), overrides,
+            dict.fromkeys(stages, kills), seed=seed)
     return {
         "data": "real: UC Merced, 2,100 images of 256 px, 21 classes",
         "seed": seed,
-        "overrides": KILL_OVERRIDES,
+        "overrides": overrides,
         "seconds": round(time.perf_counter() - started, 1),
         "machine": machine(),
         **{stage: result.summary() for stage, result in results.items()},
@@ -70,7 +71,7 @@ def concurrency_row(data: Path, per_class: int) -> dict[str, Any]:
             for image in sorted(folder.iterdir())[:per_class]:
                 shutil.copy(image, eurosat / folder.name / image.name)
         rows = writers.run_scenarios(data / "ucmerced" / "Images", eurosat, Path(work) / "homes",
-                                     KILL_OVERRIDES)
+                                     [])
     return {
         "data": f"real: UC Merced (2,100 images) and EuroSAT RGB ({per_class} per class)",
         "seconds": round(time.perf_counter() - started, 1),
@@ -103,6 +104,10 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", default=SECTIONS, choices=SECTIONS)
     parser.add_argument("--kills", type=int, default=20, help="kills per stage")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages", nargs="+", default=["ingest", "features", "index"],
+                        choices=["ingest", "features", "index"], help="stages to kill")
+    parser.add_argument("--set", nargs="*", default=[],
+                        help="Hydra overrides of the killed stages (e.g. executor.batch_size=256)")
     parser.add_argument("--per-class", type=int, default=270,
                         help="EuroSAT images per class in the concurrency scenarios")
     parser.add_argument("--fault-rate", type=float, default=0.1,
@@ -118,7 +123,16 @@ def main() -> None:
     for section in args.sections:
         print(f"== {section}", flush=True)
         if section == "kills":
-            results["kills"] = kills_row(data, args.kills, args.seed)
+            # a stage re-run alone replaces its entry; its run's data and machine go beside
+            row = kills_row(data, args.kills, args.seed, args.stages, args.set)
+            if set(args.stages) != {"ingest", "features", "index"} or args.set:
+                suffix = f" ({', '.join(args.set)})" if args.set else ""
+                merged = dict(results.get("kills", {}))
+                merged.update({stage + suffix: row[stage] for stage in args.stages})
+                merged[f"run: {', '.join(args.stages)}{suffix}"] = {
+                    k: v for k, v in row.items() if k not in args.stages}
+                row = merged
+            results["kills"] = row
         elif section == "concurrency":
             results["concurrency"] = concurrency_row(data, args.per_class)
         elif section == "s3_faults":

@@ -103,8 +103,10 @@ class Stage:
         snapshot: the stage's result in a home, comparable across homes (an Arrow table
             sorted by key, or an array).
         keys: the ids of the stage's result (for lost and duplicated counts).
-        written: whether the stage has started its work: its first write (catalog or
-            feature commits), or for the index its ready marker (it writes only at the end).
+        written: whether the stage has started its work: the dataset's store opened
+            (ingest: pixels are written from there on, commits follow each batch), the
+            first feature commit, or for the index its ready marker (it writes only at
+            the end).
         intact: whether what the result references can be read back (stored pixels).
     """
 
@@ -213,7 +215,8 @@ def stages(uri: str, dataset: str, overrides: list[str]) -> dict[str, Stage]:
         "ingest": Stage(
             [SAMPLEHUB, "ingest", uri, "--name", dataset, *sets],
             lambda repo: catalog_snapshot(repo, dataset), sample_ids,
-            has_delta_commit("samples"), lambda repo: stored_pixels_match(repo, dataset)),
+            lambda home: (home / "zarr" / f"{dataset}.zarr").exists(),
+            lambda repo: stored_pixels_match(repo, dataset)),
         "features": Stage(
             python_stage("features", "from samplehub.feature_store import compute_features; "
                          f"compute_features(repo, {dataset!r})"),

@@ -60,10 +60,13 @@ class DatasetStore:
     def _arrays(self, key: str, sample: np.ndarray) -> tuple[zarr.Array, zarr.Array]:
         images = self.group.require_group("images")
         thumbs = self.group.require_group("thumbs")
+        # Each array on its own: a run that died between creating the two left only the
+        # first, and the next run must create the other rather than fail to open it.
         if key not in images:
             images.create_array(
                 key, shape=(0, *sample.shape), chunks=(1, *sample.shape), dtype=sample.dtype
             )
+        if key not in thumbs:
             t = self.thumb_size
             thumbs.create_array(key, shape=(0, 3, t, t), chunks=(1, 3, t, t), dtype="uint8")
         return self._array(f"images/{key}"), self._array(f"thumbs/{key}")

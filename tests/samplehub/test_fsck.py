@@ -12,6 +12,7 @@ from samplehub.fsck import check_repository
 from samplehub.ingest import read_entries
 from samplehub.repository import Repository
 from samplehub.sources import SourceSpec
+from samplehub.store import array_key
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data"
 runner = CliRunner()
@@ -90,3 +91,20 @@ def test_duplicated_sample_ids_are_reported(repo: Repository) -> None:
     assert sum("catalogued 2 times" in f.what for f in findings) == 2
     ids = rows.column("sample_id").to_numpy()[:2]
     assert all(any(str(i) in f.what for f in findings) for i in np.asarray(ids))
+
+
+def test_an_ingest_killed_between_creating_an_image_array_and_its_thumbnails_recovers(
+    home: Path,
+) -> None:
+    repo = Repository(load_config(["executor.batch_size=4"]))
+    spec = SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree"))
+    source = repo.open_source(spec)
+    records, _ = read_entries(source, next(iter(source.discover(1))), repo.config.executor)
+    image = records[0].image
+    images = repo.store.dataset("tree").group.require_group("images")
+    images.create_array(array_key(image), shape=(0, *image.shape), chunks=(1, *image.shape),
+                        dtype=image.dtype)
+    report = repo.ingest(spec)
+    assert report.added == report.found and check_repository(repo).clean
+    row, pixels = repo.image(int(repo.catalog.sample_ids("tree")[0]))
+    assert pixels.shape == (3, row["height"], row["width"])
