@@ -339,6 +339,7 @@ class SampleHubConfig:
     watch_root: str | None = None
     rescan_cron: str = "0 3 * * *"
     api_token: str | None = None
+    max_upload_mb: float = 20.0
     storage: StorageConfig = field(default_factory=StorageConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     instance: InstanceConfig = field(default_factory=InstanceConfig)

@@ -104,3 +104,7 @@ class LabellingError(SampleHubError, ValueError):
 
 class StorageError(SampleHubError, OSError):
     """The catalog's or the store's storage failed after its retries (a server down)."""
+
+
+class UploadTooLargeError(SampleHubError, ValueError):
+    """An upload is larger than ``max_upload_mb``."""

@@ -13,9 +13,10 @@ import re
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from samplehub.errors import SampleHubError
+from samplehub.errors import SampleHubError, UploadTooLargeError
 
 STATUS_BY_BUILTIN: tuple[tuple[type[BaseException], int], ...] = (
+    (UploadTooLargeError, 413),
     (KeyError, 404),
     (FileNotFoundError, 404),
     (FileExistsError, 409),
@@ -23,6 +24,7 @@ STATUS_BY_BUILTIN: tuple[tuple[type[BaseException], int], ...] = (
     (ValueError, 422),
     (RuntimeError, 409),
     (ImportError, 501),
+    (OSError, 503),  # StorageError: the catalog's or the store's storage is unavailable
 )
 
 

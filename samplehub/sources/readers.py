@@ -16,6 +16,10 @@ from samplehub.errors import InvalidSampleError
 from samplehub.records import GeoInfo
 
 RGB_BANDS = ("red", "green", "blue")
+# Decoded values (width x height x bands) one sample may hold: 16k x 16k RGB fits, while a
+# decompression bomb (a few KB of PNG that inflate to gigabytes) or a TIFF header claiming
+# absurd dimensions is refused from its header, before anything is decoded.
+MAX_DECODED_VALUES = 1 << 30
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", *GEOTIFF_SUFFIXES)
 
@@ -47,15 +51,32 @@ def decode_image(data: bytes, name: str) -> Raster:
     return decode_pillow(data, name)
 
 
+def check_decoded_size(width: int, height: int, bands: int, name: str) -> None:
+    """Refuse an image whose header promises more than ``MAX_DECODED_VALUES`` values.
+
+    Raises:
+        InvalidSampleError: naming the file and the size it claims.
+    """
+    if width * height * bands > MAX_DECODED_VALUES:
+        raise InvalidSampleError(
+            f"{name}: {width} x {height} pixels x {bands} bands is over the decode limit of "
+            f"{MAX_DECODED_VALUES:,} values (a decompression bomb or an absurd size); "
+            "not decoded")
+
+
 def decode_pillow(data: bytes, name: str) -> Raster:
     """Decode JPEG/PNG/BMP bytes with Pillow into (C, H, W) uint8."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
+            check_decoded_size(im.width, im.height, len(im.getbands()), name)
             im.load()
             array = np.asarray(im if im.mode in ("RGB", "L", "RGBA") else im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except InvalidSampleError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+            ValueError) as exc:
         raise InvalidSampleError(f"{name}: cannot decode image ({exc})") from exc
     if array.ndim == 2:
         return Raster(array[None], ("gray",), GeoInfo())
@@ -70,9 +91,12 @@ def decode_geotiff(data: bytes, name: str) -> Raster:
 
     try:
         with rasterio.MemoryFile(data) as memfile, memfile.open() as ds:
+            check_decoded_size(ds.width, ds.height, ds.count, name)
             image = ds.read()
             descriptions = tuple(d or f"band{i + 1}" for i, d in enumerate(ds.descriptions))
             geo = geo_from_dataset(ds)
+    except InvalidSampleError:
+        raise
     except (RasterioIOError, ValueError) as exc:
         raise InvalidSampleError(f"{name}: cannot decode GeoTIFF ({exc})") from exc
     return Raster(image, descriptions, geo)

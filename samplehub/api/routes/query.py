@@ -14,11 +14,12 @@ from PIL import Image, UnidentifiedImageError
 
 from samplehub.api.models import HitOut, QueryRequest, QueryResponse
 from samplehub.api.state import ApiState, get_state
-from samplehub.errors import InvalidSampleError
+from samplehub.errors import InvalidSampleError, UploadTooLargeError
 from samplehub.export.spec import query_id
 from samplehub.repository import Repository
 from samplehub.retrieval.landcover import LandcoverRequest, parse_weights
 from samplehub.retrieval.types import QueryResult
+from samplehub.sources.readers import check_decoded_size
 
 router = APIRouter(tags=["query"])
 
@@ -90,7 +91,7 @@ def query_image(
     if rerank_k or landcover:
         request = LandcoverRequest(rerank_k, parse_weights(landcover_weights or ""), landcover)
     if file is not None:
-        image = decode_image(file)
+        image = decode_image(file, int(state.repo.config.max_upload_mb * 1_000_000))
         result = state.image_query(state.repo, image=image, k=k, landcover=request)
         spec_id = f"image-{hash_bytes(image.tobytes())}"
     else:
@@ -112,17 +113,24 @@ def landcover_of(repo: Repository | None, sample_ids: list[int]) -> dict[int, di
     return hit_landcover(repo, open_context(repo), sample_ids)
 
 
-def decode_image(file: UploadFile) -> np.ndarray:
+def decode_image(file: UploadFile, max_bytes: int) -> np.ndarray:
     """An upload as an RGB uint8 (3, H, W) array.
 
     Raises:
-        InvalidSampleError: the upload is not a readable image.
+        UploadTooLargeError: the upload is over ``max_bytes`` (read no further than that).
+        InvalidSampleError: the upload is not a readable image, or its header claims more
+            pixels than any sample may hold (a decompression bomb).
     """
-    data = file.file.read()
+    data = file.file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UploadTooLargeError(
+            f"upload {file.filename!r} is over {max_bytes:,} bytes (max_upload_mb)")
     try:
         picture = Image.open(io.BytesIO(data))
+        check_decoded_size(picture.width, picture.height, len(picture.getbands()),
+                           f"upload {file.filename!r}")
         picture.load()
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
         raise InvalidSampleError(
             f"upload {file.filename!r} ({len(data)} bytes) is not a readable image: {exc}"
         ) from exc

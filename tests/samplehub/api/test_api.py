@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from hostile import png_header
 from PIL import Image
 from query_double import fake_query_by_image, fake_run_query
 
@@ -92,6 +93,10 @@ def test_empty_result_is_200_with_a_message(client: TestClient) -> None:
         ("post", "/query/image", {"data": {"k": "3"}}, 422, "exactly one"),
         ("post", "/query/image", {"files": {"file": ("x.png", b"garbage", "image/png")}},
          422, "not a readable image"),
+        ("post", "/query/image", {"files": {"file": ("bomb.png", png_header(90_000, 90_000),
+                                                      "image/png")}}, 422, "bomb.png"),
+        ("post", "/query/image", {"files": {"file": ("big.png", b"\0" * 20_000_001,
+                                                      "image/png")}}, 413, "max_upload_mb"),
         ("get", "/labels", {}, 422, "no label graph"),
     ],
 )
