@@ -16,7 +16,7 @@ class QueryRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    labels: list[str] = Field(..., min_length=1, examples=[["river", "bridge"]])
+    labels: list[str] = Field(..., min_length=1, examples=[["river"], ["river", "bridge"]])
     constraints: Constraints = Field(default_factory=lambda: Constraints())
     k: int = Field(
         default=100, ge=1, le=10_000, description="supplementary samples per label at most"
