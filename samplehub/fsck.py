@@ -80,9 +80,11 @@ def check_repository(repo: Repository, repair: bool = False) -> FsckReport:
     catalog = repo.catalog
     rows = catalog.read("samples", columns=["sample_id", "dataset", "zarr_array", "zarr_index"])
     report.samples = rows.num_rows
+    # A store without a catalog row is what an ingest killed before its first commit left.
     names = sorted(set(rows.column("dataset").to_pylist())
                    | set(catalog.read("datasets", columns=["dataset"])
-                         .column("dataset").to_pylist()))
+                         .column("dataset").to_pylist())
+                   | set(repo.store.datasets()))
     report.datasets = len(names)
     ids = rows.column("sample_id").to_numpy()
     for sample_id, count in Counter(ids.tolist()).items():

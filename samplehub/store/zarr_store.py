@@ -169,6 +169,16 @@ class SampleStore:
         """Location of one dataset's store."""
         return f"{self.root}/{dataset}.zarr"
 
+    def datasets(self) -> list[str]:
+        """Names of the datasets that have a store under the root (catalogued or not)."""
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(self.root, **self.storage_options)
+        if not fs.exists(root):
+            return []
+        names = (str(path).rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(root, detail=False))
+        return sorted(name[: -len(".zarr")] for name in names if name.endswith(".zarr"))
+
     def dataset(self, dataset: str) -> DatasetStore:
         """Open (creating if needed) one dataset's store."""
         group = zarr.open_group(

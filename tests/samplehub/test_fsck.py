@@ -108,3 +108,15 @@ def test_an_ingest_killed_between_creating_an_image_array_and_its_thumbnails_rec
     assert report.added == report.found and check_repository(repo).clean
     row, pixels = repo.image(int(repo.catalog.sample_ids("tree")[0]))
     assert pixels.shape == (3, row["height"], row["width"])
+
+
+def test_a_store_without_any_commit_is_found_and_reclaimed(home: Path) -> None:
+    repo = Repository(load_config(["executor.batch_size=4"]))
+    source = repo.open_source(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
+    records, _ = read_entries(source, next(iter(source.discover(3))), repo.config.executor)
+    repo.store.dataset("tree").append(records)  # killed before the first catalog commit
+    assert repo.store.datasets() == ["tree"]
+    (finding,) = check_repository(repo).findings
+    assert finding.reclaimable and "3 store rows" in finding.what
+    assert check_repository(repo, repair=True).clean
+    assert stored_rows(repo) == 0
