@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from samplehub.index.files import drop_stagings, versions_folder
 from samplehub.index.ivfpq import indexed_ids, load_index
 from samplehub.index.lifecycle import index_path
-from samplehub.ingest import committed_rows, reclaim_uncommitted
+from samplehub.ingest import committed_rows, reclaim_uncommitted, uncommitted_rows
 from samplehub.models.feature_model import model_version
 from samplehub.repository import Repository
 
@@ -105,8 +105,7 @@ def _check_dataset(repo: Repository, name: str, report: FsckReport, repair: bool
         if stored.get(key, 0) < rows:
             report.add(name, f"catalog rows point at {key}[{rows - 1}] but the store holds "
                              f"{stored.get(key, 0)} rows there; re-ingest the dataset")
-    extra = {key: rows - committed.get(key, 0) for key, rows in stored.items()
-             if rows > committed.get(key, 0)}
+    extra = uncommitted_rows(committed, stored)
     if not extra:
         return
     finding = report.add(
@@ -116,7 +115,7 @@ def _check_dataset(repo: Repository, name: str, report: FsckReport, repair: bool
         reclaimable=True,
     )
     if repair:
-        with repo.locks.hold(f"dataset-{name}"):
+        with repo.locks.dataset(name):
             reclaim_uncommitted(repo.catalog, target, name)
         finding.repaired = True
 
@@ -141,7 +140,7 @@ def _check_index(
     version = model_version(repo.config)
     path = index_path(repo.config, version)
     where = f"index {version}"
-    with repo.locks.hold(f"index-{path.name}"):
+    with repo.locks.index(path):
         # Under the index writers' lock a staging belongs to no live save.
         stagings = sorted(versions_folder(path).glob(".staging-*"))
         if stagings:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -250,14 +250,15 @@ def committed_rows(catalog: Catalog, dataset: str) -> dict[str, int]:
     return counts
 
 
-def uncommitted_rows(catalog: Catalog, target: DatasetStore, dataset: str) -> dict[str, int]:
-    """``{array key: rows past the last committed one}`` for arrays that have any."""
-    committed = committed_rows(catalog, dataset)
-    return {
-        key: rows - committed.get(key, 0)
-        for key, rows in target.row_counts().items()
-        if rows > committed.get(key, 0)
-    }
+def uncommitted_rows(committed: Mapping[str, int], stored: Mapping[str, int]) -> dict[str, int]:
+    """``{array key: stored rows past the committed ones}`` for arrays that have any.
+
+    Args:
+        committed: :func:`committed_rows` of the dataset.
+        stored: ``DatasetStore.row_counts()`` of its store.
+    """
+    return {key: rows - committed.get(key, 0) for key, rows in stored.items()
+            if rows > committed.get(key, 0)}
 
 
 def reclaim_uncommitted(catalog: Catalog, target: DatasetStore, dataset: str) -> int:
@@ -271,12 +272,9 @@ def reclaim_uncommitted(catalog: Catalog, target: DatasetStore, dataset: str) ->
     """
     committed = committed_rows(catalog, dataset)
     dropped = 0
-    for key, rows in target.row_counts().items():
-        keep = committed.get(key, 0)
-        if rows > keep:
-            dropped += target.truncate(key, keep)
-            log.info("%s: dropped %d store rows of %s past the last commit", dataset,
-                     rows - keep, key)
+    for key, extra in uncommitted_rows(committed, target.row_counts()).items():
+        dropped += target.truncate(key, committed.get(key, 0))
+        log.info("%s: dropped %d store rows of %s past the last commit", dataset, extra, key)
     return dropped
 
 

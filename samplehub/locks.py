@@ -16,9 +16,8 @@ import fcntl
 import logging
 import os
 import re
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -39,10 +38,9 @@ class WriterLocks:
         return self.folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
 
     @contextmanager
-    def hold(self, name: str) -> Iterator[float]:
-        """Hold the lock ``name``, waiting for its holder to finish; yields seconds waited."""
+    def hold(self, name: str) -> Iterator[None]:
+        """Hold the lock ``name``, waiting for its holder to finish."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
         fd = os.open(self.path(name), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
@@ -50,6 +48,18 @@ class WriterLocks:
             except BlockingIOError:
                 log.info("waiting for another writer of %s to finish", name)
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            yield time.perf_counter() - started
+            yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
+
+    def dataset(self, name: str) -> AbstractContextManager[None]:
+        """The lock of one dataset's catalog rows and store (ingest, ``fsck --repair``)."""
+        return self.hold(f"dataset-{name}")
+
+    def features(self, dataset: str) -> AbstractContextManager[None]:
+        """The lock of one dataset's feature rows (a feature run)."""
+        return self.hold(f"features-{dataset}")
+
+    def index(self, path: Path) -> AbstractContextManager[None]:
+        """The lock of the index at ``path`` (an update, ``fsck --repair``)."""
+        return self.hold(f"index-{path.name}")

@@ -176,7 +176,7 @@ class Repository:
     def ingest(self, spec: SourceSpec, progress: bool = False) -> IngestReport:
         """Ingest one source into the catalog and the store, holding the dataset's lock."""
         source = self.open_source(spec)
-        with self.locks.hold(f"dataset-{spec.name}"):
+        with self.locks.dataset(spec.name):
             return ingest_dataset(
                 source,
                 self.catalog,

@@ -153,7 +153,7 @@ def update_ivfpq_index(repo: Repository, model_version: str | None = None) -> In
     path = index_path(repo.config, version)
     # One writer per index: two updates reading the features at different moments must
     # not publish in the other order and drop the later one's vectors.
-    with repo.locks.hold(f"index-{path.name}"):
+    with repo.locks.index(path):
         ids, xb = load_features(repo.catalog, version)
         retrieval = repo.config.retrieval
         action: Action
