@@ -194,8 +194,6 @@ def fault_scenarios(images: Path, home: Path, rate: float, die_at: list[float],
     half-committed (a finding the repository check cannot reclaim), and completed on the
     next run.
     """
-    import os
-
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -205,7 +203,6 @@ def fault_scenarios(images: Path, home: Path, rate: float, die_at: list[float],
     from samplehub.sources import SourceSpec
 
     credentials = {"key": "fault-key", "secret": "fault-secret"}
-    os.environ["SAMPLEHUB_HOME"] = str(home)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -219,8 +216,8 @@ def fault_scenarios(images: Path, home: Path, rate: float, die_at: list[float],
     try:
         client.create_bucket(Bucket="flaky")
         with FaultProxy(endpoint, FaultPlan(rate=rate, seed=seed)) as proxy:
-            repo = Repository.open(s3_overrides(proxy.endpoint_url, "flaky", credentials,
-                                                retries=10, budget_s=60))
+            repo = Repository.open([*s3_overrides(
+                proxy.endpoint_url, "flaky", credentials, retries=10, budget_s=60), f"home={home}"])
             started = time.perf_counter()
             report = repo.ingest(spec)
             row["flaky"] = {
@@ -236,8 +233,8 @@ def fault_scenarios(images: Path, home: Path, rate: float, die_at: list[float],
             bucket = f"dies-{i}"
             client.create_bucket(Bucket=bucket)
             with FaultProxy(endpoint, FaultPlan(die_after=after)) as proxy:
-                overrides = s3_overrides(proxy.endpoint_url, bucket, credentials, retries=2,
-                                         budget_s=5)
+                overrides = [*s3_overrides(proxy.endpoint_url, bucket, credentials, retries=2,
+                                           budget_s=5), f"home={home}"]
                 death: dict[str, Any] = {"die_after_requests": after}
                 try:
                     Repository.open(overrides).ingest(spec)

@@ -126,15 +126,7 @@ def environment(home: Path, overrides: list[str]) -> dict[str, str]:
 
 def open_home(home: Path, overrides: list[str]) -> Repository:
     """The repository of ``home`` under the same overrides as the stage."""
-    old = os.environ.get("SAMPLEHUB_HOME")
-    os.environ["SAMPLEHUB_HOME"] = str(home)
-    try:
-        return Repository.open(overrides)
-    finally:
-        if old is None:
-            os.environ.pop("SAMPLEHUB_HOME")
-        else:
-            os.environ["SAMPLEHUB_HOME"] = old
+    return Repository.open([*overrides, f"home={home}"])
 
 
 def catalog_snapshot(repo: Repository, dataset: str) -> pa.Table:
