@@ -243,11 +243,10 @@ def ingest_dataset(
 def committed_rows(catalog: Catalog, dataset: str) -> dict[str, int]:
     """``{store array key: rows the catalog references}`` (highest row index + 1)."""
     rows = catalog.read("samples", dataset, columns=["zarr_array", "zarr_index"])
-    counts: dict[str, int] = {}
-    for key, index in zip(rows.column("zarr_array").to_pylist(),
-                          rows.column("zarr_index").to_pylist(), strict=True):
-        counts[key] = max(counts.get(key, 0), int(index) + 1)
-    return counts
+    highest = rows.group_by("zarr_array").aggregate([("zarr_index", "max")])
+    return {key: int(index) + 1 for key, index in zip(
+        highest.column("zarr_array").to_pylist(),
+        highest.column("zarr_index_max").to_pylist(), strict=True)}
 
 
 def uncommitted_rows(committed: Mapping[str, int], stored: Mapping[str, int]) -> dict[str, int]:
