@@ -65,6 +65,13 @@ class MlflowConfig:
 
     tracking_uri: str | None = None
     artifact_location: str | None = None
+    request_retries: int = 5
+    """Retries of a failed request to a tracking server (MLflow's client retries resets,
+    timeouts, 429 and 5xx with exponential backoff)."""
+    request_backoff_s: int = 2
+    """Backoff factor: waits of 2, 4, 8, ... seconds (capped by MLflow at 120 s)."""
+    request_timeout_s: float = 30.0
+    """Timeout of one request; a stalled server counts as a failed try."""
 
 
 @dataclass
@@ -437,6 +444,13 @@ def load_config(
     except OmegaConfBaseException as exc:
         raise config_error(exc, f"{directory}/config.yaml") from exc
     check_labelling(config.labelling, directory)
+    m = config.mlflow
+    if m.request_retries < 0 or m.request_backoff_s < 0 or m.request_timeout_s <= 0:
+        raise ConfigError(
+            f"{directory}/config.yaml: mlflow.request_retries and mlflow.request_backoff_s must "
+            f"be >= 0 and mlflow.request_timeout_s > 0, got {m.request_retries}, "
+            f"{m.request_backoff_s} and {m.request_timeout_s}"
+        )
     if config.graph.backend not in GRAPH_BACKENDS:
         raise ConfigError(
             f"{directory}/config.yaml: graph.backend must be one of {list(GRAPH_BACKENDS)}, got "

@@ -50,7 +50,7 @@ from samplehub.models.feature_model import (
     load_feature_model,
     model_version,
 )
-from samplehub.models.tracking import artifact_location, tracking_uri
+from samplehub.models.tracking import artifact_location, registry_failures, tracking_uri
 from samplehub.progress import progress_bar
 from samplehub.repository import Repository
 from samplehub.store import DatasetStore
@@ -268,6 +268,7 @@ def train_registered_scene_model(
 
     Raises:
         SampleHubError: the dataset has no labelled samples.
+        ModelRegistryError: the tracking store failed; the alias was not moved.
     """
     from mlflow import MlflowClient
 
@@ -307,17 +308,18 @@ def train_registered_scene_model(
                 resolution=config.model.resolution,
             )
             bar.update(len(batch))
-    result = train_scene_model(
-        xt,
-        Y,
-        pooling.stage_channels,
-        train_config or SceneTrainConfig(dim=config.model.dim, **asdict(config.model.train)),
-        label_names=label_names,
-        tracking_uri=tracking_uri(config),
-        artifact_location=artifact_location(config),
-        registered_model_name=config.model.registered_model,
-    )
-    MlflowClient(tracking_uri=tracking_uri(config)).set_registered_model_alias(
-        config.model.registered_model, config.model.alias, str(result.model_version)
-    )
+    with registry_failures(config, config.model.registered_model, config.model.alias):
+        result = train_scene_model(
+            xt,
+            Y,
+            pooling.stage_channels,
+            train_config or SceneTrainConfig(dim=config.model.dim, **asdict(config.model.train)),
+            label_names=label_names,
+            tracking_uri=tracking_uri(config),
+            artifact_location=artifact_location(config),
+            registered_model_name=config.model.registered_model,
+        )
+        MlflowClient(tracking_uri=tracking_uri(config)).set_registered_model_alias(
+            config.model.registered_model, config.model.alias, str(result.model_version)
+        )
     return result

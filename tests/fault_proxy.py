@@ -1,11 +1,12 @@
-"""A fault-injecting HTTP proxy in front of a loopback S3 server.
+"""A fault-injecting HTTP proxy in front of a loopback S3 or MLflow server.
 
 Every request is forwarded to the server unless the proxy's seeded plan injects a fault
 first: an HTTP 500 ``InternalError``, a 503 ``SlowDown`` (S3's throttling answer), a
 connection reset, or a stall longer than the client's timeout. ``down()`` makes it answer
 every request with a reset, as a server that died would; ``up()`` brings it back.
 
-Used by ``tests/samplehub/sources/test_s3_faults.py`` and ``bench/reliability.py``.
+Used by ``tests/samplehub/sources/test_s3_faults.py``,
+``tests/samplehub/test_mlflow_faults.py`` and ``bench/reliability.py``.
 """
 
 from __future__ import annotations
@@ -47,19 +48,26 @@ class FaultPlan:
     dead: bool = False
     die_after: int | None = None
     """Go down (``dead``) once this many requests were forwarded."""
+    die_on: str | None = None
+    """Go down when a request whose ``METHOD path`` starts with this arrives (it gets the
+    reset, as do all after it)."""
     injected: Counter[str] = field(default_factory=Counter)
     forwarded: int = 0
+    requests: list[str] = field(default_factory=list)
+    """``METHOD path`` of every request forwarded, in order."""
     _rng: random.Random = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
-    def draw(self) -> str | None:
-        """The fault for the next request (None: forward it); counted."""
+    def draw(self, request: str = "") -> str | None:
+        """The fault for ``request`` (None: forward it); counted."""
         with self._lock:
             if self.die_after is not None and self.forwarded >= self.die_after:
                 self.dead, self.die_after = True, None
+            if self.die_on is not None and request.startswith(self.die_on):
+                self.dead, self.die_on = True, None
             if self.dead:
                 fault: str | None = "reset"
             elif self._rng.random() < self.rate:
@@ -68,6 +76,7 @@ class FaultPlan:
                 fault = None
             if fault is None:
                 self.forwarded += 1
+                self.requests.append(request)
             else:
                 self.injected[fault] += 1
             return fault
@@ -96,7 +105,7 @@ class FaultProxy:
             def handle_one(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                fault = proxy.plan.draw()
+                fault = proxy.plan.draw(f"{self.command} {self.path.split('?')[0]}")
                 if fault == "reset" or fault == "stall":
                     if fault == "stall":
                         time.sleep(proxy.plan.stall_s)
@@ -138,7 +147,7 @@ class FaultProxy:
                     self.wfile.write(payload)
                 upstream.close()
 
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_one
+            do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = handle_one
 
         class Server(ThreadingHTTPServer):
             def handle_error(self, request: Any, client_address: Any) -> None:

@@ -17,8 +17,13 @@ import torch
 from torch import nn
 
 from samplehub.config import SampleHubConfig
-from samplehub.errors import IndexNotTrainedError, ModelRegistryError
-from samplehub.models.tracking import artifact_location, has_tracking_store, tracking_uri
+from samplehub.errors import IndexNotTrainedError
+from samplehub.models.tracking import (
+    artifact_location,
+    has_tracking_store,
+    registry_failures,
+    tracking_uri,
+)
 from samplehub.repository import ModelCache
 
 log = logging.getLogger(__name__)
@@ -66,40 +71,35 @@ def track_and_register(
     """Log a training run to experiment ``labelling``, register ``name``, move the alias.
 
     Raises:
-        ModelRegistryError: the registry refused the version or the alias.
+        ModelRegistryError: the tracking store failed or refused a request; the alias
+            was not moved.
     """
     import mlflow
     import mlflow.pytorch
-    from mlflow.exceptions import MlflowException
 
     uri = tracking_uri(config)
     client = mlflow.MlflowClient(tracking_uri=uri)
-    if client.get_experiment_by_name(EXPERIMENT) is None:
-        location = artifact_location(config)
-        client.create_experiment(EXPERIMENT,
-                                 artifact_location=location.as_uri() if location else None)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=name) as run:
-        mlflow.log_params({k: str(v) for k, v in params.items()})
-        for row in history:
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"},
-                               step=int(row["epoch"]))
-        mlflow.log_metrics(metrics)
-        mlflow.set_tags({**tags, "paper": PAPER_TAG})
-        info = mlflow.pytorch.log_model(
-            model, name="model", serialization_format="pickle",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
-        run_id = str(run.info.run_id)
-    try:
+    with registry_failures(config, name, config.labelling.alias):
+        if client.get_experiment_by_name(EXPERIMENT) is None:
+            location = artifact_location(config)
+            client.create_experiment(EXPERIMENT,
+                                     artifact_location=location.as_uri() if location else None)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(EXPERIMENT)
+        with mlflow.start_run(run_name=name) as run:
+            mlflow.log_params({k: str(v) for k, v in params.items()})
+            for row in history:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"},
+                                   step=int(row["epoch"]))
+            mlflow.log_metrics(metrics)
+            mlflow.set_tags({**tags, "paper": PAPER_TAG})
+            info = mlflow.pytorch.log_model(
+                model, name="model", serialization_format="pickle",
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )
+            run_id = str(run.info.run_id)
         version = str(mlflow.register_model(str(info.model_uri), name).version)
         client.set_registered_model_alias(name, config.labelling.alias, version)
-    except MlflowException as exc:
-        raise ModelRegistryError(
-            f"{name}: run {run_id} could not be registered in the MLflow registry at {uri} "
-            f"({exc}); repair the store and train again"
-        ) from exc
     log.info("%s v%s (run %s) is now @%s", name, version, run_id, config.labelling.alias)
     return TrackedModel(name, version, run_id, config.labelling.alias)
 

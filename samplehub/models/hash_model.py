@@ -62,7 +62,13 @@ from samplehub.errors import (
 )
 from samplehub.feature_store import load_features
 from samplehub.models.feature_model import model_version
-from samplehub.models.tracking import artifact_location, has_tracking_store, tracking_uri
+from samplehub.models.tracking import (
+    artifact_location,
+    has_tracking_store,
+    registry_failures,
+    tracking_uri,
+    without_credentials,
+)
 from samplehub.repository import ModelCache, Repository
 
 log = logging.getLogger(__name__)
@@ -244,27 +250,29 @@ def train_hash_model(repo: Repository, method: str, dataset: str | None = None) 
         n_train = n
     feature_version = model_version(repo.config)
     uri = tracking_uri(repo.config)
-    _ensure_experiment(repo.config)
-    run_id = track_run(
-        result,
-        tracking_uri=uri,
-        experiment=EXPERIMENT,
-        retrieval_metrics=retrieval_metrics(method, result.model, ev, name, feature_version),
-        run_name=f"{registered_name(repo.config, method)}-{name}",
-    )
-    _tag_run(uri, run_id, {FEATURE_TAG: feature_version, DATASET_TAG: name,
-                           SAMPLES_TAG: str(catalog_size(repo))})
     model_name = registered_name(repo.config, method)
-    try:
-        promotion = promote_if_better(
-            run_id, tracking_uri=uri, model_name=model_name, alias=h.alias
+    with registry_failures(repo.config, model_name, h.alias):
+        _ensure_experiment(repo.config)
+        run_id = track_run(
+            result,
+            tracking_uri=uri,
+            experiment=EXPERIMENT,
+            retrieval_metrics=retrieval_metrics(method, result.model, ev, name, feature_version),
+            run_name=f"{model_name}-{name}",
         )
-    except RegistryError as exc:
-        raise ModelRegistryError(
-            f"{model_name}@{h.alias} could not be read from the MLflow registry at {uri}, so "
-            f"run {run_id} was neither registered nor promoted: {exc}. Repair the store (or "
-            f"set mlflow.tracking_uri to a working one) and train again"
-        ) from exc
+        _tag_run(uri, run_id, {FEATURE_TAG: feature_version, DATASET_TAG: name,
+                               SAMPLES_TAG: str(catalog_size(repo))})
+        try:
+            promotion = promote_if_better(
+                run_id, tracking_uri=uri, model_name=model_name, alias=h.alias
+            )
+        except RegistryError as exc:
+            raise ModelRegistryError(
+                f"{model_name}@{h.alias} could not be read from the MLflow registry at "
+                f"{without_credentials(uri)}, so run {run_id} was neither registered nor "
+                f"promoted: {exc}. Repair the store (or set mlflow.tracking_uri to a working "
+                "one) and train again"
+            ) from exc
     log.info("%s run %s: mAP %.4f, promoted=%s", model_name, run_id, promotion.new_map,
              promotion.promoted)
     return HashTraining(

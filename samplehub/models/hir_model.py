@@ -49,7 +49,13 @@ from ml.hir.train import (
 )
 from samplehub.config import SampleHubConfig
 from samplehub.errors import ConfigError, IndexNotTrainedError, ModelRegistryError, SampleHubError
-from samplehub.models.tracking import artifact_location, has_tracking_store, tracking_uri
+from samplehub.models.tracking import (
+    artifact_location,
+    has_tracking_store,
+    registry_failures,
+    tracking_uri,
+    without_credentials,
+)
 from samplehub.progress import progress_bar
 from samplehub.repository import ModelCache, Repository
 
@@ -219,28 +225,29 @@ def _track_and_promote(
         raise SampleHubError(f"{name} training produced no validation mAP to compare")
     config = repo.config
     uri = tracking_uri(config)
-    _ensure_experiment(config)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=f"{name}-{dataset}") as run:
-        mlflow.log_params({k: str(v) for k, v in result.params.items()})
-        for row in result.history:
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"},
-                               step=int(row["epoch"]))
-        mlflow.log_metric(VAL_METRIC, result.final_map)
-        mlflow.set_tags({**tags, DATASET_TAG: dataset, "supervision": supervision,
-                         "paper": "hir-hierarchical-retrieval-tkanet-esformer"})
-        mlflow.set_tag(MODEL_URI_TAG, _log_model(result.model, config.hir.resolution))
-        run_id = str(run.info.run_id)
-    try:
-        promotion = promote_if_better(run_id, tracking_uri=uri, model_name=name,
-                                      alias=config.hir.alias)
-    except RegistryError as exc:
-        raise ModelRegistryError(
-            f"{name}@{config.hir.alias} could not be read from the MLflow registry at {uri}, so "
-            f"run {run_id} was neither registered nor promoted: {exc}. Repair the store and "
-            "train again"
-        ) from exc
+    with registry_failures(config, name, config.hir.alias):
+        _ensure_experiment(config)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(EXPERIMENT)
+        with mlflow.start_run(run_name=f"{name}-{dataset}") as run:
+            mlflow.log_params({k: str(v) for k, v in result.params.items()})
+            for row in result.history:
+                mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"},
+                                   step=int(row["epoch"]))
+            mlflow.log_metric(VAL_METRIC, result.final_map)
+            mlflow.set_tags({**tags, DATASET_TAG: dataset, "supervision": supervision,
+                             "paper": "hir-hierarchical-retrieval-tkanet-esformer"})
+            mlflow.set_tag(MODEL_URI_TAG, _log_model(result.model, config.hir.resolution))
+            run_id = str(run.info.run_id)
+        try:
+            promotion = promote_if_better(run_id, tracking_uri=uri, model_name=name,
+                                          alias=config.hir.alias)
+        except RegistryError as exc:
+            raise ModelRegistryError(
+                f"{name}@{config.hir.alias} could not be read from the MLflow registry at "
+                f"{without_credentials(uri)}, so run {run_id} was neither registered nor "
+                f"promoted: {exc}. Repair the store and train again"
+            ) from exc
     log.info("%s run %s: val mAP %.4f, promoted=%s", name, run_id, promotion.new_map,
              promotion.promoted)
     return HirTraining(name, run_id, promotion.version, promotion.promoted, config.hir.alias,
