@@ -100,7 +100,8 @@ class SplitSpec(BaseModel):
     ratios: dict[str, float] = Field(
         default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1}
     )
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, description="seed of the per-label shuffle (numpy "
+                      "random generators take non-negative seeds)")
     hilbert_level: int | None = Field(
         default=14,
         ge=0,

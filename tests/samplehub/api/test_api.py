@@ -78,6 +78,8 @@ def test_empty_result_is_200_with_a_message(client: TestClient) -> None:
          422, "JSON"),
         ("post", "/build", {"json": {"name": "x", "labels": ["river"], "quotas": {"lake": 1}}},
          422, "quotas name labels"),
+        ("post", "/build", {"json": {"name": "x", "labels": ["river"], "split": {"seed": -1}}},
+         422, "seed"),
         ("post", "/feedback", {"json": {"spec_id": "s", "decisions": [
             {"sample_id": 1, "decision": "maybe"}]}}, 422, "decision"),
         ("post", "/feedback", {"json": {"spec_id": "s", "decisions": [
