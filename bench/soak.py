@@ -25,18 +25,29 @@ so both are reported. Worker pids are compared before and after: a restarted wor
 hide a leak behind a fresh process.
 
 Fuzz (``fuzz_row``): a small real repository (the one of
-``tests/samplehub/api/test_api_real_query.py``: 100 real images each of three UC Merced
-and two EuroSAT classes, UC Merced's multi-label annotation of them, features, label graph
-and index from the shipped jobs; cached in ``bench/.cache/fuzz_home`` and copied for each
-run, since generated writes change it) served by ``samplehub serve`` with an API token, so
-the token check is on the path. Schemathesis reads the live ``/openapi.json`` and
-generates requests per operation, as ``tests/samplehub/api/test_api_fuzz.py`` does in
-process (valid and invalid bodies, paths and queries), in rounds with a new seed each
-until at least ``cases`` requests were sent. Every request carries the token, so writes
-reach their handlers rather than stopping at 401. A 5xx, or a request that got no answer,
-is a server error; each is recorded with its method, path and a body excerpt, and the
-exception lines of the server log are kept beside them. At the end ``GET /health`` says
-whether the server is still up.
+``tests/samplehub/api/test_api_fuzz.py``, ``build_fuzz_repository`` of
+``tests/samplehub/api/fuzz_cases.py``: 100 real images each of three UC Merced and two
+EuroSAT classes, UC Merced's multi-label annotation of them, features, label graph and index
+from the shipped jobs, and a labelling view of 40 more EuroSAT chips; cached in
+``bench/.cache/fuzz_home`` and copied for each run, since generated writes change it) served
+by ``samplehub serve`` with an API token, so the token check is on the path, and a
+``watch_root`` for published labels. Schemathesis reads the live ``/openapi.json`` and
+generates requests per operation, producers first, in rounds with a new seed each until at
+least ``cases`` requests were sent. The cases are those of the in-process test
+(``fuzz_cases.py``): a quarter of each operation's negative (schema-invalid) as generated;
+in the positive ones each field naming something in the repository (sample ids, labels,
+datasets, chips, segments, bbox, time and split settings, an upload, the ``spec_id`` and
+``build_id`` of earlier answers) takes a real value in a Hypothesis choice weighted 3:1, so
+that requests get past the 404s and 422s of unknown names into the routes' logic. Each
+answer is counted by status and by outcome: ``2xx``, ``handler_4xx`` (refused by a route's
+own logic: the SampleHub error body), ``validation_4xx`` (refused before any route code:
+request validation, the token, an unparsable body), ``5xx``, ``no_response``;
+``reached_handler_share`` is the share of the first two, ``operations_with_2xx`` how many
+operations succeeded at least once. Every request is sent with the token, so writes reach
+their handlers rather than stopping at 401; a negative case may leave it out (Schemathesis
+tests the missing token too). A 5xx, or a request that got no answer, is a server error;
+each is recorded with its method, path and a body excerpt, and the exception lines of the
+server log are kept beside them. At the end ``GET /health`` says whether the server is still up.
 
 Run: ``python bench/soak.py --section soak [--n 100000] [--users 32] [--seconds 600]``
 or ``python bench/soak.py --section fuzz [--cases 1000]``; each prints its row as JSON.
@@ -52,6 +63,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -70,6 +82,7 @@ from serving import (
     build_home,
     health,
     latency_stats,
+    open_repo,
     request_plan,
     run_locust,
     serve,
@@ -187,29 +200,43 @@ def error_report(locust_log: str, lines: int = 10) -> list[str]:
     return [line.strip() for line in table.splitlines() if re.match(r"\s*\d+\s+\S", line)][:lines]
 
 
+def fuzz_helpers() -> Any:
+    """``tests/samplehub/api/fuzz_cases.py``, with the test helpers it imports loaded first."""
+    load_test_helper("asset_jobs")
+    sys.modules["labelling_fixture"] = load_test_helper("samplehub/labelling_fixture")
+    return load_test_helper("samplehub/api/fuzz_cases")
+
+
 def fuzz_home() -> Path:
     """The small real repository of the fuzz row, built once into ``FUZZ_HOME``.
 
-    The one the API tests serve (``build_real_repository`` of ``tests/asset_jobs.py``).
+    The one the API fuzz test serves (``build_fuzz_repository`` of
+    ``tests/samplehub/api/fuzz_cases.py``): ``build_real_repository`` of
+    ``tests/asset_jobs.py`` and the ``chips`` labelling view. A cache from before the view
+    was added is rebuilt.
     """
     done = FUZZ_HOME / "built.json"
-    if done.exists():
+    if done.exists() and "view" in json.loads(done.read_text()):
         return FUZZ_HOME / "home"
+    if done.exists():
+        shutil.rmtree(FUZZ_HOME)
     if FUZZ_HOME.exists():
         raise FileExistsError(f"{FUZZ_HOME} holds a partial build; remove it and run again")
     data = require_data("ucmerced", "eurosat_rgb", "ucmerced_multilabel")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the shipped model is in the venv
-    asset_jobs = load_test_helper("asset_jobs")
+    fuzz_cases = fuzz_helpers()
+    asset_jobs = sys.modules["asset_jobs"]
 
     from assets.resources import SampleHubResource
 
     start = time.perf_counter()
     home = FUZZ_HOME / "home"
     resource = SampleHubResource(overrides=[*asset_jobs.REAL_OVERRIDES, f"home={home}"])
-    asset_jobs.build_real_repository(resource, data, FUZZ_HOME / "images")
+    fuzz_cases.build_fuzz_repository(resource, data, FUZZ_HOME / "images")
     done.write_text(json.dumps({"picks": {d: list(c) for d, (_, c) in
                                           asset_jobs.REAL_PICK.items()},
                                 "per_class": asset_jobs.REAL_PER_CLASS,
+                                "view": sys.modules["labelling_fixture"].VIEW,
                                 "seconds": round(time.perf_counter() - start, 1)}))
     return home
 
@@ -233,40 +260,38 @@ def fuzz_row(cases: int = 1000) -> dict[str, Any]:
     """Fuzz a live server over the small real repository with at least ``cases`` requests.
 
     Returns:
-        The fuzz row (module docstring): requests by status class and operation, each 5xx
-        or unanswered request, and whether the server answered ``/health`` afterwards.
+        The fuzz row (module docstring): requests by status class, outcome and operation,
+        the share that reached a route's logic, each 5xx or unanswered request, and whether
+        the server answered ``/health`` afterwards.
     """
-    import schemathesis
+    import urllib.request
 
+    fuzz_cases = fuzz_helpers()
     source = fuzz_home()
     folder = Path(tempfile.mkdtemp(prefix="fuzz-", dir=CACHE))
     home = folder / "home"
     shutil.copytree(source, home, symlinks=True)
+    values = fuzz_cases.RealValues.of(open_repo(home))
+    real = {name: len(pool) for name, pool in vars(values).items()}
     token = secrets.token_urlsafe(16)
     started = time.perf_counter()
-    by_class: Counter[str] = Counter()
-    by_status: Counter[str] = Counter()
-    by_operation: dict[str, Counter[str]] = {}
-    broken: list[dict[str, Any]] = []
-    with environment(SAMPLEHUB_API_TOKEN=token), serve(home, WORKERS, THREADS, folder) as server:
-        schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
-        operations = [result.ok() for result in schema.get_all_operations()]
+    tally = fuzz_cases.Tally()
+    # publishing labels writes the new dataset under watch_root
+    with environment(SAMPLEHUB_API_TOKEN=token,
+                     SAMPLEHUB_OVERRIDES=f"watch_root={folder / 'watched'}"), \
+            serve(home, WORKERS, THREADS, folder) as server:
+        with urllib.request.urlopen(f"{server.url}/openapi.json", timeout=30) as answer:
+            schema = fuzz_cases.load_schema(json.loads(answer.read()))
+        operations = fuzz_cases.operations(schema)
         rounds = 0
         # an operation with few distinct inputs (GET /health) yields fewer than
         # max_examples cases, so rounds with new seeds continue until ``cases`` were sent
-        while sum(by_class.values()) < cases and rounds < FUZZ_ROUNDS:
-            per_operation = math.ceil((cases - sum(by_class.values())) / len(operations))
+        while tally.cases < cases and rounds < FUZZ_ROUNDS:
+            per_operation = math.ceil((cases - tally.cases) / len(operations))
             for operation in operations:
-                label = f"{operation.method.upper()} {operation.path}"
-                answers = fuzz_operation(operation, server.url, token, per_operation, rounds)
-                for status, case, what in answers:
-                    code = what.split(" ")[0] if status != "no_response" else status
-                    by_class[status] += 1
-                    by_status[code] += 1
-                    by_operation.setdefault(label, Counter())[code] += 1
-                    if status in ("5xx", "no_response"):
-                        broken.append({"operation": label, "path": case.formatted_path,
-                                       "answer": what, "curl": case.as_curl_command()[:400]})
+                fuzz_cases.fuzz_operation(
+                    operation, values, tally, per_operation, rounds, base_url=server.url,
+                    timeout=REQUEST_TIMEOUT_S, headers={"Authorization": f"Bearer {token}"})
             rounds += 1
         try:
             up = health(server.url)["pid"] > 0 and server.process.poll() is None
@@ -276,52 +301,47 @@ def fuzz_row(cases: int = 1000) -> dict[str, Any]:
     shutil.rmtree(home)  # the copy the fuzzing wrote to; the logs stay in ``folder``
     exceptions = Counter(line.strip() for line in server_log.splitlines()
                          if re.match(r"^[\w.]+(Error|Exception)\b.*:", line.strip()))
+    summary = tally.summary()
+    by_status: Counter[str] = sum(tally.statuses.values(), Counter())
+    by_class: Counter[str] = Counter()
+    for code, n in by_status.items():
+        by_class[code if code == "no_response" else f"{code[0]}xx"] += n
     return {
-        "section": "fuzz", "data": "small real repository (test_api_real_query picks)",
-        "cases": sum(by_class.values()), "cases_asked": cases, "rounds": rounds,
+        "section": "fuzz",
+        "data": "small real repository (test_api_real_query picks) and the 'chips' labelling "
+                "view (40 EuroSAT chips)",
+        "generator": f"Schemathesis {schemathesis_version()}: per operation "
+                     f"{fuzz_cases.POSITIVE_SHARE:.0%} positive cases, the rest negative; in a "
+                     "positive case each field naming a repository thing gets a real value in "
+                     f"a Hypothesis choice weighted {fuzz_cases.REAL_SHARE:.0%} "
+                     "(tests/samplehub/api/fuzz_cases.py)",
+        "cases": tally.cases, "cases_asked": cases, "rounds": rounds,
         "server_errors": by_class["5xx"] + by_class["no_response"],
         "by_status_class": dict(sorted(by_class.items())),
         "by_status": dict(sorted(by_status.items())),
+        **{key: value for key, value in summary.items() if key != "outcomes_by_operation"},
         "operations": len(operations),
-        "by_operation": {k: dict(sorted(v.items())) for k, v in sorted(by_operation.items())},
-        "errors_found": broken[:50],
+        "by_operation": {k: dict(sorted(v.items())) for k, v in sorted(tally.statuses.items())},
+        "outcomes_by_operation": summary["outcomes_by_operation"],
+        "real_values": real,
+        "harvested": {"spec_ids": len(values.spec_ids) - real["spec_ids"],
+                      "build_ids": len(values.build_ids) - real["build_ids"]},
+        "errors_found": tally.broken[:50],
         "server_log_exceptions": dict(exceptions.most_common(10)),
-        "server_up_after": up, "token": "every request carries the server's API token",
+        "server_up_after": up,
+        "token": "every request is sent with the server's API token; negative cases may "
+                 "leave it out (401)",
         "seconds": round(time.perf_counter() - started, 1),
         "code": code_state(),
         "machine": machine(),
     }
 
 
-def fuzz_operation(operation: Any, url: str, token: str, examples: int, round_seed: int
-                   ) -> list[tuple[str, Any, str]]:
-    """Send up to ``examples`` generated requests of one operation, hypothesis seed ``round_seed``.
+def schemathesis_version() -> str:
+    """The installed Schemathesis version."""
+    from importlib.metadata import version
 
-    Returns:
-        Per request: its status class (``2xx`` ...) or ``no_response``, the case, the
-        status and a body excerpt (or the exception).
-    """
-    from hypothesis import HealthCheck, Phase, given, seed, settings
-
-    answers: list[tuple[str, Any, str]] = []
-
-    # no shrinking: nothing raises, every answer is recorded as it came
-    @given(case=operation.as_strategy())
-    @seed(round_seed)
-    @settings(max_examples=examples, deadline=None, database=None,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-    def call(case: Any) -> None:
-        try:
-            response = case.call(base_url=url, timeout=REQUEST_TIMEOUT_S,
-                                 headers={"Authorization": f"Bearer {token}"})
-            status = f"{response.status_code // 100}xx"
-            what = f"{response.status_code} {response.text[:200]}"
-        except Exception as exc:  # no answer at all: the server broke too
-            status, what = "no_response", f"{type(exc).__name__}: {exc}"[:200]
-        answers.append((status, case, what))
-
-    call()
-    return answers
+    return version("schemathesis")
 
 
 def main() -> None:
