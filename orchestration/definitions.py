@@ -25,7 +25,12 @@ from jobs.labelling import labelling_job
 from jobs.labels import label_graph_job
 from orchestration.resources import RESOURCES
 from orchestration.schedules import build_schedules
-from orchestration.sensors import automation_sensor, hash_retraining_sensor, new_dataset_sensor
+from orchestration.sensors import (
+    automation_sensor,
+    hash_retraining_sensor,
+    new_dataset_sensor,
+    orphaned_runs_sensor,
+)
 from samplehub.config import load_config
 
 ASSET_MODULES = [
@@ -49,7 +54,8 @@ defs = Definitions(
         landcover_stats_job,
         labelling_job,
     ],
-    sensors=[new_dataset_sensor, hash_retraining_sensor, automation_sensor],
+    sensors=[new_dataset_sensor, hash_retraining_sensor, automation_sensor,
+             orphaned_runs_sensor],
     # The cron strings are configuration: composed here, once, when the code location loads.
     schedules=build_schedules(load_config()),
     resources=RESOURCES,

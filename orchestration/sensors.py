@@ -1,9 +1,10 @@
-"""Sensors: new datasets, hash retraining and the automation conditions.
+"""Sensors: new datasets, hash retraining, the automation conditions and orphaned runs.
 
 A new dataset (a new conf/sources/*.yaml or a new folder under the watched root) becomes a
 partition and a run of the ingestion job; enough new samples since the hash champion was
 trained request a retraining run; the automation condition sensor carries everything
-downstream of ``samples`` (``assets/automation.py``).
+downstream of ``samples`` (``assets/automation.py``); runs whose worker died without
+recording it are marked failed (``orchestration/orphans.py``).
 
 All of them are on in the shipped definitions: a deployment started with ``dg dev``
 ingests and indexes a dropped folder without anyone switching a sensor on.
@@ -29,6 +30,7 @@ from assets.partitions import DATASET_PARTITIONS, dataset_partitions
 from assets.resources import SampleHubResource
 from jobs.hashing import hash_training_job
 from jobs.ingest import ingest_job
+from orchestration.orphans import fail_orphaned_runs
 from samplehub.models.hash_model import retraining_due
 
 automation_sensor = AutomationConditionSensorDefinition(
@@ -102,3 +104,18 @@ def hash_retraining_sensor(
         run_requests=[RunRequest(run_key=f"hash-retrain-{check.current}")],
         cursor=str(check.current),
     )
+
+
+@sensor(minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING)
+def orphaned_runs_sensor(context: SensorEvaluationContext) -> SkipReason:
+    """Mark runs failed whose worker process died unrecorded, and free their pool slots.
+
+    Such a run would otherwise hold its ``samplehub_heavy`` slot forever and stall every
+    later heavy step (:mod:`orchestration.orphans`). It requests no run: re-running the
+    failed work is the user's decision, or the rescan schedule's.
+    """
+    failed = fail_orphaned_runs(context.instance)
+    if failed:
+        return SkipReason("marked failed: " + ", ".join(
+            f"{o.job_name} {o.run_id[:8]} (pid {o.pid})" for o in failed))
+    return SkipReason("no orphaned run")

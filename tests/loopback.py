@@ -1,9 +1,11 @@
-"""Real servers on loopback for the integration tests: PostgreSQL and an MLflow tracking server.
+"""Real servers on loopback for the integration tests: PostgreSQL, an MLflow tracking server
+and ``samplehub serve``.
 
 PostgreSQL: CI installs Debian's ``postgresql`` package (``.ci/run``); the server binaries
 run directly (as the ``postgres`` user when run as root, since PostgreSQL refuses to run as
-root). MLflow: ``mlflow server`` from this venv with a PostgreSQL backend store. Each server
-listens on 127.0.0.1 on a free port and is stopped by its pid.
+root). MLflow: ``mlflow server`` from this venv with a PostgreSQL backend store. SampleHub:
+``samplehub serve`` from this venv with its uvicorn worker processes. Each server listens on
+127.0.0.1 on a free port and is stopped by its pid.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,7 @@ class Postgres:
     bindir: Path
     port: int
     prefix: tuple[str, ...]
+    data: Path
     host: str = "127.0.0.1"
     user: str = "dagster"
 
@@ -96,6 +99,16 @@ class Postgres:
         _run(self.prefix, str(self.bindir / "createdb"), "-h", self.host, "-p", str(self.port),
              "-U", self.user, db)
         return self.url(db)
+
+    def start(self) -> None:
+        """Start the server on its port and data folder (waits until it accepts connections)."""
+        _run(self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-l",
+             str(self.data.parent / "log"), "-o",
+             f"-p {self.port} -k {self.data.parent} -c listen_addresses={self.host}", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server; ``immediate`` cuts every client off as a crash would."""
+        _run(self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "stop")
 
 
 def _run(prefix: tuple[str, ...], *args: str) -> None:
@@ -112,18 +125,17 @@ def postgres_server() -> Iterator[Postgres]:
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
         prefix = ("runuser", "-u", "postgres", "--")
-    port = free_port()
     data = base / "data"
     _run(prefix, str(bindir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust",
          "-E", "UTF8")
-    _run(prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
-         f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start")
+    server = Postgres(bindir, free_port(), prefix, data)
+    server.start()
     try:
-        server = Postgres(bindir, port, prefix)
         server.create_database("dagster")
         yield server
     finally:
-        _run(prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
+        with contextlib.suppress(subprocess.CalledProcessError):  # stopped by the test
+            server.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -163,5 +175,47 @@ def mlflow_server(
                                    f"{log.read_text()[-3000:]}")
             time.sleep(0.5)
         yield url
+    finally:
+        stop_group(process)
+
+
+@dataclass(frozen=True)
+class SampleHubServer:
+    """A running ``samplehub serve``: its URL, its supervisor process and its log."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextlib.contextmanager
+def samplehub_server(
+    overrides: Sequence[str], workers: int, log: Path, env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+) -> Iterator[SampleHubServer]:
+    """``samplehub serve --workers N`` on 127.0.0.1 until every worker started.
+
+    Args:
+        overrides: Hydra overrides (``--set``), e.g. ``home=...``.
+        workers: uvicorn worker processes.
+        log: where the server's output goes.
+        env: the server's environment (default: this process's).
+        timeout: seconds to wait for every worker's "Application startup complete".
+    """
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "samplehub"), "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(workers),
+               *[arg for o in overrides for arg in ("--set", o)]]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True, env=None if env is None else dict(env))
+    try:
+        deadline = time.monotonic() + timeout
+        while log.read_text().count("Application startup complete") < workers:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"samplehub serve did not start {workers} workers:\n"
+                                   f"{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield SampleHubServer(f"http://127.0.0.1:{port}", process, log)
     finally:
         stop_group(process)
