@@ -1,19 +1,21 @@
 """Runs left ``STARTED`` by a worker that died without telling the instance.
 
-A run worker records its end in the instance's database. When that database goes away
-mid-run (PostgreSQL restarted, the network cut) the worker cannot write its failure, gives
-up after ``dagster-postgres``' connection retries and exits; its run stays ``STARTED``
-forever. Worse, it keeps the ``samplehub_heavy`` pool slot that its step claimed
-(``assets/partitions.py``), so every later ingest, feature or index step waits for that
-slot and the whole pipeline stalls. SampleHub's data is not at risk: every write is a
-Delta commit or a locked store write (``samplehub.locks``), and a re-run finishes the work.
+A run worker records its end in the instance's database. A worker that is killed (out of
+memory, SIGKILL) cannot record it, and neither can one whose database went away mid-run
+(PostgreSQL restarted, the network cut: it gives up after ``dagster-postgres``' connection
+retries and exits); either way its run stays ``STARTED`` forever. Worse, it keeps the
+``samplehub_heavy`` pool slot that its step claimed (``assets/partitions.py``), so every
+later ingest, feature or index step waits for that slot and the whole pipeline stalls.
+SampleHub's data is not at risk: every write is a Delta commit or a locked store write
+(``samplehub.locks``), and a re-run finishes the work.
 
-Dagster's run monitoring can only time such a run out (``run_monitoring.max_runtime_seconds``),
-since the default run launcher cannot check its workers' health. The runs of that launcher
+Dagster's run monitoring can only time such a run out
+(``run_monitoring.max_runtime_seconds``), since the default run launcher cannot check its
+workers' health. The runs of that launcher
 are processes on the daemon's host, and each records its pid in an engine event, so a run
 whose process is gone is an orphan for certain: :func:`fail_orphaned_runs` marks it failed
-with the reason and frees its pool slots. :data:`orphaned_runs_sensor`
-(``orchestration.sensors``) does it every minute.
+with the reason and frees its pool slots. ``orphaned_runs_sensor``
+(:mod:`orchestration.sensors`) does it every minute.
 """
 
 from __future__ import annotations
@@ -88,9 +90,9 @@ def fail_orphaned_runs(instance: DagsterInstance) -> list[Orphan]:
             continue  # it ended between the two reads
         instance.report_run_failed(
             run,
-            f"run worker process {orphan.pid} is gone but the run was never marked ended "
-            "(the instance database was unreachable when it stopped?); SampleHub's writes are "
-            "atomic, so re-run the job to finish its work",
+            f"run worker process {orphan.pid} is gone but the run was never marked ended (it "
+            "was killed, or the instance database was unreachable when it stopped); "
+            "SampleHub's writes are atomic, so re-run the job to finish its work",
         )
         instance.event_log_storage.free_concurrency_slots_for_run(orphan.run_id)
     return orphans

@@ -17,10 +17,8 @@ stopped as a crash would (``pg_ctl -m immediate``). Then:
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from dagster import (
     DagsterRunStatus,
     build_sensor_context,
 )
+from job_runs import job_command
 from loopback import postgres_server
 
 from assets.partitions import HEAVY_POOL, dataset_partitions
@@ -44,17 +43,6 @@ from samplehub.repository import Repository
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-
-def run_command(work: Path) -> list[str]:
-    """``dagster job execute`` of ``ingest_dataset[ucm]`` with commits every 256 images."""
-    config = {"resources": {"samplehub": {"config": {"overrides": [
-        f"sources_dir={work / 'sources'}", "executor.batch_size=256"]}}}}
-    (work / "run.yaml").write_text(json.dumps(config))
-    dagster = Path(sys.executable).with_name("dagster")
-    return [str(dagster), "job", "execute", "-m", "orchestration.definitions",
-            "-j", "ingest_dataset", "--tags", json.dumps({"dagster/partition": "ucm"}),
-            "-c", str(work / "run.yaml")]
 
 
 def commits(home: Path) -> int:
@@ -77,8 +65,10 @@ def test_a_run_outlives_its_instance_database_and_the_next_one_completes(
         with DagsterInstance.from_config(str(dagster_home)) as instance:
             instance.add_dynamic_partitions(dataset_partitions.name, ["ucm"])
 
+        command = job_command("ingest_dataset", "ucm", [
+            f"sources_dir={tmp_path / 'sources'}", "executor.batch_size=256"], tmp_path)
         log = (tmp_path / "first.log").open("w")
-        first = subprocess.Popen(run_command(tmp_path), cwd=REPO, env=env, stdout=log,
+        first = subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
                                  stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
         while commits(home) < 2 and first.poll() is None and time.monotonic() < deadline:
@@ -106,7 +96,7 @@ def test_a_run_outlives_its_instance_database_and_the_next_one_completes(
             assert failed is not None and failed.status == DagsterRunStatus.FAILURE
             assert not instance.event_log_storage.get_concurrency_info(HEAVY_POOL).claimed_slots
 
-        second = subprocess.run(run_command(tmp_path), cwd=REPO, env=env, timeout=300,
+        second = subprocess.run(command, cwd=REPO, env=env, timeout=300,
                                 capture_output=True, text=True)
         assert second.returncode == 0, second.stdout[-3000:]
         with DagsterInstance.from_config(str(dagster_home)) as instance:
