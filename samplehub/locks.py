@@ -1,13 +1,18 @@
 """Writer locks a repository owns, so two writers of the same thing take turns.
 
 Appends to Delta tables from different processes are safe on their own (each is one
-optimistic commit, retried on conflict), but some writes are read-modify-write over one
-dataset: an ingest reclaims store rows past the last commit before appending, a feature
-run skips the samples already encoded. Two such runs of the same dataset at once would
-truncate each other's rows or encode the same samples twice, so each takes the dataset's
-lock for its whole run. Locks are advisory ``flock`` locks on files under
-``<home>/locks``; the kernel drops them when the holder dies, so a killed run never leaves
-a stale lock behind.
+optimistic commit, retried on conflict: :meth:`samplehub.catalog.Catalog.append`), but
+some writes are read-modify-write over one dataset: an ingest reclaims store rows past the
+last commit before appending, a feature run skips the samples already encoded. Two such
+runs of the same dataset at once would truncate each other's rows or encode the same
+samples twice, so each takes the dataset's lock for its whole run. Many small appends to
+one table at once (feedback posted to every worker of ``samplehub serve``) take the
+table's lock, so they commit one after the other instead of retrying against each other.
+Locks are advisory ``flock`` locks on files under ``<home>/locks``; the kernel drops them
+when the holder dies, so a killed run never leaves a stale lock behind. A ``flock`` is
+shared by the processes of one machine only: on a home in object storage, writers on
+different machines do not see each other's locks, and Delta's optimistic commits with
+their retries are what keeps their appends whole there.
 """
 
 from __future__ import annotations
@@ -63,3 +68,7 @@ class WriterLocks:
     def index(self, path: Path) -> AbstractContextManager[None]:
         """The lock of the index at ``path`` (an update, ``fsck --repair``)."""
         return self.hold(f"index-{path.name}")
+
+    def table(self, name: str) -> AbstractContextManager[None]:
+        """The lock of appends to the catalog table ``name`` (feedback posts of the API)."""
+        return self.hold(f"table-{name}")

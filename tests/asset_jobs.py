@@ -42,13 +42,16 @@ def index_datasets(resource: object, datasets: Sequence[str]) -> str:
                         for event in instance.all_logs(run.run_id))
 
 
-def build_real_repository(resource: Any, data: Path, images: Path) -> None:
+def build_real_repository(
+    resource: Any, data: Path, images: Path, per_class: int = REAL_PER_CLASS
+) -> None:
     """Ingest, encode, merge and index the small real repository into ``resource``'s home.
 
     Args:
         resource: the :class:`~assets.resources.SampleHubResource` (``REAL_OVERRIDES``).
         data: the real data root (``../shared/data``).
         images: where the picked images are copied (the sources' folders).
+        per_class: images copied of each picked class (fewer for a quicker build).
     """
     from samplehub.sources import SourceSpec
 
@@ -56,14 +59,14 @@ def build_real_repository(resource: Any, data: Path, images: Path) -> None:
     for dataset, (folder, classes) in REAL_PICK.items():
         for name in classes:
             (images / dataset / name).mkdir(parents=True)
-            for f in sorted((data / folder / name).iterdir())[:REAL_PER_CLASS]:
+            for f in sorted((data / folder / name).iterdir())[:per_class]:
                 shutil.copy(f, images / dataset / name / f.name)
         report = repo.ingest(SourceSpec(name=dataset, uri=str(images / dataset)))
-        assert report.added == REAL_PER_CLASS * len(classes), report
+        assert report.added == per_class * len(classes), report
     # The co-occurrences that associate labels (rows of images not copied are quarantined).
     report = repo.ingest(SourceSpec(
         name="ucmerced_multilabel", kind="multilabel_manifest",
         uri=str(data / "ucmerced_multilabel" / "LandUse_Multilabeled.txt"),
         options={"images": str(images / "ucmerced")}))
-    assert report.total == 3 * REAL_PER_CLASS, report
+    assert report.total == 3 * per_class, report
     index_datasets(resource, [*REAL_PICK, "ucmerced_multilabel"])

@@ -26,7 +26,8 @@ class ApiState:
         query: ``run_query(repo, spec)``.
         image_query: ``query_by_image(repo, image=..., sample_id=..., k=...)``.
         builds: stored logical datasets (``<home>/builds``).
-        write_lock: serializes the app's Delta appends (feedback) and exports.
+        write_lock: serializes the exports of this process (feedback appends take the
+            repository's ``locks.table("feedback")``, shared by every worker).
         rejections: each query's rejected samples, re-read when the feedback changed.
     """
 

@@ -8,7 +8,10 @@ Tables live under ``<home>/catalog/<table>`` (local disk by default, ``s3://`` a
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,10 +21,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, Field, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from samplehub.catalog import schema
 from samplehub.errors import DatasetNotFoundError, SampleNotFoundError
+
+log = logging.getLogger(__name__)
+
+COMMIT_ATTEMPTS = 8
+"""Tries of one write whose Delta commit lost a race (:meth:`Catalog.commit_with_retries`)."""
+COMMIT_BACKOFF_S = 0.05
+"""First wait before such a try; doubled each time, jittered by +-50 % so writers spread out."""
 
 
 @dataclass
@@ -179,44 +189,85 @@ class Catalog:
         return missing
 
     def append(self, name: str, data: pa.Table) -> None:
-        """Append rows in one atomic commit."""
+        """Append rows in one commit, retried if it lost a race (:meth:`commit_with_retries`)."""
         if data.num_rows == 0:
             return
-        self.rename_legacy_columns(name)
-        self.add_missing_columns(name)
-        write_deltalake(
-            self.uri(name),
-            data.cast(getattr(schema, name.upper())),
-            partition_by=["dataset"],
-            mode="append",
-            storage_options=self.storage_options or None,
-        )
 
-    def replace_partition(self, name: str, dataset: str, data: pa.Table) -> None:
-        """Replace one dataset's rows in one atomic commit (Delta ``replaceWhere``)."""
-        predicate = f"dataset = {sql_literal(dataset)}"
-        table_schema = getattr(schema, name.upper())
-        if self.table(name) is None:
-            if data.num_rows == 0:
-                data = table_schema.empty_table()
+        def write() -> None:
+            self.rename_legacy_columns(name)
+            self.add_missing_columns(name)
             write_deltalake(
                 self.uri(name),
-                data.cast(table_schema),
+                data.cast(getattr(schema, name.upper())),
                 partition_by=["dataset"],
                 mode="append",
                 storage_options=self.storage_options or None,
             )
-            return
-        self.rename_legacy_columns(name)
-        self.add_missing_columns(name)
-        write_deltalake(
-            self.uri(name),
-            data.cast(table_schema),
-            partition_by=["dataset"],
-            mode="overwrite",
-            predicate=predicate,
-            storage_options=self.storage_options or None,
-        )
+
+        self.commit_with_retries(name, write)
+
+    def replace_partition(self, name: str, dataset: str, data: pa.Table) -> None:
+        """Replace one dataset's rows in one atomic commit (Delta ``replaceWhere``).
+
+        Written again when the commit loses a race (:meth:`commit_with_retries`): the
+        dataset's rows are then ``data``, whatever a concurrent writer put there.
+        """
+        predicate = f"dataset = {sql_literal(dataset)}"
+        table_schema = getattr(schema, name.upper())
+
+        def write() -> None:
+            if self.table(name) is None:
+                rows = data if data.num_rows else table_schema.empty_table()
+                write_deltalake(
+                    self.uri(name),
+                    rows.cast(table_schema),
+                    partition_by=["dataset"],
+                    mode="append",
+                    storage_options=self.storage_options or None,
+                )
+                return
+            self.rename_legacy_columns(name)
+            self.add_missing_columns(name)
+            write_deltalake(
+                self.uri(name),
+                data.cast(table_schema),
+                partition_by=["dataset"],
+                mode="overwrite",
+                predicate=predicate,
+                storage_options=self.storage_options or None,
+            )
+
+        self.commit_with_retries(name, write)
+
+    @staticmethod
+    def commit_with_retries(name: str, write: Callable[[], None]) -> None:
+        """Run ``write`` (one Delta commit to table ``name``); run it again when it loses a race.
+
+        delta-rs retries a commit that meets concurrent appends on its own, but only so
+        often (``CommitProperties.max_commit_retries``, 15 by default), and never one that
+        lost the table's creation: writers that all found no table each try to commit
+        version 0, and all but one fail with ``CommitFailedError`` (protocol or metadata
+        changed). A failed commit added nothing to the log (its data files stay
+        unreferenced), so ``write`` runs again, up to ``COMMIT_ATTEMPTS`` times with a
+        jittered backoff, against the table as the winner left it; its rows land once.
+        These retries keep writes from different machines whole on object storage, where
+        no lock is shared; processes of one machine may also take turns first
+        (:meth:`samplehub.locks.WriterLocks.table`).
+
+        Raises:
+            CommitFailedError: the commit still lost after ``COMMIT_ATTEMPTS`` tries.
+        """
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                write()
+                return
+            except CommitFailedError as exc:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
+                wait = COMMIT_BACKOFF_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+                log.info("a write to %s lost a commit race (%s); writing again in %.2f s",
+                         name, exc, wait)
+                time.sleep(wait)
 
     def sample_ids(self, dataset: str) -> np.ndarray:
         """Ids already catalogued for ``dataset`` (sorted int64)."""

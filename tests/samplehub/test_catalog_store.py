@@ -1,11 +1,15 @@
 """Delta catalog and Zarr store on local disk: atomic appends, partition replace, reads."""
 
+import multiprocessing
+from datetime import UTC, datetime
 from pathlib import Path
+from threading import Barrier
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
-from samplehub.catalog import Catalog, DatasetInfo
+from samplehub.catalog import Catalog, DatasetInfo, schema
 from samplehub.errors import DatasetNotFoundError, SampleNotFoundError
 from samplehub.ingest import records_to_table
 from samplehub.records import FileEntry, GeoInfo, SampleRecord, sample_id_for
@@ -96,3 +100,40 @@ def test_registry_row_is_replaced_not_duplicated(tmp_path: Path) -> None:
     frame = catalog.datasets()
     assert list(frame["dataset"]) == ["d", "e"]
     assert list(frame["n_samples"]) == [2, 5]
+
+
+WRITERS = 8
+
+
+def write_at_once(root: str, i: int, start: Barrier) -> None:
+    """One writer process: a feedback row, then its dataset's registry row, each at the
+    barrier with the other writers."""
+    row = {"spec_id": "q", "dataset": "d", "sample_id": i, "decision": "reject",
+           "who": f"reviewer-{i}", "at": datetime.now(UTC)}
+    catalog = Catalog(root)
+    try:
+        start.wait()
+        catalog.append("feedback", pa.Table.from_pylist([row], schema=schema.FEEDBACK))
+        start.wait()
+        catalog.register_dataset(DatasetInfo(dataset=f"d{i}", source_uri="/x", kind="k"))
+    except BaseException:
+        start.abort()  # the others stop waiting for a writer that failed
+        raise
+
+
+def test_writers_racing_to_create_a_table_each_land_once(tmp_path: Path) -> None:
+    # All writers find no table; all but one lose the commit of version 0 and write again.
+    root = str(tmp_path / "catalog")
+    spawn = multiprocessing.get_context("spawn")  # delta-rs's runtime does not survive fork
+    start = spawn.Barrier(WRITERS, timeout=60)
+    writers = [spawn.Process(target=write_at_once, args=(root, i, start))
+               for i in range(WRITERS)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+    assert [w.exitcode for w in writers] == [0] * WRITERS
+    catalog = Catalog(root)
+    ids = catalog.read("feedback", columns=["sample_id"]).column("sample_id").to_pylist()
+    assert sorted(ids) == list(range(WRITERS))
+    assert sorted(catalog.datasets()["dataset"]) == sorted(f"d{i}" for i in range(WRITERS))

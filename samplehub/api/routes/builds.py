@@ -63,7 +63,9 @@ def feedback(
 ) -> FeedbackResponse:
     """Record accept/reject decisions; a rejected sample is not suggested again for the query."""
     decisions = [Decision(d.sample_id, d.decision, d.label, d.kind) for d in body.decisions]
-    with state.write_lock:
+    # every worker process of the server appends here: the repository's lock, not a
+    # thread lock, makes them take turns (WriterLocks.table)
+    with state.repo.locks.table("feedback"):
         recorded = record_feedback(state.repo.catalog, body.spec_id, decisions, body.who)
     return FeedbackResponse(spec_id=body.spec_id, recorded=recorded)
 

@@ -9,8 +9,6 @@ then answers from that version, without a restart and without a failed request.
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
-from loopback import free_port, stop_group
+from loopback import samplehub_server
 from query_fixture import Fixture, unit
 
 from samplehub.catalog import schema
@@ -37,21 +35,9 @@ WORKERS = 2
 @contextlib.contextmanager
 def served(fixture: Fixture, log: Path) -> Iterator[str]:
     """``samplehub serve`` of the fixture's home; yields its URL; stopped by process group."""
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "samplehub"), "serve", "--port", str(port),
-               "--workers", str(WORKERS), "--set", f"home={fixture.repo.config.home_path}"]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while log.read_text().count("Application startup complete") < WORKERS:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_group(process)
+    with samplehub_server([f"home={fixture.repo.config.home_path}"], WORKERS, log,
+                          timeout=60) as server:
+        yield server.url
 
 
 def every_worker(url: str, polls: int = 16) -> list[dict]:
