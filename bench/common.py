@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
 import importlib.util
 import json
 import os
@@ -49,19 +51,28 @@ def _l3_cache_mb() -> float | None:
     return round(float(size[:-1]) * scale[size[-1]], 1) if size[-1] in scale else None
 
 
-def load_test_helper(name: str) -> ModuleType:
-    """A helper module of ``tests/`` (``tests/<name>.py``), loaded by its path.
+class TestHelpers(importlib.abc.MetaPathFinder):
+    """Finds the top-level helper modules of ``tests/`` (``tests/<name>.py``), last of all.
 
     Putting ``tests/`` on ``sys.path`` instead would let ``tests/samplehub`` shadow the
-    ``samplehub`` package.
+    ``samplehub`` package; this finder answers only for plain top-level names that no
+    other finder resolved, so helpers that import each other (``writers`` imports
+    ``kills``) load the same way the tests load them.
     """
-    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / f"{name}.py")
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"{REPO / 'tests' / name}.py not found")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # so its dataclasses and its own helpers' imports resolve
-    spec.loader.exec_module(module)
-    return module
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        """The spec of ``tests/<fullname>.py``, or None."""
+        file = REPO / "tests" / f"{fullname}.py"
+        if path is None and "." not in fullname and file.is_file():
+            return importlib.util.spec_from_file_location(fullname, file)
+        return None
+
+
+def load_test_helper(name: str) -> ModuleType:
+    """A helper module of ``tests/`` (``tests/<name>.py``), with the helpers it imports."""
+    if not any(isinstance(f, TestHelpers) for f in sys.meta_path):
+        sys.meta_path.append(TestHelpers())
+    return importlib.import_module(name)
 
 
 def write_json(name: str, payload: Any) -> Path:

@@ -18,6 +18,12 @@ and keeps the others, so one section can be re-run alone.
   Merced with a tenth of all requests failing (500, 503 SlowDown, resets), then five
   ingests whose server dies after 10, 30, 50, 70 and 90 % of the flaky run's requests;
   ``injected / retried / failed_cleanly / half_committed``.
+- ``mlflow_faults``: ``tests/registry_faults.py``: an MLflow tracking server (PostgreSQL
+  backend) behind the fault proxy, flaky for one training run and dying at four points of
+  four others that would each have been promoted; ``injected / failed_cleanly /
+  champion_unchanged``.
+- ``dagster_runs``: ``tests/dagster_runs.py``: the Dagster instance's PostgreSQL stopped
+  in the middle of a UC Merced ingest run, then two runs of one partition at once.
 - ``fuzz`` and ``soak``: ``bench/soak.py`` (Schemathesis against the live OpenAPI schema;
   32 clients for 10 minutes on a 100k real-view home).
 
@@ -37,7 +43,7 @@ from typing import Any
 from common import RESULTS, load_test_helper, machine, require_data, write_json
 
 NAME = "reliability.json"
-SECTIONS = ["kills", "concurrency", "s3_faults", "fuzz", "soak"]
+SECTIONS = ["kills", "concurrency", "s3_faults", "mlflow_faults", "dagster_runs", "fuzz", "soak"]
 
 
 def kills_row(
@@ -98,6 +104,35 @@ def s3_faults_row(data: Path, rate: float, seed: int) -> dict[str, Any]:
     }
 
 
+def mlflow_faults_row(rate: float, seed: int) -> dict[str, Any]:
+    """``tests/registry_faults.py``'s scenarios on a PostgreSQL server of their own."""
+    registry = load_test_helper("registry_faults")
+    loopback = load_test_helper("loopback")
+    with loopback.postgres_server() as postgres, \
+            tempfile.TemporaryDirectory(prefix="mlflow-faults-") as work:
+        row = registry.registry_fault_scenarios(postgres.create_database("mlflow"), Path(work),
+                                                rate, seed)
+    return {**row, "machine": machine()}
+
+
+def dagster_runs_row(data: Path) -> dict[str, Any]:
+    """``tests/dagster_runs.py``'s scenarios over all of UC Merced."""
+    runs = load_test_helper("dagster_runs")
+    images = data / "ucmerced" / "Images"
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dagster-runs-") as work:
+        outage = runs.postgres_outage(images, Path(work) / "outage")
+        concurrent = runs.concurrent_runs(images, Path(work) / "concurrent")
+    return {
+        "data": "real: UC Merced, 2,100 images of 256 px (features at 64 px)",
+        "runs": "dagster job execute, one process per run (the run worker's code path)",
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": machine(),
+        "postgres_outage": outage,
+        "concurrent_runs": concurrent,
+    }
+
+
 def main() -> None:
     """Run the chosen sections and merge their rows into ``bench/results/reliability.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -137,6 +172,10 @@ def main() -> None:
             results["concurrency"] = concurrency_row(data, args.per_class)
         elif section == "s3_faults":
             results["s3_faults"] = s3_faults_row(data, args.fault_rate, args.seed)
+        elif section == "mlflow_faults":
+            results["mlflow_faults"] = mlflow_faults_row(args.fault_rate, args.seed)
+        elif section == "dagster_runs":
+            results["dagster_runs"] = dagster_runs_row(data)
         elif section == "fuzz":
             from soak import fuzz_row
 
