@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,6 +111,11 @@ def rejected_ids(catalog: Catalog, spec_id: str) -> set[int]:
     return {s for s, d in latest_decisions(catalog, spec_id).items() if d == "reject"}
 
 
+RECENT = object()
+"""The stamp of a table read too soon after its last commit to be cached on."""
+RECENT_NS = 2_000_000_000
+
+
 class Rejections:
     """Every query's rejected samples, read once per version of the ``feedback`` table.
 
@@ -134,7 +140,7 @@ class Rejections:
         """Samples whose latest decision for ``spec_id`` is ``reject`` (as :func:`rejected_ids`)."""
         stamp = self._version()
         with self._lock:
-            if stamp != self._stamp:
+            if stamp != self._stamp or self._stamp is RECENT:
                 frame = feedback_rows(self.catalog)
                 latest = frame.groupby(["spec_id", "sample_id"], sort=False).tail(1)
                 rejected = latest[latest["decision"] == "reject"]
@@ -142,7 +148,11 @@ class Rejections:
                     str(spec): set(group["sample_id"].astype(int).tolist())
                     for spec, group in rejected.groupby("spec_id", sort=False)
                 }
-                self._stamp = stamp
+                # A folder's mtime moves in steps of the kernel's clock tick, so a second
+                # commit within the tick of the one just read would leave it unchanged; a
+                # stamp that recent is not trusted, and the next call reads again.
+                recent = isinstance(stamp, int) and time.time_ns() - stamp < RECENT_NS
+                self._stamp = RECENT if recent else stamp
             return set(self._rejected.get(spec_id, ()))
 
     def _version(self) -> object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,17 @@ def test_rejections_follow_every_commit_to_the_feedback_table(small_repo: Reposi
     assert rejections.of("q1") == {ids[0], ids[1]} == rejected_ids(small_repo.catalog, "q1")
     record_feedback(small_repo.catalog, "q1", [Decision(ids[1], "accept")])  # latest wins
     assert rejections.of("q1") == {ids[0]} and rejections.of("q2") == {ids[2]}
+
+
+def test_rejections_see_a_commit_that_left_the_log_folder_mtime_unchanged(
+    small_repo: Repository,
+) -> None:
+    ids = small_repo.catalog.read("samples", columns=["sample_id"])["sample_id"].to_pylist()
+    rejections = Rejections(small_repo.catalog)
+    record_feedback(small_repo.catalog, "q1", [Decision(ids[0], "reject")])
+    log = Path(small_repo.catalog.uri("feedback").removeprefix("file://")) / "_delta_log"
+    read_at = log.stat().st_mtime_ns
+    assert rejections.of("q1") == {ids[0]}
+    record_feedback(small_repo.catalog, "q1", [Decision(ids[1], "reject")])
+    os.utime(log, ns=(read_at, read_at))  # the second commit landed within the same tick
+    assert rejections.of("q1") == {ids[0], ids[1]}
