@@ -19,9 +19,9 @@ and keeps the others, so one section can be re-run alone.
   ingests whose server dies after 10, 30, 50, 70 and 90 % of the flaky run's requests;
   ``injected / retried / failed_cleanly / half_committed``.
 - ``mlflow_faults``: ``tests/registry_faults.py``: an MLflow tracking server (PostgreSQL
-  backend) behind the fault proxy, flaky for one training run and dying at four points of
-  four others that would each have been promoted; ``injected / failed_cleanly /
-  champion_unchanged``.
+  backend) behind the fault proxy, dying at four points of four trainings that would each
+  have been promoted (``injected / failed_cleanly / champion_unchanged``), flaky for five
+  trainings, and dying once more under the shipped retry budget (time to the error).
 - ``dagster_runs``: ``tests/dagster_runs.py``: the Dagster instance's PostgreSQL stopped
   in the middle of a UC Merced ingest run, then two runs of one partition at once.
 - ``fuzz`` and ``soak``: ``bench/soak.py`` (Schemathesis against the live OpenAPI schema;
@@ -111,7 +111,7 @@ def mlflow_faults_row(rate: float, seed: int) -> dict[str, Any]:
     with loopback.postgres_server() as postgres, \
             tempfile.TemporaryDirectory(prefix="mlflow-faults-") as work:
         row = registry.registry_fault_scenarios(postgres.create_database("mlflow"), Path(work),
-                                                rate, seed)
+                                                rate, seed, flaky_runs=5, shipped_budget=True)
     return {**row, "machine": machine()}
 
 

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from fault_proxy import FaultPlan, FaultProxy
-from hash_fixture import tiny_hash_repository
+from hash_fixture import TINY, tiny_hash_repository
 from loopback import mlflow_server
 
+from samplehub.config import load_config
 from samplehub.errors import ModelRegistryError
 from samplehub.models.hash_model import champion, load_hash_model, train_hash_model
+from samplehub.repository import Repository
 
 PASSWORD = "registry-s3cret"
 DEATHS = {
@@ -44,14 +46,18 @@ BUDGET = ["mlflow.request_retries=2", "mlflow.request_backoff_s=0",
 
 
 def registry_fault_scenarios(backend_store_uri: str, work: Path, rate: float = 0.1,
-                             seed: int = 0) -> dict[str, Any]:
+                             seed: int = 0, flaky_runs: int = 1,
+                             shipped_budget: bool = False) -> dict[str, Any]:
     """Run the scenarios of the module docstring; returns the ``mlflow_faults`` row.
 
     Args:
         backend_store_uri: a PostgreSQL database for the MLflow server.
         work: a fresh folder for the home, the artifacts and the server's log.
-        rate: share of requests that fail in the flaky run.
-        seed: seeds the flaky run's draws.
+        rate: share of requests that fail in the flaky runs.
+        seed: seeds the flaky runs' draws.
+        flaky_runs: trainings over the flaky server, one after the other.
+        shipped_budget: also let the server die at the alias move under the shipped retry
+            budget (``conf/mlflow``), to time what a user waits for the error (a minute).
     """
     console = io.StringIO()
     started = time.perf_counter()
@@ -87,11 +93,38 @@ def registry_fault_scenarios(backend_store_uri: str, work: Path, rate: float = 0
                 == f"dmch-16-v{first.version}",
                 "error": error[:300],
             })
-        proxy.plan = FaultPlan(rate=rate, seed=seed)
-        flaky = train_hash_model(repo, "dmch")
-        injected = sum(proxy.plan.injected.values())
+        flaky = []
+        for run in range(flaky_runs):
+            proxy.plan = FaultPlan(rate=rate, seed=seed + run)
+            trained = train_hash_model(repo, "dmch")
+            flaky.append({"injected": sum(proxy.plan.injected.values()),
+                          "forwarded": proxy.plan.forwarded, "promoted": trained.promoted,
+                          "version": trained.version})
         proxy.plan = FaultPlan()
         promoted = champion(repo.config)
+        shipped: dict[str, Any] = {}
+        if shipped_budget:
+            before = promoted
+            # the same home under the shipped budget (tiny_hash_repository would add its
+            # features a second time)
+            repo = Repository(load_config([*TINY, f"home={work / 'home'}",
+                                           f"mlflow.tracking_uri={uri}"]))
+            mlflow.MlflowClient(proxy.endpoint_url).log_metric(
+                before.run_id if before else first.run_id, "val_map", 0.0)
+            proxy.plan = FaultPlan(die_on=DEATHS["at the alias move"])
+            tried = time.perf_counter()
+            try:
+                train_hash_model(repo, "dmch")
+                shipped["failed_cleanly"] = False
+            except ModelRegistryError as exc:
+                shipped["failed_cleanly"] = "was not moved" in str(exc)
+            shipped["seconds_to_fail"] = round(time.perf_counter() - tried, 1)
+            proxy.up()
+            after = champion(repo.config)
+            shipped["champion_unchanged"] = (after is not None and before is not None
+                                             and after.version == before.version)
+            shipped["budget"] = {k: getattr(repo.config.mlflow, k) for k in (
+                "request_retries", "request_backoff_s", "request_timeout_s")}
     text = console.getvalue() + "".join(d["error"] for d in deaths)
     return {
         "data": "tiny fixture (12 images, seeded 32-d features): the registry is under test, "
@@ -104,8 +137,10 @@ def registry_fault_scenarios(backend_store_uri: str, work: Path, rate: float = 0
         "failed_cleanly": sum(d["failed_cleanly"] for d in deaths),
         "champion_unchanged": sum(d["champion_unchanged"] and d["champion_loads"]
                                   for d in deaths),
-        "flaky": {"rate": rate, "injected": injected, "promoted": flaky.promoted,
-                  "champion_after": promoted.version if promoted else None,
-                  "version": flaky.version},
+        "flaky": {"rate": rate, "runs": flaky,
+                  "injected": sum(f["injected"] for f in flaky),
+                  "completed": len(flaky),
+                  "champion_after": promoted.version if promoted else None},
+        "shipped_budget_death": shipped,
         "password_shown": PASSWORD in text,
     }
