@@ -434,16 +434,20 @@ def query_by_image(
         )
     search = landcover_stage(repo, ctx, search, landcover, image)
     config = repo.config.retrieval
+    # one row per image: copies of one image would otherwise take several of the k places,
+    # and reported once they would leave fewer than k hits
+    later_copies = ctx.snapshot.later_copies
     if sample_id is not None:
         matches = np.flatnonzero(ctx.snapshot.sample_id == sample_id)
         row = int(matches[0]) if len(matches) else -1
         position = search.position_of(row, sample_id)
-        allowed = search.allowed(None, ctx.snapshot.copies_of(row))  # the image, every copy
+        # the image itself in every copy is not a result of its own query
+        allowed = search.allowed(None, np.union1d(ctx.snapshot.copies_of(row), later_copies))
         plan = search.plan(index, allowed.count, k, config)
         scores, found_rows = search.search_stored(plan, position, k, allowed)
     else:
         xq = _encode(repo, ctx, image)  # type: ignore[arg-type] # image is set on this branch
-        allowed = search.allowed(None, np.zeros(0, np.int64))
+        allowed = search.allowed(None, later_copies)
         plan = search.plan(index, allowed.count, k, config)
         scores, found_rows = search.search(plan, xq, k, allowed)
     found = found_rows[0] >= 0
@@ -452,8 +456,6 @@ def query_by_image(
                    "model_version": ctx.model_version}
     if decision is not None:
         result_plan["index_choice"] = decision.as_dict()
-    first = np.isin(rows, ctx.snapshot.first_copies(rows, set()))
-    sims, rows = sims[first], rows[first]
     source = f"sample {sample_id}" if sample_id is not None else "the query image"
     hits = [
         Hit(

@@ -10,6 +10,7 @@ immutable once built and shared by concurrent subqueries.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -116,6 +117,17 @@ class SampleSnapshot:
         """Every row holding the image of ``row`` (``row`` itself included), sorted."""
         rows = self.copies.get(int(self.image[row]))
         return np.array([row], np.int64) if rows is None else rows
+
+    @cached_property
+    def later_copies(self) -> np.ndarray:
+        """Every row but the first of each image catalogued more than once, sorted.
+
+        A search that leaves them out has one row per image, so its k results are k
+        different images (DESIGN section 5).
+        """
+        if not self.copies:
+            return np.zeros(0, np.int64)
+        return np.sort(np.concatenate([rows[1:] for rows in self.copies.values()]))
 
     def with_copies(self, rows: np.ndarray) -> np.ndarray:
         """``rows`` plus every other copy of their images, sorted and unique."""
