@@ -1,4 +1,10 @@
-"""The HTTP API with FastAPI's TestClient (query test double; real label graph store)."""
+"""The HTTP API with FastAPI's TestClient and the real query functions.
+
+Query, build, feedback and export run on the small real repository (``conftest.py``);
+expectations come from calling the real ``run_query`` / builder with the same spec. The
+sample, composite and label-graph routes run on the small fixture repository, whose
+BigEarthNet patch has the 12 bands a false-colour composite needs.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,33 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from asset_jobs import REAL_PER_CLASS
 from fastapi.testclient import TestClient
 from hostile import png_header
 from PIL import Image
-from query_double import fake_query_by_image, fake_run_query
 
 from samplehub.api import create_app
+from samplehub.api.models import QueryRequest
+from samplehub.export import build_dataset, parse_spec
 from samplehub.labels.graph import CO_OCCURS, IS_A, LabelGraph
 from samplehub.labels.store import EmbeddedLabelGraphStore
 from samplehub.repository import Repository
+from samplehub.retrieval.query import run_query
 
-SPEC = {"name": "rivers", "labels": ["river", "farmland"],
+SPEC = {"name": "rivers", "labels": ["river", "golf course"],
         "split": {"ratios": {"train": 0.5, "val": 0.5}, "seed": 1}}
 
 
 @pytest.fixture
 def client(small_repo: Repository) -> TestClient:
-    return TestClient(create_app(small_repo, fake_run_query, fake_query_by_image))
+    """The fixture repository (no features, no label graph) with the real query functions."""
+    return TestClient(create_app(small_repo))
+
+
+@pytest.fixture
+def real(real_repo: Repository) -> TestClient:
+    """The shared real repository, for requests that write nothing."""
+    return TestClient(create_app(real_repo))
 
 
 def sample_id(repo: Repository, dataset: str, label: str) -> int:
@@ -39,12 +55,18 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
     assert client.get("/review").headers["content-type"].startswith("text/html")
 
 
-def test_query_returns_exact_and_supplementary_and_hides_rejected(client: TestClient) -> None:
+def test_query_returns_exact_and_supplementary_and_hides_rejected(real_copy: Repository) -> None:
+    client = TestClient(create_app(real_copy))
     body = {"labels": ["river"], "k": 3}
+    expected = run_query(real_copy, QueryRequest(**body).query_spec()).hits
+    supplementary = [h for h in expected if h.kind == "supplementary"]
     first = client.post("/query", json=body).json()
-    assert (first["exact"], first["supplementary"]) == (5, 3)
+    # EuroSAT River and UC Merced river both map to the unified 'river'
+    assert (first["exact"], first["supplementary"]) == (2 * REAL_PER_CLASS, 3)
+    assert [h["sample_id"] for h in first["hits"]] == [h.sample_id for h in expected]
     hit = next(h for h in first["hits"] if h["kind"] == "supplementary")
-    assert hit["path"] == ["river", "water_area", "forest"] and hit["thumbnail"].endswith(".png")
+    assert hit["path"] == supplementary[0].path and hit["path"][0] == "river"
+    assert hit["reason"] == supplementary[0].reason and hit["thumbnail"].endswith(".png")
     response = client.post("/feedback", json={
         "spec_id": first["spec_id"], "who": "me",
         "decisions": [{"sample_id": hit["sample_id"], "decision": "reject"}],
@@ -58,9 +80,10 @@ def test_query_returns_exact_and_supplementary_and_hides_rejected(client: TestCl
     ]
 
 
-def test_empty_result_is_200_with_a_message(client: TestClient) -> None:
-    response = client.post("/query", json={"labels": ["river"],
-                                           "constraints": {"datasets": ["ben"]}})
+def test_empty_result_is_200_with_a_message(real: TestClient) -> None:
+    # the real images carry no footprint, so any bbox leaves no candidate
+    response = real.post("/query", json={"labels": ["river"],
+                                         "constraints": {"bbox": [5, 45, 6, 46]}})
     assert response.status_code == 200
     assert response.json()["hits"] == [] and "no sample matches" in response.json()["message"]
 
@@ -99,15 +122,19 @@ def test_empty_result_is_200_with_a_message(client: TestClient) -> None:
                                                       "image/png")}}, 422, "bomb.png"),
         ("post", "/query/image", {"files": {"file": ("big.png", b"\0" * 20_000_001,
                                                       "image/png")}}, 413, "max_upload_mb"),
-        ("get", "/labels", {}, 422, "no label graph"),
     ],
 )
 def test_bad_input_is_a_clear_4xx(
-    client: TestClient, method: str, path: str, kwargs: dict, status: int, needle: str
+    real: TestClient, method: str, path: str, kwargs: dict, status: int, needle: str
 ) -> None:
-    response = getattr(client, method)(path, **kwargs)
+    response = getattr(real, method)(path, **kwargs)
     assert response.status_code == status, response.text
     assert needle in response.text
+
+
+def test_labels_without_a_label_graph_is_a_clear_4xx(client: TestClient) -> None:
+    response = client.get("/labels")
+    assert response.status_code == 422 and "no label graph" in response.text
 
 
 def test_error_messages_do_not_reveal_server_paths(
@@ -120,9 +147,13 @@ def test_error_messages_do_not_reveal_server_paths(
         assert home not in response.text and "/tmp" not in response.text, response.text
 
 
-def test_build_feedback_export_round_trip(client: TestClient, small_repo: Repository) -> None:
+def test_build_feedback_export_round_trip(real_copy: Repository) -> None:
+    client = TestClient(create_app(real_copy))
+    expected = build_dataset(real_copy, parse_spec(SPEC))
     build = client.post("/build", json=SPEC).json()
-    assert build["counts"]["river"]["exact"] == 5 and "supplementary" in build["message"]
+    assert build["counts"] == expected.counts() and "supplementary" in build["message"]
+    assert build["counts"]["river"]["exact"] == 2 * REAL_PER_CLASS
+    assert [m["sample_id"] for m in build["members"]] == [m.sample_id for m in expected.members]
     assert client.get(f"/builds/{build['build_id']}").json() == build
     supplementary = [m for m in build["members"] if m["kind"] == "supplementary"]
     decisions = [{"sample_id": supplementary[0]["sample_id"], "decision": "accept"}]
@@ -130,7 +161,7 @@ def test_build_feedback_export_round_trip(client: TestClient, small_repo: Reposi
     report = client.post("/export", json={"build_id": build["build_id"], "name": "mine",
                                           "supplementary": "accepted"}).json()
     out = Path(report["path"])
-    assert out == small_repo.config.home_path / "exports" / "mine"
+    assert out == real_copy.config.home_path / "exports" / "mine"
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert len(manifest) == report["samples"] == len(build["members"]) - len(supplementary) + 1
     again = client.post("/export", json={"build_id": build["build_id"], "name": "mine"})
@@ -155,15 +186,17 @@ def test_sample_thumbnail_and_composites(client: TestClient, small_repo: Reposit
         assert response.status_code == 422 and needle in response.json()["detail"]
 
 
-def test_query_by_image_upload_and_sample_id(client: TestClient, small_repo: Repository) -> None:
+def test_query_by_image_upload_and_sample_id(real: TestClient, real_repo: Repository) -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16), (10, 120, 30)).save(buffer, format="PNG")
-    upload = client.post("/query/image", files={"file": ("q.png", buffer.getvalue())},
-                         data={"k": "4"}).json()
-    assert len(upload["hits"]) == 4 and upload["hits"][0]["kind"] == "similar"
-    river = sample_id(small_repo, "tree", "river")
-    by_id = client.post("/query/image", data={"sample_id": str(river), "k": "50"}).json()
-    assert river not in {h["sample_id"] for h in by_id["hits"]}
+    upload = real.post("/query/image", files={"file": ("q.png", buffer.getvalue())},
+                       data={"k": "4"}).json()
+    assert len(upload["hits"]) == 4 and {h["kind"] for h in upload["hits"]} == {"similar"}
+    scores = [h["score"] for h in upload["hits"]]
+    assert scores == sorted(scores, reverse=True), "most similar first"
+    river = sample_id(real_repo, "eurosat", "River")
+    by_id = real.post("/query/image", data={"sample_id": str(river), "k": "50"}).json()
+    assert len(by_id["hits"]) == 50 and river not in {h["sample_id"] for h in by_id["hits"]}
 
 
 def test_labels_and_associated_labels(client: TestClient, small_repo: Repository) -> None:

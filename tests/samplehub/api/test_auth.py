@@ -1,5 +1,9 @@
 """The API token: writes need it, a server beyond loopback needs it for everything and will
-not start without it; the pages, /docs and /health stay readable (query double)."""
+not start without it; the pages, /docs and /health stay readable.
+
+Queries and builds run on a copy of the small real repository (``conftest.py``) with the
+real query functions.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from asset_jobs import REAL_PER_CLASS
 from fastapi.testclient import TestClient
-from query_double import fake_query_by_image, fake_run_query
 
 from samplehub.api import create_app
 from samplehub.api.auth import AccessPolicy, is_loopback
@@ -22,7 +26,7 @@ SPEC = {"name": "rivers", "labels": ["river"], "split": {"ratios": {"train": 1.0
 
 
 def client(repo: Repository, policy: AccessPolicy | None) -> TestClient:
-    return TestClient(create_app(repo, fake_run_query, fake_query_by_image, access=policy))
+    return TestClient(create_app(repo, access=policy))
 
 
 def test_the_policy_follows_the_interface() -> None:
@@ -38,18 +42,20 @@ def test_the_policy_follows_the_interface() -> None:
 
 
 def test_with_a_token_writes_need_it_and_reads_stay_open_on_loopback(
-    small_repo: Repository,
+    real_copy: Repository,
 ) -> None:
-    api = client(small_repo, AccessPolicy(TOKEN))
+    api = client(real_copy, AccessPolicy(TOKEN))
     assert api.get("/feedback").status_code == 200
-    assert api.post("/query", json={"labels": ["river"]}).status_code == 200, "a query reads"
+    read = api.post("/query", json={"labels": ["river"]})
+    assert read.status_code == 200 and read.json()["exact"] == 2 * REAL_PER_CLASS, "a query reads"
     refused = api.post("/build", json=SPEC)
     assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
     assert "API token" in refused.json()["detail"]
     wrong = api.post("/build", json=SPEC, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
     built = api.post("/build", json=SPEC, headers={"Authorization": f"Bearer {TOKEN}"})
-    assert built.status_code == 200 and built.json()["counts"]["river"]["exact"] == 5
+    assert built.status_code == 200
+    assert built.json()["counts"]["river"]["exact"] == 2 * REAL_PER_CLASS  # EuroSAT + UC Merced
     api.cookies.set("samplehub_token", TOKEN.replace("-", "%2D"))  # as the pages encode it
     assert api.post("/build", json=SPEC).status_code == 200
 
@@ -68,9 +74,11 @@ def test_beyond_loopback_every_data_call_needs_the_token(small_repo: Repository)
     assert ok.status_code == 200 and ok.json() == []
 
 
-def test_no_token_on_loopback_is_open(small_repo: Repository) -> None:
-    api = client(small_repo, None)  # the configured api_token: unset
-    assert api.post("/build", json=SPEC).status_code == 200
+def test_no_token_on_loopback_is_open(real_copy: Repository) -> None:
+    api = client(real_copy, None)  # the configured api_token: unset
+    built = api.post("/build", json=SPEC)
+    assert built.status_code == 200, built.text
+    assert built.json()["counts"]["river"]["exact"] == 2 * REAL_PER_CLASS
 
 
 def test_serve_refuses_to_bind_beyond_loopback_without_a_token(home: Path) -> None:

@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 from labelling_fixture import VIEW, labelled_home
 from PIL import Image
-from query_double import fake_query_by_image, fake_run_query
 
 from samplehub.api import create_app
 from samplehub.repository import Repository
@@ -25,7 +24,8 @@ def ingested(labelling_home: Path) -> Path:
 @pytest.fixture
 def served(ingested: Path, tmp_path: Path) -> tuple[TestClient, Repository, pd.DataFrame]:
     repo, chips = labelled_home(ingested, tmp_path / "home", tmp_path / "watched")
-    return TestClient(create_app(repo, fake_run_query, fake_query_by_image)), repo, chips
+    # the labelling routes call no query: the default (real) query functions stay unused
+    return TestClient(create_app(repo)), repo, chips
 
 
 def picture(data: bytes) -> np.ndarray:
