@@ -33,7 +33,9 @@ def tracking_uri(config: SampleHubConfig) -> str:
       request for about four minutes of retries;
     * the credentials of a ``http://user:password@host`` URI move to
       ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` and the URI comes back
-      without them, so no URL that MLflow logs, prints or raises carries them;
+      without them, so no URL that MLflow logs, prints or raises carries them (a URI
+      without credentials leaves those variables as they are, so credentials set there
+      keep working);
     * MLflow's "View run at <url>" lines stay off the console.
     """
     m = config.mlflow
