@@ -2,10 +2,18 @@
 
 Each subclass also subclasses the builtin a caller would naturally catch, so
 ``except FileNotFoundError`` still works. Messages say what was looked for, where,
-and the setting or command that fixes it.
+and the setting or command that fixes it, and never the credentials of a URL
+(:func:`without_credentials`).
 """
 
 from __future__ import annotations
+
+import re
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it removed."""
+    return re.sub(r"(\w[\w+.-]*://)[^/@\s]+@", r"\1", text)
 
 
 class SampleHubError(Exception):

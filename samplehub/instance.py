@@ -25,7 +25,7 @@ from typing import Any, cast
 from omegaconf import OmegaConf
 
 from samplehub.config import SampleHubConfig
-from samplehub.errors import ConfigError, OptionalDependencyError
+from samplehub.errors import ConfigError, OptionalDependencyError, without_credentials
 
 INFRA_INSTANCE = Path(__file__).resolve().parents[1] / "infra" / "dagster.yaml"
 INSTANCE_KINDS = ("sqlite", "postgres")
@@ -58,7 +58,8 @@ def instance_settings(config: SampleHubConfig) -> dict[str, Any]:
         return settings
     if not url or not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
-            f"instance.postgres_url={url!r}: instance=postgres needs a URL "
+            f"instance.postgres_url={without_credentials(url or '')!r}: instance=postgres "
+            "needs a URL "
             "postgresql://USER:PASSWORD@HOST:PORT/DB (or set DAGSTER_POSTGRES_URL)"
         )
     if importlib.util.find_spec("dagster_postgres") is None:

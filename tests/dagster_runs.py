@@ -44,6 +44,8 @@ from samplehub.repository import Repository
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITION = "ucm"
+PASSWORD = "instance-s3cret"
+"""Put in the instance's URL (the loopback server trusts any password); no output may show it."""
 
 
 def job_command(job: str, overrides: list[str], work: Path) -> list[str]:
@@ -97,7 +99,8 @@ def postgres_outage(images: Path, work: Path) -> dict[str, Any]:
     command = job_command("ingest_dataset", [*overrides, "executor.batch_size=256"], work)
     row: dict[str, Any] = {"files": sum(1 for p in images.rglob("*") if p.is_file())}
     with postgres_server() as postgres:
-        config = load_config(["instance=postgres", f"instance.postgres_url={postgres.url()}"])
+        url = postgres.url().replace("dagster@", f"dagster:{PASSWORD}@")
+        config = load_config(["instance=postgres", f"instance.postgres_url={url}"])
         write_instance_yaml(config, dagster_home)
         env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "SAMPLEHUB_HOME": str(home)}
         with DagsterInstance.from_config(str(dagster_home)) as instance:
@@ -116,6 +119,7 @@ def postgres_outage(images: Path, work: Path) -> dict[str, Any]:
         row["first_seconds_after_stop"] = round(time.perf_counter() - stopped, 1)
         output = (work / "first.log").read_text()
         row["first_shows_db_error"] = "too many retries for DB connection" in output
+        row["password_shown"] = PASSWORD in output
         row["rows_after_first"], row["distinct_after_first"] = catalogued(home)
         row["findings_after_first"] = findings(home)
 
@@ -138,6 +142,7 @@ def postgres_outage(images: Path, work: Path) -> dict[str, Any]:
                                 text=True)
         row["second_exit"] = second.returncode
         row["second_output_tail"] = second.stdout[-1500:] if second.returncode else ""
+        row["password_shown"] = row["password_shown"] or PASSWORD in second.stdout + second.stderr
         with DagsterInstance.from_config(str(dagster_home)) as instance:
             latest = instance.get_runs(limit=1)[0]
             row["second_status"] = latest.status.value

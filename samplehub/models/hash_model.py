@@ -59,6 +59,7 @@ from samplehub.errors import (
     IndexNotTrainedError,
     ModelRegistryError,
     SampleHubError,
+    without_credentials,
 )
 from samplehub.feature_store import load_features
 from samplehub.models.feature_model import model_version
@@ -67,7 +68,6 @@ from samplehub.models.tracking import (
     has_tracking_store,
     registry_failures,
     tracking_uri,
-    without_credentials,
 )
 from samplehub.repository import ModelCache, Repository
 

@@ -48,13 +48,18 @@ from ml.hir.train import (
     train_tkanet,
 )
 from samplehub.config import SampleHubConfig
-from samplehub.errors import ConfigError, IndexNotTrainedError, ModelRegistryError, SampleHubError
+from samplehub.errors import (
+    ConfigError,
+    IndexNotTrainedError,
+    ModelRegistryError,
+    SampleHubError,
+    without_credentials,
+)
 from samplehub.models.tracking import (
     artifact_location,
     has_tracking_store,
     registry_failures,
     tracking_uri,
-    without_credentials,
 )
 from samplehub.progress import progress_bar
 from samplehub.repository import ModelCache, Repository

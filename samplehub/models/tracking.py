@@ -9,14 +9,13 @@ artifacts under ``<home>/mlartifacts``. Both the feature model
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from samplehub.config import SampleHubConfig
-from samplehub.errors import ModelRegistryError
+from samplehub.errors import ModelRegistryError, without_credentials
 
 MLFLOW_DB = "mlflow.db"
 MLFLOW_ARTIFACTS = "mlartifacts"
@@ -51,11 +50,6 @@ def tracking_uri(config: SampleHubConfig) -> str:
     os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
     os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password or "")
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
-def without_credentials(text: str) -> str:
-    """``text`` with the ``user:password@`` of every URL in it removed."""
-    return re.sub(r"(\w[\w+.-]*://)[^/@\s]+@", r"\1", text)
 
 
 @contextmanager

@@ -4,7 +4,8 @@ The scenario of ``tests/dagster_runs.py::postgres_outage``: a real run of
 ``ingest_dataset`` over all of UC Merced, its instance's PostgreSQL stopped as a crash
 would after the run's second catalog commit. Then:
 
-- the run fails visibly: a non-zero exit and the database error on its console;
+- the run fails visibly: a non-zero exit and the database error on its console, without
+  the password of the instance's URL;
 - the catalog holds committed batches only, no sample twice, and the repository check
   finds nothing that is not reclaimable;
 - with the server back, the run is still ``STARTED`` and holds the ``samplehub_heavy``
@@ -31,6 +32,7 @@ def test_a_run_outlives_its_instance_database_and_the_next_one_completes(
 
     assert row["alive_at_stop"], "the run ended before its second commit"
     assert row["first_exit"] != 0 and row["first_shows_db_error"]
+    assert not row["password_shown"]
     assert row["rows_after_first"] == row["distinct_after_first"] > 0
     assert all(f["reclaimable"] for f in row["findings_after_first"])
     assert row["first_status_after_restart"] == "STARTED" and row["slot_held_by_first"]

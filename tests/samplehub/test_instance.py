@@ -70,6 +70,13 @@ def test_a_bad_instance_is_refused_naming_the_key(overrides: list[str], message:
         instance_settings(load_config(overrides))
 
 
+def test_a_refused_instance_url_does_not_show_its_password() -> None:
+    config = load_config(["instance=postgres", "instance.postgres_url=mysql://u:pw1@db/x"])
+    with pytest.raises(ConfigError) as refused:
+        instance_settings(config)
+    assert "pw1" not in str(refused.value)
+
+
 def test_overrides_from_the_environment_reach_every_process(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

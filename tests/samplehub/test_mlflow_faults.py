@@ -15,8 +15,8 @@ from loopback import Postgres
 from registry_faults import DEATHS, registry_fault_scenarios
 
 from samplehub.config import load_config
-from samplehub.errors import ConfigError
-from samplehub.models.tracking import tracking_uri, without_credentials
+from samplehub.errors import ConfigError, without_credentials
+from samplehub.models.tracking import tracking_uri
 
 pytestmark = pytest.mark.integration
 CLIENT_ENVIRONMENT = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
