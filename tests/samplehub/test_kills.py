@@ -36,7 +36,9 @@ def test_every_killed_stage_recovers_to_the_uninterrupted_result(
         summary = results[stage].summary()
         assert summary["injected"] == injected
         failed = [k for k in summary["kills"] if not k["recovered"]]
-        assert not failed, (stage, failed)
+        # every field of a failed kill, untruncated: which check failed is the diagnosis
+        assert not failed, f"{stage}: " + "; ".join(
+            ", ".join(f"{key}={value}" for key, value in kill.items()) for kill in failed)
         assert summary["lost"] == summary["duplicated"] == 0
     # Kills count from the first write, so they land in the work, not after it.
     assert sum(r.summary()["killed_mid_run"] for r in results.values()) >= 3
