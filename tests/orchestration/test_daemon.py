@@ -114,11 +114,17 @@ def test_a_dropped_folder_becomes_queryable_and_backfills_like_the_ui(
 
         assert poll("supplementary hits from the dropped dataset for EuroSAT's Highway",
                     supplementary_from_drop, timeout=240)
-        poll("the automation to settle", lambda: None if busy(instance) else True, 240)
+        # Settled means the last aggregate ran too: "no run queued or in progress" alone
+        # holds in the moment between two automation ticks, before label_prototypes
+        # (which follows label_graph) is requested.
+        poll("the automation to settle", lambda: None if busy(instance) or (
+            "label_prototypes", "") not in materialization_counts(instance, after=settled)
+            else True, 240)
         after_drop = materialization_counts(instance, after=settled)
         assert after_drop[("samples", "ucm_drop")] == 1
         assert after_drop[("image_features", "ucm_drop")] == 1
         assert after_drop[("label_graph", "")] == 1 and after_drop[("ivfpq_index", "")] == 1
+        assert after_drop[("label_prototypes", "")] == 1
         assert max(after_drop.values()) == 1, (
             f"materialized twice: {after_drop}\n{runs_of(instance, after_drop, settled)}")
         assert not any(dataset in {"eurosat_mini", "bigearthnet_s2"}
