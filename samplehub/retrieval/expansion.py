@@ -177,13 +177,24 @@ def prototype_targets(
             path, relations, label = (*path, mapped), (*relations, "maps_to"), mapped
         if label != match.unified and label not in targets:
             targets[label] = PrototypeTarget(label, a.distance, path, relations)
-    return sorted(targets.values(), key=lambda t: (t.distance, t.label))
+    return sorted(targets.values(), key=nearness)
+
+
+def nearness(target: PrototypeTarget) -> tuple[float, int, str]:
+    """Sort key of targets: Eq. 1 distance, then hops, then label id.
+
+    Eq. 1 makes every subclass of a label as near as the label itself, so going up one
+    ``IS_A`` hop puts the parent's whole subtree at one distance (``farmland`` reaches
+    ``agriculture_land`` and, through ``woodland``, ``forest`` alike); among equals the
+    label fewer hops away is the nearer one in the hierarchy.
+    """
+    return target.distance, len(target.path), target.label
 
 
 def nearest_targets(
     targets: list[PrototypeTarget], limit: int | None
 ) -> tuple[list[PrototypeTarget], list[PrototypeTarget]]:
-    """Split targets into the ``limit`` nearest (Eq. 1 distance, then label id) and the rest.
+    """Split targets into the ``limit`` nearest (:func:`nearness`) and the rest.
 
     Step 3 costs one IVF-PQ query per prototype, so a label with many associated labels
     (``residential_land``: 9 within distance 1) multiplies the query time; the nearest
@@ -204,5 +215,5 @@ def nearest_targets(
         return list(targets), []
     if limit < 0:
         raise ValueError(f"max_prototype_labels must be >= 0 or None; got {limit}")
-    ordered = sorted(targets, key=lambda t: (t.distance, t.label))
+    ordered = sorted(targets, key=nearness)
     return ordered[:limit], ordered[limit:]

@@ -18,6 +18,19 @@ def test_nearest_targets_keeps_the_nearest_and_names_the_rest() -> None:
     assert [t.label for t in left_out] == ["sea"]
 
 
+def test_nearest_targets_prefers_fewer_hops_at_one_distance() -> None:
+    # Eq. 1: subclasses cost 0, so a parent's whole subtree sits at the parent's distance
+    path = {"agriculture_land": ("farmland", "agriculture_land"),
+            "permanent_crop": ("farmland", "agriculture_land", "permanent_crop"),
+            "forest": ("farmland", "agriculture_land", "woodland", "forest"),
+            "annual_crop": ("farmland", "agriculture_land", "arable_land", "annual_crop")}
+    targets = [PrototypeTarget(label, 1.5, hops, ("parent",) + ("subclass",) * (len(hops) - 2))
+               for label, hops in path.items()]
+    kept, left_out = nearest_targets(targets, 3)
+    assert [t.label for t in kept] == ["agriculture_land", "permanent_crop", "annual_crop"]
+    assert [t.label for t in left_out] == ["forest"]
+
+
 @pytest.mark.parametrize(("limit", "n_kept"), [(None, 4), (10, 4), (0, 0)])
 def test_nearest_targets_limits(limit: int | None, n_kept: int) -> None:
     targets = [target(name, d) for name, d in (("a", 0.1), ("b", 0.2), ("c", 0.3), ("d", 0.4))]
