@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import faiss
 import numpy as np
 
 from samplehub.catalog.duplicates import Copy
@@ -177,7 +178,10 @@ def query_context(
 
     workers = min(len(matches), os.cpu_count() or 1) if parallel else 1
     if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        # OpenMP's thread count is per thread: the subqueries search as their caller does
+        # (one thread in a serving worker), not with OpenMP's default team per pool thread
+        with ThreadPoolExecutor(max_workers=workers, initializer=faiss.omp_set_num_threads,
+                                initargs=(faiss.omp_get_max_threads(),)) as pool:
             parts = list(pool.map(run, matches))
     else:
         parts = [run(m) for m in matches]

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import faiss
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from samplehub.api.serving import served_app
+from samplehub.api.serving import one_omp_thread, served_app
+from samplehub.retrieval.query import query_by_image, run_query
+
+
+def in_new_thread(function: Callable[[], int]) -> int:
+    """``function()`` in a fresh thread, as a worker's request threads run the routes."""
+    out: list[int] = []
+    thread = threading.Thread(target=lambda: out.append(function()))
+    thread.start()
+    thread.join()
+    return out[0]
 
 
 def blas_threads() -> set[int]:
@@ -21,3 +34,24 @@ def test_a_worker_limits_blas_to_one_thread(tmp_path: Path) -> None:
         assert blas_threads() == {1}
     finally:
         threadpool_limits({p["prefix"]: p["num_threads"] for p in before})
+
+
+def test_request_threads_run_faiss_on_one_thread(tmp_path: Path) -> None:
+    # OpenMP's thread count belongs to the thread that sets it: a fresh thread (a request
+    # thread) has OpenMP's default (a thread per core) whatever this thread set
+    before_omp = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        default = in_new_thread(faiss.omp_get_max_threads)
+        assert in_new_thread(one_omp_thread(faiss.omp_get_max_threads)) == 1 <= default
+    finally:
+        faiss.omp_set_num_threads(before_omp)
+    before = threadpool_info()
+    try:
+        app = served_app([f"home={tmp_path / 'home'}", "graph=embedded"])
+    finally:
+        threadpool_limits({p["prefix"]: p["num_threads"] for p in before})
+        faiss.omp_set_num_threads(before_omp)
+    state = app.state.samplehub
+    assert state.query.__wrapped__ is run_query
+    assert state.image_query.__wrapped__ is query_by_image

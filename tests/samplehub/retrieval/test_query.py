@@ -7,11 +7,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import faiss
 import numpy as np
 import pandas as pd
 import pytest
 from query_fixture import Fixture
 
+import samplehub.retrieval.query as query_module
 from samplehub.errors import (
     DatasetNotFoundError,
     IndexNotTrainedError,
@@ -201,6 +203,29 @@ def test_parallel_subqueries_equal_sequential(built: Fixture) -> None:
     assert parallel.hits == sequential.hits
     assert parallel.plan["labels"] == sequential.plan["labels"]
     assert {h.query_label for h in parallel.hits} == {"river", "bridge", "highway", "forest"}
+
+
+def test_parallel_subqueries_search_with_the_callers_openmp_threads(
+    built: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenMP's thread count is per thread: the pool's threads take the caller's, not the
+    # default team a serving worker's request thread would otherwise multiply
+    seen: list[int] = []
+    subquery = query_module.subquery
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(faiss.omp_get_max_threads())
+        return subquery(*args, **kwargs)
+
+    monkeypatch.setattr(query_module, "subquery", recording)
+    spec = dataclasses.replace(RIVER, labels=("river", "bridge"))
+    before = faiss.omp_get_max_threads()
+    try:
+        faiss.omp_set_num_threads(1)
+        query_context(open_context(built.repo), spec, built.repo.config.retrieval, parallel=True)
+    finally:
+        faiss.omp_set_num_threads(before)
+    assert seen == [1, 1]
 
 
 def test_unknown_label_is_a_clear_error(built: Fixture) -> None:
