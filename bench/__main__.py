@@ -12,6 +12,7 @@ SCRIPTS = [
     "integration.py",
     "query.py",
     "supplementary.py",
+    "assembled.py",  # after supplementary.py: a classifier trained on what the query assembles
     "hamming_vs_ivfpq.py",  # before hashing.py, whose report includes hamming.json
     "hashing.py",
     "hir.py",  # after hashing.py, whose feature cache gives its EfficientNet-Lite0 rows
