@@ -11,11 +11,13 @@ copy for all).
 Each worker reloads a changed repository in the background
 (:class:`~samplehub.retrieval.context.QueryContexts` with ``background=True``): a newly
 published index version is picked up without a restart and without stalling requests.
-Each request runs single-threaded inside faiss (``omp_set_num_threads(1)``) and numpy's
-BLAS (``threadpoolctl``): concurrency comes from the workers and their request threads,
-and a thread team per request on top of them oversubscribes the cores; a BLAS team whose
-second thread waits for a core busy with the other worker made the exact scan's products
-many times slower than one thread. OpenMP's thread count is a setting of the thread that
+Each request runs single-threaded inside faiss (``omp_set_num_threads(1)``), numpy's
+BLAS (``threadpoolctl``) and torch (``torch.set_num_threads(1)``; it widens the exact
+scan's fp16 vectors and encodes uploads): concurrency comes from the workers and their
+request threads, and a thread team per request on top of them oversubscribes the cores;
+a BLAS team whose second thread waits for a core busy with the other worker made the
+exact scan's products many times slower than one thread (torch's team, the fp16
+widening seven times). OpenMP's thread count is a setting of the thread that
 calls it, not of the process: the query functions set it in the request thread that runs
 them (:func:`one_omp_thread`). Set only in the worker's main thread, it left every request
 thread with OpenMP's default team (a thread per core); at 100,000 views a label query
@@ -101,12 +103,14 @@ def served_app(overrides: Sequence[str] = (), request_threads: int | None = REQU
         still served; its queries report why.
     """
     import faiss
+    import torch
     from threadpoolctl import threadpool_limits
 
     from samplehub.retrieval.query import query_by_image, run_query
 
     faiss.omp_set_num_threads(1)  # this thread's: the context loads here
     threadpool_limits(1, user_api="blas")  # for this process's lifetime (module docstring)
+    torch.set_num_threads(1)  # likewise; torch applies it in every thread it later runs on
     repo = Repository.open(list(overrides))
     access = AccessPolicy.for_host(host, repo.config.api_token)
     contexts = repo.query_contexts

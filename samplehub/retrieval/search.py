@@ -164,6 +164,26 @@ class PositionMap:
 SCAN_BLOCK = 16_384  # rows per matrix product of an exact scan (32 MB of float32 at d=512)
 
 
+def float32_rows(xb: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``xb[rows]`` as float32, written into ``out`` (len(rows), d) when ``xb`` is fp16.
+
+    torch widens the halves: its vectorised conversion (F16C) is about ten times numpy's
+    element-by-element one (16,000 x 512 halves into a ready buffer: 1.2 ms against 11 ms
+    with ``astype``), and every half is exact in float32, so the values are the same.
+    torch runs it on its intra-op threads (``torch.set_num_threads``; one in a serving
+    worker).
+
+    Returns:
+        ``out`` for an fp16 ``xb``; the gathered rows themselves for a float32 one.
+    """
+    if xb.dtype == np.float32:
+        return xb[rows]
+    import torch
+
+    torch.from_numpy(out).copy_(torch.from_numpy(xb[rows]))
+    return out
+
+
 class PositionedSearch:
     """What every :class:`VectorSearch` holding a :class:`PositionMap` answers alike."""
 
@@ -286,7 +306,8 @@ class IvfpqSearch(PositionedSearch):
         The allowed vectors are gathered and scored with one BLAS product per block of
         :data:`SCAN_BLOCK` rows, instead of faiss' store scan, which decodes fp16 codes
         one vector at a time (about ten times slower for the exact plan's 20,000
-        candidates) and visits every position to test the selector.
+        candidates) and visits every position to test the selector. fp16 rows are widened
+        into one float32 buffer per scan (:func:`float32_rows`).
 
         Returns:
             As :meth:`search_positions`.
@@ -302,10 +323,11 @@ class IvfpqSearch(PositionedSearch):
             return D, I
         best_s = np.full((len(xq), 0), -np.inf, np.float32)
         best_p = np.zeros((len(xq), 0), np.int64)
+        buffer = np.empty((min(n, SCAN_BLOCK), self.xb.shape[1]), np.float32)
         for start in range(0, n, SCAN_BLOCK):
             block = (np.arange(start, min(start + SCAN_BLOCK, n)) if positions is None
                      else positions[start : start + SCAN_BLOCK])
-            x = np.asarray(self.xb[block], dtype=np.float32)
+            x = float32_rows(self.xb, block, buffer[: len(block)])
             s = xq @ x.T
             if self.metric == "l2":  # rank by minus the squared distance
                 s = 2 * s - (x * x).sum(axis=1)[None, :] - (xq * xq).sum(axis=1)[:, None]

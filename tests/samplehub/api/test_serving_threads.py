@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import faiss
+import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from samplehub.api.serving import one_omp_thread, served_app
@@ -26,14 +27,18 @@ def blas_threads() -> set[int]:
     return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 
 
-def test_a_worker_limits_blas_to_one_thread(tmp_path: Path) -> None:
+def test_a_worker_limits_blas_and_torch_to_one_thread(tmp_path: Path) -> None:
     before = threadpool_info()
+    torch_threads = torch.get_num_threads()
     try:
         app = served_app([f"home={tmp_path / 'home'}", "graph=embedded"])
         assert app.openapi()["info"]["title"]
         assert blas_threads() == {1}
+        # torch's setting holds in threads started later (a request thread)
+        assert in_new_thread(torch.get_num_threads) == 1
     finally:
         threadpool_limits({p["prefix"]: p["num_threads"] for p in before})
+        torch.set_num_threads(torch_threads)
 
 
 def test_request_threads_run_faiss_on_one_thread(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from samplehub.index.ivfpq import build_ivfpq_index, exact_search, stored_vectors
 from samplehub.retrieval.planner import AllowedPositions
-from samplehub.retrieval.search import IvfpqSearch
+from samplehub.retrieval.search import IvfpqSearch, float32_rows
 
 D, NB = 32, 3_000
 
@@ -48,3 +48,19 @@ def test_scan_pads_when_fewer_allowed_than_k() -> None:
     D, I = vectors.scan(unit(2, 4), 5, AllowedPositions.of(mask))
     assert set(I[:, :3].ravel()) == {7, 42, 99} and (I[:, 3:] == -1).all()
     assert np.isnan(D[:, 3:]).all()
+
+
+def test_float32_rows_widens_halves_exactly() -> None:
+    # every finite half, subnormals, zeros of both signs, infinities and NaN
+    halves = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    xb = halves.reshape(-1, 64)
+    rows = np.random.default_rng(5).permutation(len(xb))[:700]
+    out = np.empty((len(rows), 64), np.float32)
+    widened = float32_rows(xb, rows, out)
+    assert widened is out
+    expected = xb[rows].astype(np.float32)
+    nan = np.isnan(expected)
+    assert (np.isnan(widened) == nan).all()  # a NaN's payload may differ (quietened)
+    np.testing.assert_array_equal(widened.view(np.uint32)[~nan], expected.view(np.uint32)[~nan])
+    flat = xb.astype(np.float32)
+    np.testing.assert_array_equal(float32_rows(flat, rows, out), flat[rows])
