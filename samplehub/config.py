@@ -147,8 +147,8 @@ class HashingConfig:
 
     method: str = "dmch"
     bits: int = 64
-    dmch_dataset: str = "ucmerced"
-    duwh_dataset: str = "eurosat"
+    dmch_dataset: str = "*"
+    duwh_dataset: str = "*"
     epochs: int = 50
     dmch_lr: float = 1e-4
     duwh_lr: float = 1e-3

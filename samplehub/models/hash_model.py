@@ -3,15 +3,23 @@
 Both build on the ``features`` table (:mod:`samplehub.feature_store`):
 
 * **DMCH** (``../shared/papers/dmch-deep-metric-category-hashing.txt``, Sec. 3, Eq. 1-7,
-  settings of Sec. 4.2) is supervised: it trains on a labelled dataset's features
-  (``config.hashing.dmch_dataset``, UC Merced by default) with each sample's first catalog
-  label as its class, on the database part of a seeded per-class split; the held-out part
-  (``val_fraction`` of each class, at most ``val_max_per_class``; DMCH's 40 % test split)
-  queries the database for the validation mAP.
+  settings of Sec. 4.2) is supervised: it trains on the features of
+  ``config.hashing.dmch_dataset`` with each sample's first label as its class, on the
+  database part of a seeded per-class split; the held-out part (``val_fraction`` of each
+  class, at most ``val_max_per_class``; DMCH's 40 % test split) queries the database for
+  the validation mAP.
 * **DUWH** (``../shared/papers/duwh-deep-unsupervised-weighted-hashing.txt``, Eq. 1-18) is
-  unsupervised: it trains on every non-query sample of ``config.hashing.duwh_dataset``
-  (EuroSAT by default), labelled or not; labels only score the validation protocol
-  (100 queries per class, the rest as database).
+  unsupervised: it trains on every non-query sample of ``config.hashing.duwh_dataset``,
+  labelled or not; labels only score the validation protocol (100 queries per class, the
+  rest as database).
+
+Both default to :data:`EVERY_DATASET` (``"*"``): the whole catalog, one row per image
+(copies of one image across datasets count once), each scene sample classed by the
+unified label its dataset label maps to in the label graph (section 3.3), so that one
+class gathers the forests of every dataset and the codes serve queries across them
+(:func:`catalog_features`). Land-cover (multi-label) datasets' samples carry no scene
+class: DUWH trains on them, DMCH does not. A dataset name trains on that dataset alone,
+classed by its own labels.
 
 Every run is logged to the configured MLflow store
 (:func:`samplehub.models.tracking.tracking_uri`: ``sqlite:///<home>/mlflow.db`` with
@@ -62,6 +70,7 @@ from samplehub.errors import (
     without_credentials,
 )
 from samplehub.feature_store import load_features
+from samplehub.labels.graph import SCENE, LabelGraph
 from samplehub.models.feature_model import model_version
 from samplehub.models.tracking import (
     artifact_location,
@@ -77,6 +86,7 @@ METHODS = ("dmch", "duwh")
 EXPERIMENT = "hashing"
 FEATURE_TAG = "feature_version"
 DATASET_TAG = "dataset"
+EVERY_DATASET = "*"
 SAMPLES_TAG = "catalog_samples"
 PRECISION_AT = [10, 50, 100]
 
@@ -104,12 +114,12 @@ def catalog_size(repo: Repository) -> int:
 
 @dataclass
 class DatasetFeatures:
-    """Stored features of one dataset with class ids from the catalog.
+    """Stored features of one dataset (or the catalog) with class ids.
 
     Attributes:
         ids: sample ids (n,) int64, ascending.
         xb: unit-norm features (n, d) float32.
-        y: class id of each sample's first label (n,), -1 for an unlabelled sample.
+        y: class id of each sample (n,), -1 for a sample without a class.
         classes: class names, indexed by ``y``.
     """
 
@@ -122,10 +132,14 @@ class DatasetFeatures:
 def dataset_features(repo: Repository, dataset: str) -> DatasetFeatures:
     """The current feature model's features of ``dataset`` and their catalog labels.
 
+    ``dataset`` :data:`EVERY_DATASET` reads the whole catalog (:func:`catalog_features`).
+
     Raises:
         IndexNotTrainedError: the dataset has no features of the current model version
             (or is not in the catalog).
     """
+    if dataset == EVERY_DATASET:
+        return catalog_features(repo)
     rows = repo.catalog.read("samples", dataset, columns=["sample_id", "labels"]).to_pandas()
     version = model_version(repo.config)
     ids, xb = load_features(repo.catalog, version, [dataset])
@@ -135,11 +149,60 @@ def dataset_features(repo: Repository, dataset: str) -> DatasetFeatures:
             f"image_features[{dataset}] first"
         )
     first = rows.set_index("sample_id")["labels"].map(lambda ls: ls[0] if len(ls) else "")
-    names = first.reindex(ids).fillna("").to_numpy()
+    return classed(ids, xb, first.reindex(ids).fillna("").to_numpy())
+
+
+def classed(ids: np.ndarray, xb: np.ndarray, names: np.ndarray) -> DatasetFeatures:
+    """Features with class ids from per-sample class names ("" for no class)."""
     classes = sorted({n for n in names if n})
     column = {name: i for i, name in enumerate(classes)}
     y = np.array([column.get(n, -1) for n in names], dtype=np.int64)
     return DatasetFeatures(ids, xb, y, classes)
+
+
+def catalog_features(repo: Repository) -> DatasetFeatures:
+    """Every dataset's features, one row per image, classed by unified label.
+
+    A sample's class is the unified label its first dataset label maps to in the latest
+    label graph; a label the graph does not hold yet (a dataset ingested after the last
+    merge) is its own class, ``<dataset>/<label>``, until the next merge; a land-cover
+    label gives no class. Of several copies of one image (one content hash) the first
+    sample id stands for all.
+
+    Raises:
+        IndexNotTrainedError: no dataset has features of the current model version.
+    """
+    version = model_version(repo.config)
+    ids, xb = load_features(repo.catalog, version)
+    if not len(ids):
+        raise IndexNotTrainedError(
+            f"no dataset has features of model version {version}; materialize image_features")
+    rows = (repo.catalog.read("samples", columns=["sample_id", "dataset", "labels",
+                                                  "content_hash"])
+            .to_pandas().set_index("sample_id").reindex(ids))
+    graph = repo.labels.load() if repo.labels.versions() else None
+    names = np.array([
+        scene_class(graph, str(dataset), labels[0] if len(labels) else "")
+        for dataset, labels in zip(rows["dataset"], rows["labels"], strict=True)
+    ], dtype=object)
+    # one row per image: its first copy with a class, else its first copy
+    hashes = rows["content_hash"].fillna(rows.index.to_series().astype(str)).to_numpy()
+    order = np.lexsort((ids, names == ""))
+    _, first = np.unique(hashes[order], return_index=True)
+    keep = np.sort(order[first])
+    return classed(ids[keep], xb[keep], names[keep])
+
+
+def scene_class(graph: LabelGraph | None, dataset: str, label: str) -> str:
+    """The class of a sample labelled ``label`` in ``dataset`` (:func:`catalog_features`)."""
+    if not label:
+        return ""
+    label_id = f"{dataset}/{label}"
+    if graph is None or label_id not in graph:
+        return label_id
+    if graph.kind_of(label_id) != SCENE:
+        return ""
+    return graph.mapped_to(label_id) or label_id
 
 
 def validation_split(

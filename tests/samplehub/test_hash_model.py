@@ -106,3 +106,44 @@ def test_a_broken_registry_stops_the_promotion(repo: Repository) -> None:
     with sqlite3.connect(db) as connection:
         versions = connection.execute("select version from model_versions").fetchall()
     assert versions == [(int(first.version),)]
+
+
+def test_catalog_features_class_by_unified_label_one_row_per_image(repo: Repository) -> None:
+    from hash_fixture import FIXTURES
+
+    from samplehub.feature_store import feature_table
+    from samplehub.labels.graph import LAND_COVER, MAPS_TO, SCENE, LabelGraph
+    from samplehub.models.feature_model import model_version
+    from samplehub.models.hash_model import EVERY_DATASET, dataset_features
+    from samplehub.sources import SourceSpec
+
+    version = model_version(repo.config)
+    for name, folder in (("mini", "eurosat_mini"), ("copy", "folder_tree")):
+        repo.ingest(SourceSpec(name=name, uri=str(FIXTURES / folder)))
+        ids = repo.catalog.samples(name, columns=["sample_id"])["sample_id"].to_numpy()
+        xb = np.random.default_rng(1).standard_normal((len(ids), 32)).astype(np.float32)
+        xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+        repo.catalog.append("features", feature_table(ids, name, version, xb))
+    graph = LabelGraph()
+    graph.add_label("forest", "forest", "base")
+    copy = [f"copy/{name}" for name in ("forest", "river", "farmland")]
+    for label_id, kind in (("tree/forest", SCENE), ("mini/Forest", SCENE),
+                           *((c, LAND_COVER) for c in copy)):
+        graph.add_label(label_id, label_id.split("/")[1], "dataset",
+                        dataset=label_id.split("/")[0], kind=kind)
+        graph.add_edge(label_id, "forest", MAPS_TO, score=1.0)
+    repo.labels.commit(graph, "test graph")
+
+    data = dataset_features(repo, EVERY_DATASET)
+    tree = repo.catalog.samples("tree", columns=["sample_id"])["sample_id"].to_numpy()
+    mini = repo.catalog.samples("mini", columns=["sample_id", "labels"])
+    # the copies of tree's images count once, as tree's rows (the ones with a scene class)
+    assert set(data.ids) == set(tree) | set(mini["sample_id"])
+    names = {int(i): data.classes[c] for i, c in zip(data.ids, data.y, strict=True)}
+    forests = {int(i) for i, ls in zip(mini["sample_id"], mini["labels"], strict=True)
+               if ls[0] == "Forest"}
+    assert {i for i, n in names.items() if n == "forest"} == forests | set(
+        repo.catalog.samples("tree", label="forest", columns=["sample_id"])["sample_id"])
+    # labels the graph does not hold are classes of their own until the next merge
+    assert {"tree/river", "tree/farmland", "mini/River", "mini/Highway"} < set(data.classes)
+    assert (data.y >= 0).all()
