@@ -43,6 +43,11 @@ class ApiState:
         self.rejections = Rejections(self.repo.catalog)
 
 
-def get_state(request: Request) -> ApiState:
-    """FastAPI dependency: the app's state."""
+async def get_state(request: Request) -> ApiState:
+    """FastAPI dependency: the app's state.
+
+    ``async`` because it never waits: FastAPI runs a plain ``def`` dependency in its
+    thread pool, a round trip per request (and, with every request thread busy, a wait
+    behind the queued queries) for one attribute read.
+    """
     return request.app.state.samplehub  # type: ignore[no-any-return]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,9 @@ import faiss
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from samplehub.api.auth import AccessPolicy, token_dependency
 from samplehub.api.serving import one_omp_thread, served_app
+from samplehub.api.state import get_state
 from samplehub.retrieval.query import query_by_image, run_query
 
 
@@ -60,3 +63,10 @@ def test_request_threads_run_faiss_on_one_thread(tmp_path: Path) -> None:
     state = app.state.samplehub
     assert state.query.__wrapped__ is run_query
     assert state.image_query.__wrapped__ is query_by_image
+
+
+def test_per_request_dependencies_need_no_request_thread() -> None:
+    # FastAPI runs a plain def dependency in its thread pool: a round trip per request
+    # (and a wait behind the queued queries when every request thread is busy)
+    assert inspect.iscoroutinefunction(get_state)
+    assert inspect.iscoroutinefunction(token_dependency(AccessPolicy(None)))
