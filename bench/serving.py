@@ -71,6 +71,34 @@ matrix products over the fp16 store viewed in place (``IvfpqSearch.scan``) inste
 faiss' per-vector fp16 scan; ``serving.json`` was measured with it, at about 60 ms of
 server CPU per request in the mix at 1M.
 
+A later profile found much of that CPU outside the search settings (100,000 views,
+``samplehub serve`` with 1 worker answering one request at a time, server CPU per request,
+the machine shared with another job, load 2-3; in process through ``TestClient``, cProfile
+and py-spy for the shares). ``omp_set_num_threads(1)`` had been set in each worker's main
+thread only, but OpenMP's thread count belongs to the calling thread: every request thread
+ran its faiss searches with OpenMP's default team, its second thread spinning beside the
+first. Label query 23.3 ms, label+time 22.2 ms (both IVF-PQ), label+bbox 16.8 ms (exact
+scan), both filters 7.7 ms, by ``sample_id`` 2.8 ms; in process, one label query cost 39
+ms of CPU in a request thread against 8 ms on a thread set to one OpenMP thread. With the
+setting made in every request thread (``samplehub.api.serving.one_omp_thread``), label
+12.2 ms and label+time 12.4 ms; the exact scan's fp16 -> float32 widening, over half of
+it, moved from numpy's element-by-element cast to torch's vectorised one (label+bbox -25
+to -30 %); two dependencies that ran in the thread pool before every route now run on the
+event loop (-0.2 ms). What a label request's ~12 ms is now: the batched IVF-PQ search of
+its 12 prototypes with re-rank ~6 ms (IVF-PQ k=800: 4.5 ms, the re-rank of 12 x 800 fp16
+vectors: 1.9 ms), the query's Python (exact hits, best matches, catalog fields, plan)
+~1.5-2 ms, building the 200 hits of the response 0.8 ms, validating and serializing it 0.3
+ms, the HTTP stack ~1.2 ms. The per-request suspects were small: the champion land-cover
+model lookup 0.06 ms, the rejections 0.05 ms, the repository-change check 0 (the
+background watcher does it), the index choice 0.05 ms, the plan's JSON round trip 0.07 ms.
+The search part hardly grows with the catalog (``max_codes`` caps the codes a probe
+scans), so at 1M it should stay at ~6 ms a label query or more (not measured here), and <=
+~6 ms of server CPU per request is out of reach with the shipped settings
+(``conf/retrieval``: 12 prototypes, refine 8x). In ``bench/serving.py`` at 100,000 views
+(20 s rows), server CPU per request in the 1-client mix went from 13.7-16.6 to 10.4-11.4
+ms and 1-client qps from 50-91 to 79-91; the 32-client rows, at load 5-10 from another
+job, varied by +-20 % between runs of one version and allow no comparison.
+
 Micro-batching concurrent requests into one faiss call was measured, not shipped: 120
 distinct prototype vectors in one call cost 145 ms against 158 ms in ten calls of 12 (8 %
 less), and a batch needs one search-parameter object, i.e. one selector, for all its
