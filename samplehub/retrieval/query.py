@@ -257,16 +257,22 @@ def catalog_fields(ctx: QueryContext, rows: np.ndarray) -> list[dict[str, Any]]:
     """
     snap = ctx.snapshot
     out = []
-    for r, labels in zip(rows.tolist(), snap.labels_of(rows), strict=True):
+    # the columns of all rows at once: per-row numpy indexing cost 2 us a row (100 hits: 0.19
+    # against 0.04 ms)
+    for r, sample_id, dataset, relpath, image, labels in zip(
+        rows.tolist(), snap.sample_id[rows].tolist(), snap.dataset[rows].tolist(),
+        snap.relpath[rows].tolist(), snap.image[rows].tolist(), snap.labels_of(rows),
+        strict=True,
+    ):
         fields: dict[str, Any] = {
-            "sample_id": int(snap.sample_id[r]),
-            "dataset": snap.datasets[snap.dataset[r]],
-            "relpath": str(snap.relpath[r]),
+            "sample_id": sample_id,
+            "dataset": snap.datasets[dataset],
+            "relpath": str(relpath),
             "labels": labels,
         }
-        others = snap.copies_of(r)
-        others = others[others != r]
-        if len(others):
+        copies = snap.copies.get(image)  # None where the row's image is catalogued once
+        others = None if copies is None else copies[copies != r]
+        if others is not None and len(others):
             their_labels = snap.labels_of(others)
             fields["labels"] = list(dict.fromkeys(labels + [x for ls in their_labels for x in ls]))
             fields["copies"] = [
