@@ -188,12 +188,20 @@ def prototypes(graph: LabelGraph, xb: np.ndarray, datasets: list[str],
 
 
 def latencies(call: Callable[[int], object], n_requests: int, clients: int) -> np.ndarray:
-    """Per-request latency (ms) of ``call(i)`` with ``clients`` threads back to back."""
+    """Per-request latency (ms) of ``call(i)`` with ``clients`` threads back to back.
+
+    With several clients each client thread runs faiss on one OpenMP thread, as a serving
+    worker's request threads do (``samplehub.api.serving``): OpenMP's thread count is per
+    thread, and a team per client would oversubscribe the cores. One client keeps
+    OpenMP's default team: alone on the machine, its batched search may use every core.
+    """
     out = np.zeros(n_requests)
     counter = iter(range(n_requests))
     lock = threading.Lock()
 
     def client() -> None:
+        if clients > 1:
+            faiss.omp_set_num_threads(1)
         while True:
             with lock:
                 i = next(counter, None)
