@@ -13,6 +13,7 @@ SCRIPTS = [
     "query.py",
     "supplementary.py",
     "assembled.py",  # after supplementary.py: a classifier trained on what the query assembles
+    "hash_catalog.py",  # on assembled.py's home: DMCH on one dataset vs the whole catalog
     "hamming_vs_ivfpq.py",  # before hashing.py, whose report includes hamming.json
     "hashing.py",
     "hir.py",  # after hashing.py, whose feature cache gives its EfficientNet-Lite0 rows
