@@ -165,9 +165,10 @@ def map_classes(repo: Repository, evaluation: EvalSet) -> dict[str, MappingRow]:
         graph, [(evaluation.key, [(c, None) for c in evaluation.classes], {})], semantics, settings)
     by_class = {row.dataset_label.removeprefix(f"{evaluation.key}/"): row
                 for row in rows[evaluation.key]}
-    twice = {u: [c for c, r in by_class.items() if r.unified == u]
-             for u in Counter(r.unified for r in by_class.values()) if
-             sum(r.unified == u for r in by_class.values()) > 1}
+    by_unified: dict[str, list[str]] = {}
+    for name, row in by_class.items():
+        by_unified.setdefault(row.unified, []).append(name)
+    twice = {u: names for u, names in by_unified.items() if len(names) > 1}
     if twice:
         raise ValueError(f"evaluation classes share a unified label: {twice}")
     repo.labels.commit(merged, f"bench/assembled.py: class list of {evaluation.name} "
