@@ -45,11 +45,10 @@ import numpy as np
 from assembled import HOME, overrides
 from common import REPO, SHARED_DATA, machine, require_data, write_json
 from query import COMMON_LABELS
-from supplementary import ANNOTATION, Counts, read_annotation, summary
+from supplementary import image_name, read_annotation, score_images, summary
 
 if TYPE_CHECKING:
     from samplehub.repository import Repository
-    from samplehub.retrieval.types import QueryResult
 
 HOMES = REPO / "bench" / ".cache" / "hash_catalog"
 ARMS = {"one_dataset": "ucmerced", "catalog": "*"}
@@ -103,28 +102,6 @@ def comparison(repo: Repository) -> dict[str, Any]:
     return {} if measured is None else measured.as_dict()
 
 
-def score(label: str, result: QueryResult, names: dict[int, str],
-          annotation: dict[str, set[str]]) -> dict[str, Any]:
-    """Precision and recall of one label's supplementary samples on UC Merced images.
-
-    ``names`` gives each sample of UC Merced or its annotation its image name: copies of
-    one image share it, so a hit on either copy predicts the image.
-    """
-    target = ANNOTATION[label]
-    exact = {names[h.sample_id] for h in result.exact if h.sample_id in names}
-    found = {names[h.sample_id] for h in result.supplementary if h.sample_id in names}
-    images = sorted(set(annotation) - exact)
-    truth = np.array([target in annotation[i] for i in images])
-    predicted = np.array([i in found for i in images])
-    counts = Counts(int(predicted.sum()), int(truth.sum()), int((truth & predicted).sum()))
-    return {"label": label, "annotation_label": target, "images": len(images),
-            "predictions": counts.predictions, "positives": counts.positives,
-            "true_positives": counts.true_positives, "no_predictions": counts.predictions == 0,
-            "supplementary": len(result.supplementary),
-            "supplementary_eurosat": sum(h.dataset == "eurosat" for h in result.supplementary),
-            **counts.scores()}
-
-
 def supplementary(repo: Repository, annotation: dict[str, set[str]]) -> dict[str, Any]:
     """The ten common labels through the Hamming index and through IVF-PQ."""
     from samplehub.retrieval.query import run_query
@@ -133,8 +110,9 @@ def supplementary(repo: Repository, annotation: dict[str, set[str]]) -> dict[str
     samples = repo.catalog.read("samples", columns=["sample_id", "dataset", "relpath",
                                                     "labels"]).to_pandas()
     ucm = samples[samples["dataset"].isin(["ucmerced", "ucmerced_multilabel"])]
-    names = {int(s): Path(str(r)).stem for s, r in zip(ucm["sample_id"], ucm["relpath"],
-                                                      strict=True)}
+    # copies of one image share its name, so a hit on either copy predicts the image
+    names = {int(s): image_name(str(r)) for s, r in zip(ucm["sample_id"], ucm["relpath"],
+                                                        strict=True)}
     source = {int(s): f"{d}:{'+'.join(ls)}" for s, d, ls in zip(
         samples["sample_id"], samples["dataset"], samples["labels"], strict=True)}
     out: dict[str, Any] = {}
@@ -145,7 +123,13 @@ def supplementary(repo: Repository, annotation: dict[str, set[str]]) -> dict[str
             start = time.perf_counter()
             result = run_query(repo, QuerySpec(labels=(label,), k=K, index=index))
             latency.append((time.perf_counter() - start) * 1000)
-            rows.append(score(label, result, names, annotation))
+            exact, found = ({names[h.sample_id] for h in hits if h.sample_id in names}
+                            for hits in (result.exact, result.supplementary))
+            rows.append({
+                **score_images(label, exact, found, annotation),
+                "supplementary": len(result.supplementary),
+                "supplementary_eurosat": sum(h.dataset == "eurosat"
+                                             for h in result.supplementary)})
             sources[label] = dict(Counter(
                 source[h.sample_id] for h in result.supplementary[:TOP]).most_common(5))
         out[index] = {"labels": rows, **summary(rows), "top_sources": sources,

@@ -80,28 +80,49 @@ def score_label(
     label: str, result: QueryResult, snapshot: SampleSnapshot, annotation: dict[str, set[str]]
 ) -> dict:
     """Counts, precision, recall and F1 of one query label's supplementary samples on UC Merced."""
+    ucm = {int(sid): image_name(str(rel)) for sid, rel, ds in zip(
+        snapshot.sample_id, snapshot.relpath, snapshot.dataset, strict=True)
+        if snapshot.datasets[ds] == "uc_merced_21"}
+
+    def names(hits: list) -> set[str]:
+        return {ucm[h.sample_id] for h in hits if h.sample_id in ucm}
+
+    return {
+        **score_images(label, names(result.exact), names(result.supplementary), annotation),
+        "supplementary_eurosat": sum(h.dataset == "eurosat_10" for h in result.supplementary),
+        "associated": [a["label"] for a in result.plan["labels"][label]["associated"]],
+    }
+
+
+def image_name(relpath: str) -> str:
+    """The annotation's name of a UC Merced image (``river/river05.jpg`` -> ``river05``)."""
+    return relpath.split("/")[-1].rsplit(".", 1)[0]
+
+
+def score_images(label: str, exact: set[str], found: set[str],
+                 annotation: dict[str, set[str]]) -> dict:
+    """Counts and scores of one label over the annotated images that are not exact matches.
+
+    Args:
+        label: the query label (its annotation counterpart is ``ANNOTATION[label]``).
+        exact: names of the images among the label's exact matches.
+        found: names of the images among its supplementary samples.
+        annotation: image name -> annotation labels (:func:`read_annotation`).
+    """
     target = ANNOTATION[label]
-    exact = {h.sample_id for h in result.exact}
-    found = {h.sample_id for h in result.supplementary}
-    ucm = [
-        (int(sid), str(rel)) for sid, rel, ds in zip(
-            snapshot.sample_id, snapshot.relpath, snapshot.dataset, strict=True)
-        if snapshot.datasets[ds] == "uc_merced_21" and int(sid) not in exact
-    ]
-    truth = np.array([target in annotation[rel.split("/")[-1].rsplit(".", 1)[0]] for _, rel in ucm])
-    predicted = np.array([sid in found for sid, _ in ucm])
+    images = sorted(set(annotation) - exact)
+    truth = np.array([target in annotation[i] for i in images])
+    predicted = np.array([i in found for i in images])
     counts = Counts(int(predicted.sum()), int(truth.sum()), int((truth & predicted).sum()))
     return {
         "label": label,
         "annotation_label": target,
-        "samples": len(ucm),
+        "samples": len(images),
         "predictions": counts.predictions,
-        "supplementary_eurosat": sum(h.dataset == "eurosat_10" for h in result.supplementary),
         "positives": counts.positives,
         "true_positives": counts.true_positives,
         "no_predictions": counts.predictions == 0,
         **counts.scores(),
-        "associated": [a["label"] for a in result.plan["labels"][label]["associated"]],
     }
 
 
