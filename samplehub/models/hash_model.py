@@ -166,8 +166,8 @@ def catalog_features(repo: Repository) -> DatasetFeatures:
     A sample's class is the unified label its first dataset label maps to in the latest
     label graph; a label the graph does not hold yet (a dataset ingested after the last
     merge) is its own class, ``<dataset>/<label>``, until the next merge; a land-cover
-    label gives no class. Of several copies of one image (one content hash) the first
-    sample id stands for all.
+    label gives no class. Of several copies of one image (one content hash) one row
+    stands for all: the lowest sample id among the copies with a class, else the lowest.
 
     Raises:
         IndexNotTrainedError: no dataset has features of the current model version.
