@@ -1,9 +1,11 @@
-"""Real servers on loopback for the integration tests: PostgreSQL, an MLflow tracking server
-and ``samplehub serve``.
+"""Real servers on loopback for the integration tests: PostgreSQL, an MLflow tracking server,
+a Spark standalone cluster and ``samplehub serve``.
 
 PostgreSQL: CI installs Debian's ``postgresql`` package (``.ci/run``); the server binaries
 run directly (as the ``postgres`` user when run as root, since PostgreSQL refuses to run as
-root). MLflow: ``mlflow server`` from this venv with a PostgreSQL backend store. SampleHub:
+root). MLflow: ``mlflow server`` from this venv with a PostgreSQL backend store. Spark: the
+standalone master and workers from the pyspark wheel (Java 17), workers running this venv's
+python. SampleHub:
 ``samplehub serve`` from this venv with its uvicorn worker processes. Each server listens on
 127.0.0.1 on a free port and is stopped by its pid.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import signal
@@ -219,3 +222,68 @@ def samplehub_server(
         yield SampleHubServer(f"http://127.0.0.1:{port}", process, log)
     finally:
         stop_group(process)
+
+
+def spark_class() -> Path:
+    """The pyspark wheel's ``bin/spark-class``; skips when pyspark or Java is missing."""
+    if shutil.which("java") is None:
+        pytest.skip("Java not installed (apt-get install openjdk-17-jre-headless)")
+    pyspark = pytest.importorskip("pyspark", reason="pyspark not installed (samplehub[spark])")
+    return Path(pyspark.__file__).parent / "bin" / "spark-class"
+
+
+def spark_alive_workers(webui_url: str) -> int:
+    """How many workers the standalone master at ``webui_url`` lists as ALIVE (its /json/)."""
+    with urllib.request.urlopen(f"{webui_url}/json/", timeout=2) as response:
+        state = json.load(response)
+    return sum(worker["state"] == "ALIVE" for worker in state["workers"])
+
+
+@contextlib.contextmanager
+def spark_cluster(workers: int = 2, cores: int = 1, memory: str = "1g",
+                  timeout: float = 120.0) -> Iterator[str]:
+    """A Spark standalone master and ``workers`` workers on 127.0.0.1 free ports.
+
+    Each worker offers ``cores`` cores and ``memory`` to executors, which run this venv's
+    python. Yields the master's ``spark://127.0.0.1:PORT`` URL once every worker is registered
+    ALIVE, then stops each process group by its pid.
+    """
+    command = str(spark_class())
+    base = Path(tempfile.mkdtemp(prefix="samplehub-spark-", dir="/tmp"))
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+           "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(base), "SPARK_NO_DAEMONIZE": "1"}
+    port, webui = free_port(), free_port()
+    master = f"spark://127.0.0.1:{port}"
+    processes: list[subprocess.Popen] = []
+
+    def launch(name: str, *args: str) -> None:
+        with (base / f"{name}.log").open("w") as out:
+            processes.append(subprocess.Popen([command, *args], stdout=out,
+                                              stderr=subprocess.STDOUT, env=env,
+                                              start_new_session=True))
+
+    try:
+        launch("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+               "--port", str(port), "--webui-port", str(webui))
+        for i in range(workers):
+            (base / f"work-{i}").mkdir()
+            launch(f"worker-{i}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                   "--webui-port", str(free_port()), "--cores", str(cores), "--memory", memory,
+                   "--work-dir", str(base / f"work-{i}"), master)
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if spark_alive_workers(f"http://127.0.0.1:{webui}") == workers:
+                    break
+            exited = [p.args[1] for p in processes if p.poll() is not None]
+            if exited or time.monotonic() > deadline:
+                logs = "".join(f"--- {log.name}\n{log.read_text()[-1500:]}"
+                               for log in sorted(base.glob("*.log")))
+                raise RuntimeError(f"Spark cluster at {master} did not register {workers} ALIVE "
+                                   f"workers (exited: {exited}):\n{logs}")
+            time.sleep(0.5)
+        yield master
+    finally:
+        for process in reversed(processes):
+            stop_group(process)
+        shutil.rmtree(base, ignore_errors=True)
