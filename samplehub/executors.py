@@ -1,26 +1,32 @@
-"""Where the pure batch functions of ingestion run: a thread pool, or Spark executors.
+"""Where the batch functions of ingestion run: a thread pool, or Spark executors.
 
 DESIGN section 3: the compute backend is a config switch (``executor=threads`` or
-``executor=spark``), never a code fork. Both map the same function,
-:func:`samplehub.ingest.read_entry`, over a batch of file entries; Spark ships the
-source (its spec and filesystem handle) to the executors with cloudpickle and collects
-the decoded records back to the driver, which writes the store and commits the catalog.
+``executor=spark``), never a code fork. Both map the same function over the same items:
+Spark ships the function and its arguments (a source's spec and filesystem handle, the
+catalog's and store's locations) to the executors with cloudpickle, and what comes back
+must be small: executors write their outputs to the configured storage themselves
+(:func:`samplehub.ingest.write_part`), and the driver only commits.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, TypeVar
+
+import pyarrow as pa
 
 from samplehub.config import ExecutorConfig
 from samplehub.errors import ConfigError, OptionalDependencyError
 
 T = TypeVar("T")
 R = TypeVar("R")
+S = TypeVar("S")
 
 
 def map_batch(fn: Callable[[T], R], items: Sequence[T], config: ExecutorConfig) -> list[R]:
@@ -37,6 +43,53 @@ def map_batch(fn: Callable[[T], R], items: Sequence[T], config: ExecutorConfig) 
     raise ConfigError(f"executor.kind: unknown executor {config.kind!r}; use threads or spark")
 
 
+def map_arrow(
+    fn: Callable[[pa.Table, S], R],
+    table: pa.Table,
+    shared: S,
+    config: ExecutorConfig,
+    rows_per_part: int,
+) -> list[R]:
+    """``fn(part, shared)`` over row slices of ``table`` on Spark executors (``mapInArrow``).
+
+    ``shared`` (a model, say) is broadcast, so each executor deserializes it once and its
+    Python workers keep it across tasks, rather than each task shipping its own copy. The
+    table goes to Spark as Arrow, in about two partitions per core, each split further into
+    Arrow batches of at most ``rows_per_part`` rows; ``fn`` runs once per batch and what it
+    returns comes back pickled, so it must be small (where an output was written, not the
+    output).
+    """
+    import pickle
+
+    spark = spark_session(config.spark_master)
+    context = spark.sparkContext
+    shared_copy = context.broadcast(shared)
+    partitions = max(1, min(-(-table.num_rows // rows_per_part), context.defaultParallelism * 2))
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        value = shared_copy.value
+        for batch in batches:
+            out = fn(pa.Table.from_batches([batch]), value)
+            yield pa.RecordBatch.from_pydict({"result": [pickle.dumps(out)]})
+
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(rows_per_part))
+    frame = spark.createDataFrame(table).repartition(partitions)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # pyspark's pandas-version notice
+            rows = frame.mapInArrow(run, "result binary").collect()
+    finally:
+        shared_copy.unpersist()
+    return [pickle.loads(row.result) for row in rows]
+
+
+def parallelism(config: ExecutorConfig) -> int:
+    """How many items the executor works on at once: its threads, or the cluster's cores."""
+    if config.kind == "spark":
+        return int(spark_session(config.spark_master).sparkContext.defaultParallelism)
+    return max(1, config.workers)
+
+
 @lru_cache(maxsize=2)
 def spark_session(master: str) -> Any:
     """A SparkSession on ``master`` (``local[*]`` in tests, a cluster URL at scale)."""
@@ -47,11 +100,20 @@ def spark_session(master: str) -> Any:
     # Python workers must run this interpreter, which has samplehub and its dependencies;
     # local mode reads the worker interpreter from the environment, not from the config.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    return (
-        SparkSession.builder.master(master)
-        .appName("samplehub")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .getOrCreate()
-    )
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # A quiet console: Spark's driver logs errors only, and draws no stage bars over ours.
+    logging_config = Path(__file__).with_name("spark-log4j2.properties")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # pyspark's pandas-version notice
+        session = (
+            SparkSession.builder.master(master)
+            .appName("samplehub")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.driver.extraJavaOptions",
+                    f"-Dlog4j2.configurationFile=file:{logging_config}")
+            .getOrCreate()
+        )
+    return session

@@ -19,7 +19,8 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ from ml.features import (
 )
 from ml.features.scene_model import SceneTrainResult
 from samplehub.bands import to_three_channels
-from samplehub.catalog import Catalog
+from samplehub.catalog import Catalog, DataFile
 from samplehub.catalog.vectors import (
     sample_rows,
     stored_sample_ids,
@@ -44,6 +45,7 @@ from samplehub.catalog.vectors import (
     vector_rows,
 )
 from samplehub.errors import SampleHubError
+from samplehub.executors import map_arrow
 from samplehub.models.feature_model import (
     FeatureModel,
     check_backbone,
@@ -53,7 +55,7 @@ from samplehub.models.feature_model import (
 from samplehub.models.tracking import artifact_location, registry_failures, tracking_uri
 from samplehub.progress import progress_bar
 from samplehub.repository import Repository
-from samplehub.store import DatasetStore
+from samplehub.store import DatasetStore, SampleStore
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +230,11 @@ def compute_features(
         report = FeatureReport(dataset, version, total=len(rows), cached=len(rows) - len(todo))
         store = repo.store.dataset(dataset)
         batch_size = repo.config.executor.batch_size
+        if repo.config.executor.kind == "spark" and len(todo):
+            assert model is not None  # loaded above: todo is non-empty
+            report.computed = features_on_spark(repo, dataset, todo, model)
+            report.seconds = time.perf_counter() - start
+            return report
         with progress_bar(f"features {dataset}", len(todo), "img", progress) as bar:
             for batch, images in image_batches(store, todo, batch_size):
                 # the model is loaded whenever todo is non-empty
@@ -239,6 +246,52 @@ def compute_features(
                 log.info("features %s: %d/%d samples", dataset, report.computed, len(todo))
     report.seconds = time.perf_counter() - start
     return report
+
+
+@dataclass(frozen=True)
+class FeatureTask:
+    """Where an executor reads pixels and writes features; pickled to Spark executors."""
+
+    catalog: Catalog
+    store: SampleStore
+    dataset: str
+    batch_size: int
+
+
+def encode_part(rows: pa.Table, model: FeatureModel, task: FeatureTask) -> DataFile | None:
+    """Encode catalog ``rows`` (``PIXEL_COLUMNS``) into one uncommitted ``features`` file.
+
+    What a Spark executor runs: it reads the pixels from the store itself and writes the
+    vectors to the catalog's storage; only the file's name and size go back.
+    """
+    tables = [feature_table(batch["sample_id"].to_numpy(), task.dataset, model.version,
+                            model.encode(images))
+              for batch, images in image_batches(task.store.dataset(task.dataset),
+                                                 rows.to_pandas(), task.batch_size)]
+    return task.catalog.write_file("features", task.dataset, pa.concat_tables(tables)) \
+        if tables else None
+
+
+def features_on_spark(
+    repo: Repository, dataset: str, todo: pd.DataFrame, model: FeatureModel
+) -> int:
+    """Encode ``todo`` on Spark executors and commit their files in one transaction.
+
+    The model is broadcast (one copy per executor), each task encodes with one thread
+    (its core; the cluster's parallelism is its cores), and the driver never holds
+    pixels or vectors. A run killed before the commit leaves nothing committed, so a
+    re-run encodes the same samples again.
+
+    Returns:
+        The number of samples encoded.
+    """
+    task = FeatureTask(repo.catalog, repo.store, dataset, repo.config.executor.batch_size)
+    one_core = replace(model, settings=replace(model.settings, threads=1))
+    rows = pa.Table.from_pandas(todo[PIXEL_COLUMNS], preserve_index=False)
+    files = map_arrow(partial(encode_part, task=task), rows, one_core, repo.config.executor,
+                      rows_per_part=task.batch_size)
+    repo.catalog.commit_files("features", [f for f in files if f is not None])
+    return len(todo)
 
 
 def train_registered_scene_model(

@@ -1,10 +1,11 @@
 """Ingestion: a source's samples into the catalog and the image store (main paper, 3.2).
 
-The work is split into pure functions over batches of file entries —
-:func:`read_entries` (decode, never raises for a bad sample) and
-:func:`records_to_table` (catalog rows) — so that an executor (threads here, Spark's
-``mapInPandas`` at scale) can map them without a rewrite. :func:`ingest_dataset` is the
-driver: discover, skip ids already catalogued, read, store pixels, commit rows.
+The work is split so that an executor (threads here, Spark tasks at scale) runs it
+without a rewrite: :func:`write_part` decodes a part of the new files
+(:func:`read_entry`, which never raises for a bad sample), writes their pixels at rows
+fixed beforehand and their catalog rows (:func:`records_to_table`) as one Parquet part
+file. :func:`ingest_dataset` is the driver: discover, skip ids already catalogued, give
+each new file its row, run the parts, commit their files.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from functools import partial
 import numpy as np
 import pyarrow as pa
 
-from samplehub.catalog import Catalog, DatasetInfo
+from samplehub.catalog import Catalog, DataFile, DatasetInfo
 from samplehub.catalog import schema as catalog_schema
 from samplehub.config import ExecutorConfig
 from samplehub.errors import InvalidSampleError, SampleHubError
-from samplehub.executors import map_batch
+from samplehub.executors import map_batch, parallelism
 from samplehub.hilbert import hilbert_key
 from samplehub.object_storage import storage_failures
 from samplehub.progress import progress_bar
@@ -77,6 +78,23 @@ def read_entry(source: Source, entry: FileEntry) -> SampleRecord | Quarantined:
         return Quarantined(entry, f"{entry.uri}: {exc}", type(exc).__name__)
     record.content_hash = content_hash(record.image)
     return record
+
+
+def write_parts(
+    task: IngestTask, placed: Sequence[tuple[FileEntry, int]], executor: ExecutorConfig
+) -> list[PartResult]:
+    """Run :func:`write_part` over ``placed`` entries: in-process, or one Spark task a part.
+
+    Spark gets about two parts per core, each at most ``executor.batch_size`` entries,
+    so the cluster's cores stay busy and no task holds a whole dataset.
+    """
+    if executor.kind != "spark":
+        return [write_part(task, placed, executor)]
+    cores = parallelism(executor)
+    size = max(1, min(executor.batch_size, -(-len(placed) // (2 * cores))))
+    parts = [placed[i : i + size] for i in range(0, len(placed), size)]
+    one_thread = ExecutorConfig(kind="threads", workers=1)
+    return map_batch(partial(write_part, task, executor=one_thread), parts, executor)
 
 
 def read_entries(
@@ -160,6 +178,79 @@ def quarantine_table(items: Iterable[Quarantined]) -> pa.Table:
     )
 
 
+@dataclass(frozen=True)
+class IngestTask:
+    """What every writer of one ingest run shares; pickled to Spark executors as it is.
+
+    Args:
+        source: the dataset's source (its spec and filesystem handle).
+        catalog: where part files of catalog rows are written.
+        store: where pixels are written.
+        capacity: the rows every store array of this run is sized to
+            (:meth:`~samplehub.store.DatasetStore.write_rows`).
+    """
+
+    source: Source
+    catalog: Catalog
+    store: SampleStore
+    capacity: int
+
+
+@dataclass
+class PartResult:
+    """What one writer sends back: no pixels, only where its outputs are."""
+
+    file: DataFile | None
+    """Its uncommitted part file of catalog rows (``None`` when nothing decoded)."""
+    quarantined: list[Quarantined]
+    rows: dict[str, int]
+    """``{array key: highest row written + 1}``."""
+    added: int = 0
+    bytes_written: int = 0
+
+
+DECODE_CHUNK = 256
+"""Samples one writer holds decoded at a time, whatever the size of its part."""
+
+
+def write_part(
+    task: IngestTask, part: Sequence[tuple[FileEntry, int]], executor: ExecutorConfig
+) -> PartResult:
+    """Decode one part's entries, write their pixels at their rows and their rows' file.
+
+    This is what an executor runs (a Spark task, or the driver's thread pool in-process):
+    pixels go to the store and catalog rows to one Parquet part file, both on the
+    configured storage; only the small :class:`PartResult` goes back to the driver.
+
+    Args:
+        task: the run's shared settings.
+        part: entries with the store row each was given.
+        executor: decodes each chunk of the part (a thread pool in-process, one thread in
+            a Spark task, whose parallelism is the cluster's cores).
+    """
+    dataset = task.source.spec.name
+    target = task.store.dataset(dataset)
+    result = PartResult(file=None, quarantined=[], rows={})
+    tables = []
+    for start in range(0, len(part), DECODE_CHUNK):
+        chunk = part[start : start + DECODE_CHUNK]
+        row_of = {entry.sample_id: row for entry, row in chunk}
+        records, bad = read_entries(task.source, [entry for entry, _ in chunk], executor)
+        result.quarantined.extend(bad)
+        if not records:
+            continue
+        locations = target.write_rows(
+            records, [row_of[r.entry.sample_id] for r in records], task.capacity)
+        for key, row in locations:
+            result.rows[key] = max(result.rows.get(key, 0), row + 1)
+        tables.append(records_to_table(records, locations))
+        result.added += len(records)
+        result.bytes_written += sum(r.image.nbytes for r in records)
+    if tables:
+        result.file = task.catalog.write_file("samples", dataset, pa.concat_tables(tables))
+    return result
+
+
 def ingest_dataset(
     source: Source,
     catalog: Catalog,
@@ -170,13 +261,19 @@ def ingest_dataset(
 ) -> IngestReport:
     """Ingest every sample of ``source`` that the catalog does not hold yet.
 
-    Each batch is one atomic Delta commit after its pixels are in Zarr, so an interrupted
-    run keeps every batch it committed and a re-run adds only what is missing (zero rows
-    when nothing changed). Pixels a killed run wrote past its last commit are dropped
-    first (:func:`reclaim_uncommitted`), so they neither stay as orphans nor shift rows.
-    The caller holds the dataset's writer lock (``Repository.ingest`` does). The dataset's
-    quarantine partition is replaced by this run's failures, so a file fixed since the
-    last run leaves quarantine when it is ingested.
+    Each new sample's store row is fixed before decoding (the store's rows plus its place
+    among the run's new files), so writers write in place and every executor lays the
+    store out alike. With threads, each batch is one atomic Delta commit after its pixels
+    are in Zarr, so an interrupted run keeps every batch it committed. On Spark the
+    executors write pixels and Parquet part files of catalog rows themselves
+    (:func:`write_part`) and the driver, which never holds pixels, commits every part in
+    one transaction: a killed run commits nothing. Either way a re-run adds only what is
+    missing (zero rows when nothing changed), and pixels a killed run wrote past its last
+    commit are dropped first (:func:`reclaim_uncommitted`), so they neither stay as
+    orphans nor shift rows. The caller holds the dataset's writer lock
+    (``Repository.ingest`` does). The dataset's quarantine partition is replaced by this
+    run's failures, so a file fixed since the last run leaves quarantine when it is
+    ingested.
     """
     started = time.perf_counter()
     executor = executor or ExecutorConfig()
@@ -186,21 +283,41 @@ def ingest_dataset(
     known = set(catalog.sample_ids(dataset).tolist())
     target = store.dataset(dataset)
     report.reclaimed = reclaim_uncommitted(catalog, target, dataset)
+    row = target.rows()
+
+    def new_entries(batch: Sequence[FileEntry]) -> list[FileEntry]:
+        report.found += len(batch)
+        new = [e for e in batch if e.sample_id not in known]
+        report.skipped += len(batch) - len(new)
+        return new
+
     with progress_bar(desc=f"ingest {dataset}", unit="sample", enabled=progress) as bar:
-        for batch in source.discover(executor.batch_size):
-            report.found += len(batch)
-            new = [e for e in batch if e.sample_id not in known]
-            report.skipped += len(batch) - len(new)
-            records, bad = read_entries(source, new, executor)
-            report.quarantined.extend(bad)
-            if records:
-                with storage_failures(f"{store.uri(dataset)} and {catalog.uri('samples')}",
-                                      AGAIN.format(dataset=dataset)):
-                    locations = target.append(records)
-                    catalog.append("samples", records_to_table(records, locations))
-                report.added += len(records)
-                report.bytes_written += sum(r.image.nbytes for r in records)
-            bar.update(len(batch))
+        if executor.kind == "spark":
+            entries = [e for batch in source.discover(executor.batch_size)
+                       for e in new_entries(batch)]
+            waves: Iterable[list[FileEntry]] = [entries] if entries else []
+        else:
+            waves = (new for batch in source.discover(executor.batch_size)
+                     if (new := new_entries(batch)))
+        for wave in waves:
+            placed = list(zip(wave, range(row, row + len(wave)), strict=True))
+            task = IngestTask(source, catalog, store, capacity=row + len(wave))
+            with storage_failures(f"{store.uri(dataset)} and {catalog.uri('samples')}",
+                                  AGAIN.format(dataset=dataset)):
+                results = write_parts(task, placed, executor)
+                catalog.commit_files("samples", [r.file for r in results if r.file])
+                written: dict[str, int] = {}
+                for result in results:
+                    for key, rows in result.rows.items():
+                        written[key] = max(written.get(key, 0), rows)
+                for key, rows in written.items():
+                    target.truncate(key, rows)  # the run sized them past their last row
+            for result in results:
+                report.quarantined.extend(result.quarantined)
+                report.added += result.added
+                report.bytes_written += result.bytes_written
+            row += len(wave)
+            bar.update(len(wave))
     for q in report.quarantined:
         log.warning("quarantined %s: %s", q.entry.relpath, q.reason)
     report.hashed = fill_content_hashes(catalog, store, dataset, executor.batch_size)

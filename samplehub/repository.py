@@ -94,7 +94,8 @@ class Repository:
     @cached_property
     def catalog(self) -> Catalog:
         """The Delta tables."""
-        return Catalog(self.config.catalog_uri, self.object_storage.for_delta())
+        return Catalog(self.config.catalog_uri, self.object_storage.for_delta(),
+                       self.object_storage.for_fsspec())
 
     @cached_property
     def store(self) -> SampleStore:

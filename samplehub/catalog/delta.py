@@ -11,17 +11,21 @@ import json
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from deltalake import DeltaTable, Field, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.transaction import AddAction, RemoveAction
 
 from samplehub.catalog import schema
 from samplehub.errors import DatasetNotFoundError, SampleNotFoundError
@@ -53,6 +57,50 @@ class DatasetInfo:
     updated_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class DataFile:
+    """A Parquet part file written into a table's location but not yet committed.
+
+    Small and picklable: a Spark executor writes the file and sends this back, and the
+    driver commits every part of a run in one Delta transaction (:meth:`Catalog.commit_files`).
+    """
+
+    path: str
+    """Relative to the table's root, as the Delta log records it."""
+    size: int
+    dataset: str
+    rows: int
+    stats: str
+    """Delta's per-file statistics (JSON: numRecords, minValues, maxValues, nullCount)."""
+
+
+STATS_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string,
+               pa.types.is_timestamp)
+"""Column types whose min/max the part files record, as delta-rs does, for data skipping."""
+
+
+def stat_value(value: Any) -> Any:
+    """A min/max in the JSON form of Delta's statistics (timestamps as ISO-8601 UTC)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return value
+
+
+def file_stats(data: pa.Table) -> str:
+    """Delta statistics of one file's rows: record count, and min, max and nulls per column."""
+    minimum: dict[str, Any] = {}
+    maximum: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    for name, column in zip(data.column_names, data.columns, strict=True):
+        nulls[name] = column.null_count
+        if column.null_count < len(column) and any(t(column.type) for t in STATS_TYPES):
+            extremes = pc.min_max(column).as_py()
+            minimum[name] = stat_value(extremes["min"])
+            maximum[name] = stat_value(extremes["max"])
+    return json.dumps({"numRecords": data.num_rows, "minValues": minimum,
+                       "maxValues": maximum, "nullCount": nulls})
+
+
 def sql_literal(value: str) -> str:
     """Quote a string for a delta-rs predicate."""
     return "'" + value.replace("'", "''") + "'"
@@ -67,9 +115,16 @@ def rows_with_label(column: pa.ChunkedArray, label: str) -> np.ndarray:
 class Catalog:
     """The ``samples``, ``quarantine`` and ``datasets`` tables under one root URI."""
 
-    def __init__(self, root: str, storage_options: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        storage_options: Mapping[str, str] | None = None,
+        file_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.root = root.rstrip("/")
         self.storage_options = dict(storage_options or {})
+        self.file_options = dict(file_options or {})
+        """fsspec options of the same storage, for part files written outside delta-rs."""
 
     def uri(self, table: str) -> str:
         """Location of one table."""
@@ -205,6 +260,71 @@ class Catalog:
             )
 
         self.commit_with_retries(name, write)
+
+    def files(self, name: str) -> list[str]:
+        """URIs of the data files of table ``name``'s current version (none before a write)."""
+        table = self.table(name)
+        return list(table.file_uris()) if table is not None else []
+
+    def read_file(self, uri: str, columns: Sequence[str]) -> pa.Table:
+        """Some columns of one data file of :meth:`files`, read where it lies (an executor).
+
+        Partition columns are not in the files; read them with :meth:`read`.
+        """
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(uri, **self.file_options)
+        with fs.open(path, "rb") as data:
+            return pq.read_table(data, columns=list(columns))
+
+    def write_file(self, name: str, dataset: str, data: pa.Table) -> DataFile:
+        """Write one Parquet part file of ``dataset``'s rows into table ``name``'s location.
+
+        Nothing is committed: the file is invisible to readers until
+        :meth:`commit_files` adds it, so a writer that dies leaves only an unreferenced file
+        (Delta's ``vacuum`` removes those). The file holds the declared schema less the
+        partition column, as the files delta-rs writes do.
+        """
+        import fsspec
+
+        declared: pa.Schema = getattr(schema, name.upper())
+        rows = data.cast(declared).drop_columns(["dataset"])
+        relative = f"dataset={quote(dataset, safe='')}/part-{uuid.uuid4().hex}.parquet"
+        fs, root = fsspec.core.url_to_fs(self.uri(name), **self.file_options)
+        path = f"{root}/{relative}"
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path, "wb") as out:
+            pq.write_table(rows, out, compression="snappy")
+        return DataFile(path=relative, size=int(fs.size(path)), dataset=dataset,
+                        rows=rows.num_rows, stats=file_stats(rows))
+
+    def commit_files(self, name: str, files: Sequence[DataFile]) -> None:
+        """Add part files written by :meth:`write_file` to table ``name`` in one commit.
+
+        This is how executors that wrote their own outputs are committed by the driver:
+        either every file becomes visible or none does. Retried if it lost a race
+        (:meth:`commit_with_retries`).
+        """
+        if not files:
+            return
+        declared: pa.Schema = getattr(schema, name.upper())
+        now = int(time.time() * 1000)
+        actions: list[AddAction | RemoveAction] = [
+            AddAction(f.path, f.size, {"dataset": f.dataset}, now, True, f.stats) for f in files]
+
+        def commit() -> None:
+            table = self.table(name)
+            if table is None:
+                DeltaTable.create(self.uri(name), declared, mode="ignore", partition_by=["dataset"],
+                                  storage_options=self.storage_options or None)
+            self.rename_legacy_columns(name)
+            self.add_missing_columns(name)
+            table = self.table(name)
+            assert table is not None
+            table.create_write_transaction(actions, mode="append", schema=declared,
+                                           partition_by=["dataset"])
+
+        self.commit_with_retries(name, commit)
 
     def replace_partition(self, name: str, dataset: str, data: pa.Table) -> None:
         """Replace one dataset's rows in one atomic commit (Delta ``replaceWhere``).

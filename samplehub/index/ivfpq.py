@@ -293,9 +293,8 @@ def build_ivfpq_index(
     nb, d = xb.shape
     ids = _as_ids(ids, nb)
     if xt is None:
-        rng = np.random.default_rng(seed)
-        n_train = max(max_train, MIN_POINTS_PER_CENTROID * nlist)
-        xt = xb if nb <= n_train else xb[np.sort(rng.choice(nb, n_train, replace=False))]
+        rows = training_sample(nb, nlist, max_train, seed)
+        xt = xb if rows is None else xb[rows]
     params = IvfpqParams(d=d, nlist=nlist, m=m, nbits=nbits, refine=refine, store=store,
                          metric=metric, coarse=coarse)
     built = train_ivfpq_index(xt, params, seed=seed)
@@ -363,6 +362,54 @@ def _add_by_cell(index: faiss.Index, xb: np.ndarray, ids: np.ndarray, chunk: int
     for start in range(0, len(order), chunk):
         rows = order[start : start + chunk]
         index.add_with_ids(np.ascontiguousarray(xb[rows]), ids[rows])
+
+
+def training_sample(nb: int, nlist: int, max_train: int = 200_000, seed: int = 0
+                    ) -> np.ndarray | None:
+    """Rows of ``xb`` (ascending) that :func:`build_ivfpq_index` trains on; None: all of them."""
+    n_train = max(max_train, MIN_POINTS_PER_CENTROID * nlist)
+    if nb <= n_train:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(nb, n_train, replace=False))
+
+
+def to_bytes(index: IvfpqIndex) -> bytes:
+    """The faiss index as bytes (what :func:`from_bytes` reads), to ship between processes."""
+    return bytes(faiss.serialize_index(index.index))
+
+
+def from_bytes(data: bytes, params: IvfpqParams, ntotal_at_train: int) -> IvfpqIndex:
+    """An index from :func:`to_bytes`."""
+    return IvfpqIndex(faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8)), params,
+                      ntotal_at_train)
+
+
+def merge_into(index: IvfpqIndex, shard: IvfpqIndex) -> None:
+    """Move ``shard``'s vectors into ``index``; both trained alike (one trained copy each).
+
+    faiss merges inverted lists (``IndexIVF.merge_from``), but neither ``IndexRefine`` nor
+    the id map over it can merge, so each layer is merged by hand: the shard's IVF lists
+    join ``index``'s with their positions shifted past its vectors, its re-rank store is
+    appended in the same order, and its ids follow in the id map. Searches then return
+    what one index built over both would: the same PQ codes in the same cells, the same
+    stored vectors. ``shard`` is left empty.
+
+    Raises:
+        ValueError: the indexes differ in shape, or ``index`` is memory-mapped.
+    """
+    if index.mapped or index.params != shard.params:
+        raise ValueError("merge needs a writable index and a shard of the same shape; got "
+                         f"{index.params} (mapped={index.mapped}) and {shard.params}")
+    ids = np.concatenate([index.ids, shard.ids])
+    index.ivf.merge_from(shard.ivf, index.ntotal)
+    store = index.store
+    if store is not None:
+        store.merge_from(shard.store)
+        index.inner.ntotal = index.ivf.ntotal
+    idmap: Any = index.index
+    faiss.copy_array_to_vector(ids, idmap.id_map)
+    idmap.ntotal = len(ids)
+    idmap.construct_rev_map()
 
 
 def indexed_ids(index: IvfpqIndex) -> np.ndarray:

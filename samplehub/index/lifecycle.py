@@ -22,30 +22,42 @@ from __future__ import annotations
 import math
 import re
 import time
+import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pyarrow.compute as pc
 
+from samplehub.catalog import Catalog
+from samplehub.catalog.vectors import vector_rows
 from samplehub.config import RetrievalConfig, SampleHubConfig
 from samplehub.errors import ConfigError, IndexNotTrainedError
+from samplehub.executors import map_batch
 from samplehub.feature_store import load_features
 from samplehub.index.files import drop_stagings
 from samplehub.index.ivfpq import (
     STORES,
     IvfpqIndex,
+    IvfpqParams,
     add_to_index,
     build_ivfpq_index,
     exact_search,
+    from_bytes,
     indexed_ids,
     load_index,
+    merge_into,
     needs_retrain,
     recall_at_k,
     save_index,
     search,
     stored_vectors,
     suggest_nlist,
+    to_bytes,
+    train_ivfpq_index,
+    training_sample,
 )
 from samplehub.models.feature_model import model_version as current_model_version
 from samplehub.repository import Repository
@@ -97,6 +109,103 @@ def index_shape(nb: int, d: int, retrieval: RetrievalConfig) -> tuple[int, int, 
     nlist = min(retrieval.nlist, suggest_nlist(nb, retrieval.cell_size))
     nbits = min(retrieval.pq_nbits, int(math.log2(nb)))
     return nlist, retrieval.pq_m, nbits
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """What every executor of a distributed build needs; pickled to Spark executors."""
+
+    catalog: Catalog
+    model_version: str
+    trained: bytes
+    """The trained, empty index (:func:`~samplehub.index.ivfpq.to_bytes`)."""
+    params: IvfpqParams
+    scratch: str
+    """A folder on the catalog's storage where executors leave their shards."""
+
+
+def build_shard(item: tuple[str, np.ndarray], task: ShardTask) -> tuple[str, int]:
+    """Add one ``features`` file's vectors to a copy of the trained index and store it.
+
+    Args:
+        item: the file's URI and the ids of it to leave out (those another file holds).
+        task: the build's shared settings.
+
+    Returns:
+        The shard's URI and how many vectors it holds.
+    """
+    import fsspec
+
+    uri, skip = item
+    rows = task.catalog.read_file(uri, ["sample_id", "model_version", "vector"])
+    rows = rows.filter(pc.field("model_version") == task.model_version)
+    ids, first = np.unique(rows.column("sample_id").to_numpy(), return_index=True)
+    keep = first[~np.isin(ids, skip)]
+    shard = from_bytes(task.trained, task.params, 0)
+    if len(keep):
+        add_to_index(shard, vector_rows(rows.column("vector").take(keep)),
+                     rows.column("sample_id").to_numpy()[keep])
+    out = f"{task.scratch}/shard-{uuid.uuid4().hex}.faiss"
+    fs, path = fsspec.core.url_to_fs(out, **task.catalog.file_options)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as f:
+        f.write(to_bytes(shard))
+    return out, len(keep)
+
+
+def build_on_executors(repo: Repository, version: str) -> IvfpqIndex:
+    """The index :func:`build_for` builds over the stored features, built on Spark.
+
+    The driver trains the cells and codebooks on the sample :func:`build_for` would train
+    on; each executor adds one ``features`` file's vectors to a copy of the trained index
+    and writes it to the catalog's storage as a shard; the driver merges the shards'
+    inverted lists, stores and ids (:func:`~samplehub.index.ivfpq.merge_into`). Searches
+    match the in-process build's; the driver holds the training sample and the final
+    index, never the whole feature table.
+    """
+    import fsspec
+
+    catalog, retrieval = repo.catalog, repo.config.retrieval
+    # Each file's shard, minus the ids an earlier file holds (a vector stored twice is
+    # indexed once, as load_features reads it once).
+    plan: list[tuple[str, np.ndarray]] = []
+    ids = np.zeros(0, np.int64)
+    for uri in catalog.files("features"):
+        rows = catalog.read_file(uri, ["sample_id", "model_version"])
+        mine = np.unique(rows.filter(pc.field("model_version") == version)
+                         .column("sample_id").to_numpy())
+        if len(mine):
+            plan.append((uri, mine[np.isin(mine, ids)]))
+            ids = np.union1d(ids, mine)
+    d = 0
+    if plan:  # the dimension, from one vector of the first file
+        first = catalog.read_file(plan[0][0], ["model_version", "vector"])
+        first = first.filter(pc.field("model_version") == version).slice(0, 1)
+        d = len(first.column("vector")[0].as_py())
+    nlist, m, nbits = index_shape(len(ids), d, retrieval)
+    sample = training_sample(len(ids), nlist)
+    expression = pc.field("model_version") == version
+    if sample is not None:
+        expression = expression & pc.field("sample_id").isin(ids[sample])
+    train = catalog.read("features", columns=["sample_id", "vector"],
+                         filter_expression=expression)
+    _, order = np.unique(train.column("sample_id").to_numpy(), return_index=True)
+    params = IvfpqParams(d=d, nlist=nlist, m=m, nbits=nbits, refine=True,
+                         store=retrieval.store)  # type: ignore[arg-type]
+    index = train_ivfpq_index(vector_rows(train.column("vector").take(order)), params)
+    index.ntotal_at_train = len(ids)
+    scratch = f"{catalog.root}/_scratch/ivfpq-{uuid.uuid4().hex}"
+    task = ShardTask(catalog, version, to_bytes(index), params, scratch)
+    shards = map_batch(partial(build_shard, task=task), plan, repo.config.executor)
+    fs, root = fsspec.core.url_to_fs(scratch, **catalog.file_options)
+    try:
+        for uri, _ in shards:
+            with fs.open(fsspec.core.url_to_fs(uri, **catalog.file_options)[1], "rb") as f:
+                merge_into(index, from_bytes(f.read(), params, 0))
+    finally:
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
+    return index
 
 
 def build_for(xb: np.ndarray, ids: np.ndarray, retrieval: RetrievalConfig) -> IvfpqIndex:
@@ -154,18 +263,25 @@ def update_ivfpq_index(repo: Repository, model_version: str | None = None) -> In
     # One writer per index: two updates reading the features at different moments must
     # not publish in the other order and drop the later one's vectors.
     with repo.locks.index(path):
-        ids, xb = load_features(repo.catalog, version)
         retrieval = repo.config.retrieval
+        spark = repo.config.executor.kind == "spark"
         action: Action
-        if not (path / "index.faiss").is_file():
+        if not (path / "index.faiss").is_file() and spark:
+            index, action = build_on_executors(repo, version), "built"
+            added = index.ntotal
+        elif not (path / "index.faiss").is_file():
+            ids, xb = load_features(repo.catalog, version)
             index, action, added = build_for(xb, ids, retrieval), "built", len(ids)
         else:
+            ids, xb = load_features(repo.catalog, version)
             index = load_index(path)
             new = ~np.isin(ids, indexed_ids(index))
             added = add_to_index(index, xb[new], ids[new]) if new.any() else 0
             action = "added" if added else "unchanged"
             if needs_retrain(index, retrieval.retrain_growth):
-                index, action = build_for(*stored_vectors(index), retrieval), "retrained"
+                index = (build_on_executors(repo, version) if spark
+                         else build_for(*stored_vectors(index), retrieval))
+                action = "retrained"
         if action != "unchanged":
             drop_stagings(path)  # left by an update killed before it published
             save_index(index, path)

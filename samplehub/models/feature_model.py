@@ -140,6 +140,10 @@ class FeatureModel:
             num_threads=self.settings.threads or None,
         )
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (to Spark executors) without the runner, which each process builds."""
+        return {k: v for k, v in self.__dict__.items() if k != "runner"}
+
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Features (N, D) float32 of three-channel images (N, 3, H, W).
 

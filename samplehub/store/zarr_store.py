@@ -6,15 +6,23 @@ grouped by shape: ``images/<dtype>_<C>x<H>x<W>`` holds (N, C, H, W) and
 ``thumbs/<same key>`` holds (N, 3, t, t) uint8 at the same row index. The catalog row
 records the array key and the row index.
 
-Writes append rows before the catalog commit, so no catalog row ever points at missing
+Each new sample of an ingest run has a row fixed before anything is decoded: the
+dataset's stored rows plus its place among the run's new files
+(:meth:`DatasetStore.write_rows`). So writers (threads here, Spark executors at scale)
+write their samples' chunks in place, in any order and without talking to each other, and
+every executor lays the store out as the in-process run does. A row whose file failed to
+decode, or whose image has another shape, is a hole: no chunk is written for it.
+
+Pixels are written before the catalog commit, so no catalog row ever points at missing
 pixels. If a run dies in between, the rows past the last committed one are unreferenced;
 the next ingest of the dataset truncates each array back to its committed rows
-(:meth:`DatasetStore.truncate`, which deletes the chunks beyond) before appending, and
+(:meth:`DatasetStore.truncate`, which deletes the chunks beyond) before writing, and
 ``samplehub fsck`` reports them meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +30,7 @@ from typing import Any
 import numpy as np
 import zarr
 from PIL import Image
+from zarr.errors import ContainsArrayError
 
 from samplehub.bands import rgb_composite
 from samplehub.errors import SampleNotFoundError
@@ -57,19 +66,29 @@ class DatasetStore:
         self.group = group
         self.thumb_size = thumb_size
 
-    def _arrays(self, key: str, sample: np.ndarray) -> tuple[zarr.Array, zarr.Array]:
+    def _arrays(self, key: str, sample: np.ndarray, rows: int = 0
+                ) -> tuple[zarr.Array, zarr.Array]:
+        """The image and thumbnail arrays of ``key``, created with ``rows`` rows if absent.
+
+        Writers of one run that create the same array at once all write the same metadata
+        (same ``rows``), so whichever lands last changes nothing.
+        """
         images = self.group.require_group("images")
         thumbs = self.group.require_group("thumbs")
         # Each array on its own: a run that died between creating the two left only the
         # first, and the next run must create the other rather than fail to open it.
-        if key not in images:
-            images.create_array(
-                key, shape=(0, *sample.shape), chunks=(1, *sample.shape), dtype=sample.dtype
-            )
-        if key not in thumbs:
-            t = self.thumb_size
-            thumbs.create_array(key, shape=(0, 3, t, t), chunks=(1, 3, t, t), dtype="uint8")
+        t = self.thumb_size
+        for group, shape, dtype in ((images, sample.shape, sample.dtype),
+                                    (thumbs, (3, t, t), np.dtype("uint8"))):
+            if key not in group:
+                with contextlib.suppress(ContainsArrayError):
+                    group.create_array(key, shape=(rows, *shape), chunks=(1, *shape),
+                                       dtype=dtype)
         return self._array(f"images/{key}"), self._array(f"thumbs/{key}")
+
+    def rows(self) -> int:
+        """Where the next run's rows start: the longest image array's length."""
+        return max(self.row_counts().values(), default=0)
 
     def row_counts(self) -> dict[str, int]:
         """``{array key: rows}`` of every image array of the dataset."""
@@ -105,23 +124,44 @@ class DatasetStore:
             )
         return node
 
-    def append(self, records: Sequence[SampleRecord]) -> list[tuple[str, int]]:
-        """Append records' images and thumbnails; returns (array key, row) per record."""
+    def write_rows(
+        self, records: Sequence[SampleRecord], rows: Sequence[int], capacity: int
+    ) -> list[tuple[str, int]]:
+        """Write records' images and thumbnails at their given rows.
+
+        Args:
+            records: decoded samples.
+            rows: each record's row, fixed by the caller before decoding.
+            capacity: rows every array of the run is sized to (past its highest row);
+                writers of one run pass the same value, so growing an array is the same
+                metadata from any of them, and a shorter array is never written back.
+
+        Returns:
+            (array key, row) per record.
+        """
         by_key: dict[str, list[int]] = defaultdict(list)
         for i, record in enumerate(records):
             by_key[array_key(record.image)].append(i)
         locations: list[tuple[str, int]] = [("", -1)] * len(records)
         for key, members in by_key.items():
-            images, thumbs = self._arrays(key, records[members[0]].image)
-            start = images.shape[0]
-            stop = start + len(members)
-            images.resize((stop, *images.shape[1:]))
-            thumbs.resize((stop, *thumbs.shape[1:]))
-            images[start:stop] = np.stack([records[i].image for i in members])
-            thumbs[start:stop] = np.stack([thumbnail(records[i], self.thumb_size) for i in members])
-            for row, i in enumerate(members, start):
-                locations[i] = (key, row)
+            arrays = self._arrays(key, records[members[0]].image, capacity)
+            for array in arrays:
+                if array.shape[0] < capacity:
+                    array.resize((capacity, *array.shape[1:]))
+            images, thumbs = arrays
+            at = np.asarray([rows[i] for i in members])
+            images.set_orthogonal_selection((at,), np.stack([records[i].image for i in members]))
+            thumbs.set_orthogonal_selection(
+                (at,), np.stack([thumbnail(records[i], self.thumb_size) for i in members]))
+            for i in members:
+                locations[i] = (key, int(rows[i]))
         return locations
+
+    def append(self, records: Sequence[SampleRecord]) -> list[tuple[str, int]]:
+        """Write records at the rows after the store's last; returns (array key, row) each."""
+        start = self.rows()
+        return self.write_rows(records, range(start, start + len(records)),
+                               start + len(records))
 
     def image(self, key: str, index: int) -> np.ndarray:
         """(C, H, W) image at native dtype."""

@@ -63,15 +63,31 @@ def test_store_groups_by_shape_and_round_trips(tmp_path: Path) -> None:
         "uint8_3x32x32",
         "uint16_12x8x8",
     ]
-    assert locations[2] == ("uint8_3x32x32", 1)
+    # A record's row is its place in the batch, whatever its shape: other shapes' rows
+    # are holes, so writers can place samples before decoding them.
+    assert [loc[1] for loc in locations] == [0, 1, 2, 3]
     for rec, (key, row) in zip(records, locations, strict=True):
         assert key == array_key(rec.image)
         assert np.array_equal(store.image(key, row), rec.image)
         assert store.thumb(key, row).shape == (3, 16, 16)
+    assert store.image("uint8_3x32x32", 1).sum() == 0  # a hole reads as the fill value
     more = store.append([record("d", "e", (3, 32, 32))])
-    assert more == [("uint8_3x32x32", 2)]
+    assert more == [("uint8_3x32x32", 4)]
     with pytest.raises(SampleNotFoundError):
         store.image("uint8_3x32x32", 7)
+
+
+def test_write_rows_in_any_order_by_separate_writers(tmp_path: Path) -> None:
+    """Writers given rows up front write them in any order and land where placed."""
+    root = str(tmp_path / "zarr")
+    records = [record("d", str(i), (3, 16, 16)) for i in range(6)]
+    for i in (4, 1, 5, 0, 3, 2):  # each write through its own store object, as executors do
+        SampleStore(root, thumb_size=8).dataset("d").write_rows([records[i]], [10 + i], 16)
+    store = SampleStore(root, thumb_size=8).dataset("d")
+    assert store.row_counts() == {"uint8_3x16x16": 16}
+    for i, rec in enumerate(records):
+        assert np.array_equal(store.image("uint8_3x16x16", 10 + i), rec.image)
+    assert store.truncate("uint8_3x16x16", 16) == 0
 
 
 def test_catalog_append_read_and_label_filter(tmp_path: Path) -> None:
