@@ -19,6 +19,7 @@ from functools import partial
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from samplehub.catalog import Catalog, DataFile, DatasetInfo
 from samplehub.catalog import schema as catalog_schema
@@ -321,6 +322,9 @@ def ingest_dataset(
     for q in report.quarantined:
         log.warning("quarantined %s: %s", q.entry.relpath, q.reason)
     report.hashed = fill_content_hashes(catalog, store, dataset, executor.batch_size)
+    if report.added and catalog.read("samples", dataset, columns=["georeferenced"],
+                                     filter_expression=pc.field("georeferenced")).num_rows:
+        catalog.cluster_by_hilbert(dataset)  # so bbox reads skip the files out of reach
     catalog.replace_partition("quarantine", dataset, quarantine_table(report.quarantined))
     report.empty_label_folders = empty_folders(source)
     report.total = len(known) + report.added

@@ -74,6 +74,11 @@ class DataFile:
     """Delta's per-file statistics (JSON: numRecords, minValues, maxValues, nullCount)."""
 
 
+CLUSTER_ROWS = 4096
+"""Rows per file of a partition clustered by Hilbert key (:meth:`Catalog.cluster_by_hilbert`):
+small enough that a city-sized bbox skips most of a large dataset's files, large enough that
+reading a whole dataset stays a few dozen files."""
+
 STATS_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_string,
                pa.types.is_timestamp)
 """Column types whose min/max the part files record, as delta-rs does, for data skipping."""
@@ -298,12 +303,19 @@ class Catalog:
         return DataFile(path=relative, size=int(fs.size(path)), dataset=dataset,
                         rows=rows.num_rows, stats=file_stats(rows))
 
-    def commit_files(self, name: str, files: Sequence[DataFile]) -> None:
+    def commit_files(self, name: str, files: Sequence[DataFile], replace: str | None = None
+                     ) -> None:
         """Add part files written by :meth:`write_file` to table ``name`` in one commit.
 
         This is how executors that wrote their own outputs are committed by the driver:
         either every file becomes visible or none does. Retried if it lost a race
         (:meth:`commit_with_retries`).
+
+        Args:
+            name: the table.
+            files: the part files.
+            replace: a dataset whose rows the files replace (its old files leave the
+                table in the same commit); None appends.
         """
         if not files:
             return
@@ -321,10 +333,54 @@ class Catalog:
             self.add_missing_columns(name)
             table = self.table(name)
             assert table is not None
-            table.create_write_transaction(actions, mode="append", schema=declared,
-                                           partition_by=["dataset"])
+            if replace is None:
+                table.create_write_transaction(actions, mode="append", schema=declared,
+                                               partition_by=["dataset"])
+            else:
+                table.create_write_transaction(
+                    actions, mode="overwrite", schema=declared, partition_by=["dataset"],
+                    partition_filters=[("dataset", "=", replace)])
 
         self.commit_with_retries(name, commit)
+
+    def cluster_by_hilbert(self, dataset: str, rows_per_file: int = CLUSTER_ROWS) -> int:
+        """Rewrite ``dataset``'s ``samples`` rows sorted by Hilbert key, in one commit.
+
+        Main paper, section 3.1: samples are indexed by quadtree and Hilbert curve. Sorted
+        by key and cut into files of ``rows_per_file`` rows, each file covers one stretch
+        of the curve, so its bbox statistics are tight and a bbox read
+        (:meth:`bbox_expression`) opens only the files that can overlap (delta-rs hands the
+        statistics to Arrow as each file's guarantee). Rows without a footprint sort last.
+        The old files leave the table in the same commit (Delta ``overwrite`` of the
+        partition), so readers see either layout, never both.
+
+        Returns:
+            The number of files the partition holds now (0 when it is empty).
+        """
+        rows = self.read("samples", dataset)
+        if rows.num_rows == 0:
+            return 0
+        rows = rows.sort_by([("hilbert", "ascending"), ("sample_id", "ascending")])
+        files = [self.write_file("samples", dataset, rows.slice(start, rows_per_file))
+                 for start in range(0, rows.num_rows, rows_per_file)]
+        self.commit_files("samples", files, replace=dataset)
+        return len(files)
+
+    @staticmethod
+    def bbox_expression(bbox: tuple[float, float, float, float]) -> pc.Expression:
+        """Rows whose bbox intersects ``bbox`` (minx, miny, maxx, maxy), as an Arrow filter."""
+        minx, miny, maxx, maxy = bbox
+        return ((pc.field("maxx") >= minx) & (pc.field("minx") <= maxx)
+                & (pc.field("maxy") >= miny) & (pc.field("miny") <= maxy))
+
+    def files_read(self, name: str, expression: pc.Expression) -> tuple[int, int]:
+        """(files a read filtered by ``expression`` opens, files of the table): its pruning."""
+        table = self.table(name)
+        if table is None:
+            return 0, 0
+        data = table.to_pyarrow_dataset()
+        return (sum(1 for _ in data.get_fragments(filter=expression)),
+                sum(1 for _ in data.get_fragments()))
 
     def replace_partition(self, name: str, dataset: str, data: pa.Table) -> None:
         """Replace one dataset's rows in one atomic commit (Delta ``replaceWhere``).

@@ -153,3 +153,22 @@ def test_writers_racing_to_create_a_table_each_land_once(tmp_path: Path) -> None
     ids = catalog.read("feedback", columns=["sample_id"]).column("sample_id").to_pylist()
     assert sorted(ids) == list(range(WRITERS))
     assert sorted(catalog.datasets()["dataset"]) == sorted(f"d{i}" for i in range(WRITERS))
+
+
+def test_clustering_by_hilbert_key_lets_a_bbox_read_skip_files(tmp_path: Path) -> None:
+    """Rows of two places, interleaved: sorted by key, a bbox read opens one place's files."""
+    catalog = Catalog(str(tmp_path / "catalog"))
+    records = []
+    for i in range(120):
+        rec = record("geo", f"s{i}", (3, 4, 4))
+        x, y = (10.0, 45.0) if i % 2 else (-70.0, -30.0)  # the Alps and the Andes
+        rec.geo = GeoInfo(bbox=(x + i * 1e-3, y, x + i * 1e-3 + 0.01, y + 0.01))
+        records.append(rec)
+    catalog.append("samples", records_to_table(records, [("k", i) for i in range(120)]))
+    before = catalog.read("samples", "geo").drop_columns(["ingested_at"]).sort_by("sample_id")
+    assert catalog.cluster_by_hilbert("geo", rows_per_file=20) == 6
+    after = catalog.read("samples", "geo").drop_columns(["ingested_at"]).sort_by("sample_id")
+    assert after.equals(before), "clustering moves rows between files, it changes none"
+    alps = catalog.bbox_expression((9.0, 44.0, 11.0, 46.0))
+    assert catalog.files_read("samples", alps) == (3, 6)
+    assert catalog.read("samples", filter_expression=alps).num_rows == 60
