@@ -29,6 +29,30 @@ def test_defaults_compose_and_env_sets_home(home: Path) -> None:
     assert load_config(["executor.workers=2"]).executor.workers == 2
 
 
+
+def test_stack_profile_picks_the_server_groups_and_reads_their_addresses(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``profile=stack`` (conf/profile/stack.yaml): what infra/stack.py's stack.env exports."""
+    monkeypatch.delenv("SAMPLEHUB_OVERRIDES", raising=False)
+    env = {"DAGSTER_POSTGRES_URL": "postgresql://dagster@127.0.0.1:15432/dagster",
+           "AWS_ENDPOINT_URL": "http://127.0.0.1:15000",
+           "SPARK_MASTER_URL": "spark://127.0.0.1:17077",
+           "MLFLOW_TRACKING_URI": "http://127.0.0.1:15001"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = load_config(["profile=stack"])
+    assert (config.instance.kind, config.executor.kind) == ("postgres", "spark")
+    assert config.instance.postgres_url == env["DAGSTER_POSTGRES_URL"]
+    assert config.catalog_uri == "s3://samplehub/catalog"
+    assert config.storage.storage_options["AWS_ENDPOINT_URL"] == env["AWS_ENDPOINT_URL"]
+    assert config.executor.spark_master == env["SPARK_MASTER_URL"]
+    assert config.mlflow.tracking_uri == env["MLFLOW_TRACKING_URI"]
+    assert load_config(["profile=stack", "executor=threads"]).executor.kind == "threads"
+    monkeypatch.delenv("SPARK_MASTER_URL")
+    assert load_config(["executor=spark"]).executor.spark_master == "local[*]"
+    assert load_config().instance.kind == "sqlite", "no profile: the embedded default"
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [
