@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export SAMPLEHUB_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint install clean stack stack-stop
 
 install: $(STAMP)
 
@@ -22,6 +22,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The server stack on loopback (infra/stack.py): PostgreSQL, S3, MLflow, Spark, Dagster.
+# Then `source ~/.samplehub/stack/stack.env` (the path it prints) and `make demo`.
+stack: $(STAMP)
+	$(PY) infra/stack.py start
+
+stack-stop:
+	$(PY) infra/stack.py stop
 
 bench: $(STAMP)
 	$(PY) -m bench
