@@ -114,6 +114,12 @@ def spark_session(master: str) -> Any:
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.extraJavaOptions",
                     f"-Dlog4j2.configurationFile=file:{logging_config}")
+            # The session is kept for the process's later runs; idle, it must give the
+            # cluster's cores back, or another process's run waits on them while holding
+            # what this one waits for (a deadlock seen under the Dagster daemon's pool).
+            .config("spark.dynamicAllocation.enabled", "true")
+            .config("spark.dynamicAllocation.shuffleTracking.enabled", "true")
+            .config("spark.dynamicAllocation.executorIdleTimeout", "5s")
             .getOrCreate()
         )
     return session
