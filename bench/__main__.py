@@ -19,6 +19,8 @@ SCRIPTS = [
     "hir.py",  # after hashing.py, whose feature cache gives its EfficientNet-Lite0 rows
     "labelling.py",
     "automation.py",
+    "spatial.py",
+    "scale_out.py",  # about an hour on 2 cores: both executors at 2,700 and 27,000 samples
 ]
 
 failed = []
