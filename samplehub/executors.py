@@ -15,7 +15,6 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,9 +89,13 @@ def parallelism(config: ExecutorConfig) -> int:
     return max(1, config.workers)
 
 
-@lru_cache(maxsize=2)
 def spark_session(master: str) -> Any:
-    """A SparkSession on ``master`` (``local[*]`` in tests, a cluster URL at scale)."""
+    """A SparkSession on ``master`` (``local[*]`` in tests, a cluster URL at scale).
+
+    The process's session is reused while it runs on ``master``. One on another master is
+    stopped first: ``getOrCreate`` would hand it back, and the work would run where it
+    was not asked to.
+    """
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
@@ -103,23 +106,26 @@ def spark_session(master: str) -> Any:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # A quiet console: Spark's driver logs errors only, and draws no stage bars over ours.
     logging_config = Path(__file__).with_name("spark-log4j2.properties")
+    builder = (
+        SparkSession.builder.master(master)
+        .appName("samplehub")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.extraJavaOptions",
+                f"-Dlog4j2.configurationFile=file:{logging_config}")
+        # The session is kept for the process's later runs; idle, it must give the
+        # cluster's cores back, or another process's run waits on them while holding
+        # what this one waits for (a deadlock seen under the Dagster daemon's pool).
+        .config("spark.dynamicAllocation.enabled", "true")
+        .config("spark.dynamicAllocation.shuffleTracking.enabled", "true")
+        .config("spark.dynamicAllocation.executorIdleTimeout", "5s")
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # pyspark's pandas-version notice
-        session = (
-            SparkSession.builder.master(master)
-            .appName("samplehub")
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.driver.bindAddress", "127.0.0.1")
-            .config("spark.driver.host", "127.0.0.1")
-            .config("spark.driver.extraJavaOptions",
-                    f"-Dlog4j2.configurationFile=file:{logging_config}")
-            # The session is kept for the process's later runs; idle, it must give the
-            # cluster's cores back, or another process's run waits on them while holding
-            # what this one waits for (a deadlock seen under the Dagster daemon's pool).
-            .config("spark.dynamicAllocation.enabled", "true")
-            .config("spark.dynamicAllocation.shuffleTracking.enabled", "true")
-            .config("spark.dynamicAllocation.executorIdleTimeout", "5s")
-            .getOrCreate()
-        )
+        session = builder.getOrCreate()
+        if session.sparkContext.master != master:
+            session.stop()
+            session = builder.getOrCreate()
     return session

@@ -16,9 +16,13 @@ def test_spark_cluster_runs_tasks_on_both_workers_with_this_python(
 ) -> None:
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)  # the driver names the workers' python
+    from pyspark.sql import SparkSession
+
+    # getOrCreate hands back a session an earlier test left running, whatever its master.
+    if (active := SparkSession.getActiveSession()) is not None:
+        active.stop()
     with spark_cluster(workers=2) as master:
         assert master.startswith("spark://127.0.0.1:")
-        from pyspark.sql import SparkSession
 
         spark = (SparkSession.builder.master(master).appName("spark-cluster-test")
                  .config("spark.driver.host", "127.0.0.1")
@@ -30,6 +34,7 @@ def test_spark_cluster_runs_tasks_on_both_workers_with_this_python(
 
                 return sys.prefix, os.getcwd()  # an executor runs in its worker's work dir
 
+            assert spark.sparkContext.master == master
             rdd = spark.sparkContext.parallelize(range(8), 8)
             found = rdd.map(where).collect()
             assert rdd.sum() == 28

@@ -49,3 +49,18 @@ def test_spark_ingest_matches_thread_ingest(home: Path) -> None:
     ours = spark.catalog.samples("tree", columns=columns).sort_values("sample_id")
     theirs = threads.catalog.samples("tree", columns=columns).sort_values("sample_id")
     assert ours.astype(str).values.tolist() == theirs.astype(str).values.tolist()
+
+
+@pytest.mark.integration
+def test_a_session_on_another_master_is_replaced_not_reused() -> None:
+    pytest.importorskip("pyspark", reason="pip install 'samplehub[spark]'")
+    from samplehub.executors import spark_session
+
+    first = spark_session("local[1]")
+    assert spark_session("local[1]") is first
+    second = spark_session("local[2]")
+    try:
+        assert second.sparkContext.master == "local[2]"
+        assert second.sparkContext.defaultParallelism == 2
+    finally:
+        second.stop()

@@ -41,7 +41,6 @@ def cluster() -> Iterator[str]:
             yield master
         finally:
             spark_session(master).stop()
-            spark_session.cache_clear()
 
 
 def run_all(repo: Repository, images: Path) -> None:
