@@ -86,16 +86,38 @@ def write_parts(
 ) -> list[PartResult]:
     """Run :func:`write_part` over ``placed`` entries: in-process, or one Spark task a part.
 
-    Spark gets about two parts per core, each at most ``executor.batch_size`` entries,
-    so the cluster's cores stay busy and no task holds a whole dataset.
+    Spark gets about two parts per core, each at most ``executor.batch_size`` entries
+    rounded up to whole shards, so the cluster's cores stay busy and no task holds a whole
+    dataset. Parts are cut where a row is a multiple of the part size, itself a multiple
+    of the store's :meth:`~samplehub.store.DatasetStore.shard_alignment`: each shard of
+    the run's rows is written by one task (a shard is one object, rewritten whole), the
+    first one too when the run starts inside it.
+
+    Args:
+        task: the run's shared settings.
+        placed: entries with consecutive rows.
+        executor: the run's executor.
     """
     if executor.kind != "spark":
         return [write_part(task, placed, executor)]
     cores = parallelism(executor)
+    align = task.store.dataset(task.source.spec.name).shard_alignment()
     size = max(1, min(executor.batch_size, -(-len(placed) // (2 * cores))))
-    parts = [placed[i : i + size] for i in range(0, len(placed), size)]
+    parts = aligned_parts(placed, -(-size // align) * align)
     one_thread = ExecutorConfig(kind="threads", workers=1)
     return map_batch(partial(write_part, task, executor=one_thread), parts, executor)
+
+
+def aligned_parts(
+    placed: Sequence[tuple[FileEntry, int]], size: int
+) -> list[list[tuple[FileEntry, int]]]:
+    """``placed`` (consecutive rows) cut before each row that is a multiple of ``size``."""
+    parts: list[list[tuple[FileEntry, int]]] = []
+    for entry, row in placed:
+        if not parts or row % size == 0:
+            parts.append([])
+        parts[-1].append((entry, row))
+    return parts
 
 
 def read_entries(

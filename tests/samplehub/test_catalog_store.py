@@ -69,7 +69,7 @@ def test_store_groups_by_shape_and_round_trips(tmp_path: Path) -> None:
     for rec, (key, row) in zip(records, locations, strict=True):
         assert key == array_key(rec.image)
         assert np.array_equal(store.image(key, row), rec.image)
-        assert store.thumb(key, row).shape == (3, 16, 16)
+        assert store.thumb(key, row, rec.band_names).shape == (3, 16, 16)
     assert store.image("uint8_3x32x32", 1).sum() == 0  # a hole reads as the fill value
     more = store.append([record("d", "e", (3, 32, 32))])
     assert more == [("uint8_3x32x32", 4)]

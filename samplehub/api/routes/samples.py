@@ -36,10 +36,11 @@ def sample(sample_id: SampleId, state: Annotated[ApiState, Depends(get_state)]) 
 
 @router.get("/samples/{sample_id}/thumbnail.png", response_class=Response)
 def thumbnail(sample_id: SampleId, state: Annotated[ApiState, Depends(get_state)]) -> Response:
-    """The stored uint8 RGB thumbnail."""
+    """The uint8 RGB thumbnail (stored, or made from the image where that is smaller)."""
     row = state.repo.catalog.sample(sample_id)
+    sensor = None if row["sensor"] is None else str(row["sensor"])
     pixels = state.repo.store.dataset(str(row["dataset"])).thumb(
-        str(row["zarr_array"]), int(row["zarr_index"])
+        str(row["zarr_array"]), int(row["zarr_index"]), list(row["bands"]), sensor
     )
     return Response(png(pixels), media_type="image/png", headers=CACHE)
 
