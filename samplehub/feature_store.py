@@ -218,6 +218,8 @@ def compute_features(
     start = time.perf_counter()
     # Two runs of one dataset would both encode the samples neither had stored yet.
     with repo.locks.features(dataset):
+        # Part files a killed Spark run's executors wrote and its driver never committed.
+        repo.catalog.drop_uncommitted_files("features", dataset)
         rows = repo.catalog.samples(dataset, columns=PIXEL_COLUMNS)
         version = model.version if model is not None else model_version(repo.config)
         todo = rows[~rows["sample_id"].isin(feature_ids(repo.catalog, dataset, version))]

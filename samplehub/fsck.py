@@ -5,9 +5,12 @@ catalog rows, features after their samples, an index version published by one li
 so a killed run can leave only things nobody references yet:
 
 - store rows past a dataset's last committed catalog row (a batch written, its commit lost);
+- Parquet part files of catalog rows or features that executors wrote and no commit
+  references (a Spark run killed before its driver committed);
+- index shards in the catalog's ``_scratch`` (a Spark index build killed before it merged);
 - index stagings (a save killed before it published).
 
-Those are *reclaimable*: the next ingest (or index save) drops them, and ``--repair``
+Those are *reclaimable*: the next run of the same kind drops them, and ``--repair``
 drops them now, holding the same writer locks as the runs, so it never touches the work
 of a live one. Anything else found is *inconsistent* and needs a person: duplicated
 sample ids, catalog rows pointing past the stored pixels, feature rows of samples not in
@@ -17,6 +20,7 @@ the catalog, or an index holding ids the catalog lacks.
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +29,7 @@ import pyarrow.compute as pc
 
 from samplehub.index.files import drop_stagings, versions_folder
 from samplehub.index.ivfpq import indexed_ids, load_index
-from samplehub.index.lifecycle import index_path
+from samplehub.index.lifecycle import drop_scratch, index_path, scratch_builds, scratch_folder
 from samplehub.ingest import committed_rows, reclaim_uncommitted, uncommitted_rows
 from samplehub.models.feature_model import model_version
 from samplehub.repository import Repository
@@ -105,6 +109,8 @@ def _check_dataset(repo: Repository, name: str, report: FsckReport, repair: bool
         if stored.get(key, 0) < rows:
             report.add(name, f"catalog rows point at {key}[{rows - 1}] but the store holds "
                              f"{stored.get(key, 0)} rows there; re-ingest the dataset")
+    _check_part_files(repo, name, "samples", repo.locks.dataset(name), report, repair)
+    _check_part_files(repo, name, "features", repo.locks.features(name), report, repair)
     extra = uncommitted_rows(committed, stored)
     if not extra:
         return
@@ -117,6 +123,21 @@ def _check_dataset(repo: Repository, name: str, report: FsckReport, repair: bool
     if repair:
         with repo.locks.dataset(name):
             reclaim_uncommitted(repo.catalog, target, name)
+        finding.repaired = True
+
+
+def _check_part_files(repo: Repository, name: str, table: str,
+                      lock: AbstractContextManager[None], report: FsckReport,
+                      repair: bool) -> None:
+    files = repo.catalog.uncommitted_files(table, name)
+    if not files:
+        return
+    finding = report.add(name, f"{len(files)} {table} part files no commit references "
+                               f"(first: {files[0]}), left by an interrupted Spark run",
+                         reclaimable=True)
+    if repair:
+        with lock:  # a live run's part files are its own until it commits them
+            repo.catalog.drop_uncommitted_files(table, name)
         finding.repaired = True
 
 
@@ -141,7 +162,16 @@ def _check_index(
     path = index_path(repo.config, version)
     where = f"index {version}"
     with repo.locks.index(path):
-        # Under the index writers' lock a staging belongs to no live save.
+        # Under the index writers' lock a staging or scratch belongs to no live build.
+        scratch = scratch_folder(repo, path)
+        builds = scratch_builds(repo, scratch)
+        if builds:
+            finding = report.add(where, f"{len(builds)} Spark index builds' shards under "
+                                        f"{scratch}, left by interrupted builds",
+                                 reclaimable=True)
+            if repair:
+                drop_scratch(repo, scratch)
+                finding.repaired = True
         stagings = sorted(versions_folder(path).glob(".staging-*"))
         if stagings:
             finding = report.add(where, f"{len(stagings)} unpublished index versions left by "

@@ -407,7 +407,9 @@ def reclaim_uncommitted(catalog: Catalog, target: DatasetStore, dataset: str) ->
     """Truncate each of the dataset's arrays to the rows its catalog rows reference.
 
     Rows past them were written by a run that died before its catalog commit; no catalog
-    row points at them, and appending after them would leave them stored forever.
+    row points at them, and appending after them would leave them stored forever. The
+    Parquet part files of catalog rows such a run's executors wrote
+    (:func:`write_part`) are deleted too.
 
     Returns:
         The number of rows dropped.
@@ -417,6 +419,7 @@ def reclaim_uncommitted(catalog: Catalog, target: DatasetStore, dataset: str) ->
     for key, extra in uncommitted_rows(committed, target.row_counts()).items():
         dropped += target.truncate(key, committed.get(key, 0))
         log.info("%s: dropped %d store rows of %s past the last commit", dataset, extra, key)
+    catalog.drop_uncommitted_files("samples", dataset)
     return dropped
 
 

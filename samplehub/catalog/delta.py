@@ -271,6 +271,46 @@ class Catalog:
         table = self.table(name)
         return list(table.file_uris()) if table is not None else []
 
+    def uncommitted_files(self, name: str, dataset: str) -> list[str]:
+        """``dataset``'s part files under table ``name`` that no commit ever referenced.
+
+        They are what a writer left that died between :meth:`write_file` and
+        :meth:`commit_files`. Files that a later commit replaced are not among them: the
+        log still names those, and Delta's ``vacuum`` removes them after its retention.
+        Paths are relative to the table, as the log writes them.
+        """
+        partition = f"dataset={quote(dataset, safe='')}/"
+        table = self.table(name)
+        if table is None:  # the writer died before the table's first commit
+            import fsspec
+
+            fs, root = fsspec.core.url_to_fs(self.uri(name), **self.file_options)
+            found = [path[len(root) + 1:] for path in fs.find(f"{root}/{partition}")]
+        else:
+            # vacuum's "full" mode lists log-unreferenced files besides expired tombstones;
+            # its default mode lists the tombstones only (both as a dry run, nothing goes).
+            def listed(full: bool) -> set[str]:
+                return set(table.vacuum(retention_hours=0, dry_run=True, full=full,
+                                        enforce_retention_duration=False))
+            found = sorted(listed(True) - listed(False))
+        return sorted(path for path in found if path.startswith(partition))
+
+    def drop_uncommitted_files(self, name: str, dataset: str) -> int:
+        """Delete :meth:`uncommitted_files`; the caller holds the lock of their writers.
+
+        Returns:
+            The number of files deleted.
+        """
+        import fsspec
+
+        paths = self.uncommitted_files(name, dataset)
+        fs, root = fsspec.core.url_to_fs(self.uri(name), **self.file_options)
+        for path in paths:
+            fs.rm_file(f"{root}/{path}")
+        if paths:
+            log.info("%s: deleted %d uncommitted part files of %s", dataset, len(paths), name)
+        return len(paths)
+
     def read_file(self, uri: str, columns: Sequence[str]) -> pa.Table:
         """Some columns of one data file of :meth:`files`, read where it lies (an executor).
 

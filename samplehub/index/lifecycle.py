@@ -194,7 +194,9 @@ def build_on_executors(repo: Repository, version: str) -> IvfpqIndex:
                          store=retrieval.store)  # type: ignore[arg-type]
     index = train_ivfpq_index(vector_rows(train.column("vector").take(order)), params)
     index.ntotal_at_train = len(ids)
-    scratch = f"{catalog.root}/_scratch/ivfpq-{uuid.uuid4().hex}"
+    folder = scratch_folder(repo, index_path(repo.config, version))
+    drop_scratch(repo, folder)  # shards of a build killed before it merged them
+    scratch = f"{folder}/{uuid.uuid4().hex}"
     task = ShardTask(catalog, version, to_bytes(index), params, scratch)
     shards = map_batch(partial(build_shard, task=task), plan, repo.config.executor)
     fs, root = fsspec.core.url_to_fs(scratch, **catalog.file_options)
@@ -206,6 +208,38 @@ def build_on_executors(repo: Repository, version: str) -> IvfpqIndex:
         if fs.exists(root):
             fs.rm(root, recursive=True)
     return index
+
+
+def scratch_folder(repo: Repository, path: Path) -> str:
+    """Where executors leave the shards of the index at ``path`` while a build runs.
+
+    ``<catalog root>/_scratch/ivfpq-<index folder>``: on the catalog's storage, which
+    every executor reaches, and one folder per index, so the index's writer lock covers it.
+    """
+    return f"{repo.catalog.root}/_scratch/ivfpq-{path.name}"
+
+
+def scratch_builds(repo: Repository, folder: str) -> list[str]:
+    """The builds' folders under ``folder`` (:func:`scratch_folder`): one per build."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(folder, **repo.catalog.file_options)
+    return sorted(fs.ls(root, detail=False)) if fs.exists(root) else []
+
+
+def drop_scratch(repo: Repository, folder: str) -> int:
+    """Delete what builds left in ``folder``; the caller holds the index's writer lock.
+
+    Returns:
+        The number of builds' folders deleted.
+    """
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(folder, **repo.catalog.file_options)
+    builds = scratch_builds(repo, folder)
+    for build in builds:
+        fs.rm(build, recursive=True)
+    return len(builds)
 
 
 def build_for(xb: np.ndarray, ids: np.ndarray, retrieval: RetrievalConfig) -> IvfpqIndex:

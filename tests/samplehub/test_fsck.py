@@ -120,3 +120,50 @@ def test_a_store_without_any_commit_is_found_and_reclaimed(home: Path) -> None:
     assert finding.reclaimable and "3 store rows" in finding.what
     assert check_repository(repo, repair=True).clean
     assert stored_rows(repo) == 0
+
+
+def leave_spark_leftovers(repo: Repository) -> Path:
+    """What a Spark run killed before its driver's commits leaves: part files, index shards.
+
+    Returns:
+        The index build's scratch folder.
+    """
+    from samplehub.feature_store import feature_table
+    from samplehub.index.lifecycle import index_path, scratch_folder
+    from samplehub.models.feature_model import model_version
+
+    rows = repo.catalog.read("samples", "tree").slice(0, 2)
+    repo.catalog.write_file("samples", "tree", rows)
+    ids = rows.column("sample_id").to_numpy()
+    repo.catalog.write_file("features", "tree",
+                            feature_table(ids, "tree", "v", np.ones((2, 8), np.float32)))
+    build = Path(scratch_folder(repo, index_path(repo.config, model_version(repo.config))))
+    (build / "0123").mkdir(parents=True)
+    (build / "0123" / "shard-1.faiss").write_bytes(b"shard")
+    return build
+
+
+def test_a_killed_spark_runs_part_files_and_shards_are_reported_then_repaired(
+    repo: Repository,
+) -> None:
+    samples = repo.catalog.read("samples", "tree").num_rows
+    scratch = leave_spark_leftovers(repo)
+    findings = check_repository(repo).findings
+    assert sorted(f.what.split(" (")[0] for f in findings) == [
+        "1 Spark index builds' shards under " + str(scratch) + ", left by interrupted builds",
+        "1 features part files no commit references",
+        "1 samples part files no commit references",
+    ]
+    assert all(f.reclaimable for f in findings)
+    assert repo.catalog.read("samples", "tree").num_rows == samples  # nobody reads them
+    code, output = fsck("--repair")
+    assert code == 0 and "repaired" in output
+    assert check_repository(repo).findings == [] and not any(scratch.iterdir())
+    assert repo.catalog.read("samples", "tree").num_rows == samples
+
+
+def test_the_next_ingest_drops_its_datasets_uncommitted_part_files(repo: Repository) -> None:
+    leave_spark_leftovers(repo)
+    repo.ingest(SourceSpec(name="tree", uri=str(FIXTURES / "folder_tree")))
+    assert repo.catalog.uncommitted_files("samples", "tree") == []
+    assert len(repo.catalog.uncommitted_files("features", "tree")) == 1  # a feature run's
