@@ -7,6 +7,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "ingest.py",
+    "store_layout.py",
     "label_merge.py",
     "features.py",
     "integration.py",

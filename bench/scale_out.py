@@ -14,10 +14,11 @@ driver's Python process, ``driver_jvm_peak_rss_mb`` the JVM it starts (Spark's d
 which in cluster mode holds no executor). ``driver_peak_rss_ratio`` divides the 27,000 run's
 peak by the 2,700 run's: a driver that does not grow with the data stays near 1.
 ``matches_threads``: the cluster's catalog rows, stored pixels, feature vectors (float
-tolerance) and index answers equal the threads run's. The store figures measure the image
-store as shipped (one chunk file per sample and array) against the source JPEGs' bytes.
+tolerance) and index answers equal the threads run's. The store figures measure each
+27,000 run's image store as shipped (``samplehub.store``: shards of one-sample chunks,
+lossless WebP) against the source JPEGs' bytes.
 
-Usage: ``python bench/scale_out.py`` (about 30 minutes on 2 cores); ``--sizes 2700`` for
+Usage: ``python bench/scale_out.py`` (about an hour on 2 cores); ``--sizes 2700`` for
 a quick look. Homes are kept under ``bench/.cache/scale_out``.
 """
 
@@ -205,6 +206,8 @@ def main() -> None:
         "machine": machine(),
         "executors": rows,
         "store": store_figures(CACHE / f"threads-{big}", subset(data, int(big)), int(big)),
+        "store_spark_cluster": store_figures(CACHE / f"spark_cluster-{big}",
+                                             subset(data, int(big)), int(big)),
         "note": "features: bf16 autocast rounds by thread count; an in-process run with "
                 "model.threads=1 equals the cluster's vectors exactly (max diff 0.0, checked "
                 "on the 2,700 subset)",

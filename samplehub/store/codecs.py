@@ -2,9 +2,9 @@
 
 A chunk of the store is one sample. General-purpose compressors see its pixels as a byte
 stream; an image codec predicts each pixel from its neighbours in two dimensions. On
-EuroSAT's decoded JPEGs, lossless WebP stores about 1.4x the JPEG's bytes where zstd
-stores 2.3x, and decodes a 64 px chip in under 0.1 ms (``bench/store_layout.py``'s codec
-table). Lossless WebP (libwebp, through imagecodecs) encodes 8-bit RGB or RGBA only, so
+EuroSAT's decoded JPEGs, lossless WebP stores 1.41x the JPEG's bytes where zstd stores
+2.3x, and a one-sample read takes no longer than with zstd (``bench/store_layout.py``'s
+codec table). Lossless WebP (libwebp, through imagecodecs) encodes 8-bit RGB or RGBA only, so
 :func:`~samplehub.store.zarr_store.chunk_codecs` picks it for those arrays alone.
 
 The chunk it receives is ``(1, H, W, C)``: the array's ``(1, C, H, W)`` after the transpose

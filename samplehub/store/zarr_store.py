@@ -82,10 +82,11 @@ def chunk_codecs(dtype: np.dtype[Any], shape: tuple[int, ...]) -> dict[str, Any]
     (:class:`~samplehub.store.codecs.WebpLossless`), the codec ``bench/store_layout.py``'s
     rule picks from its table: on EuroSAT it stores 1.41x the source JPEG's bytes where
     zstd stores 2.3x, and reads a sample faster than the store before shards; on UC
-    Merced's 256 px images 2.4x where zstd stores 4.6x, its decode adding about 0.2 ms to
-    a read. Other samples (more bands, 16-bit, sides past WebP's 16,383 px) are zstd at
-    level 9; the table holds RGB samples only, where zstd 9 was the general-purpose codec
-    of fewest bytes that read and wrote no slower than the store before shards.
+    Merced's 256 px images 2.4x where zstd stores 4.6x, reading as fast as the store
+    before shards and about 0.5 ms slower than zstd would. Other samples (more bands,
+    16-bit, sides past WebP's 16,383 px) are zstd at level 9; the table holds RGB samples
+    only, where zstd 9 was the general-purpose codec of fewest bytes that read and wrote no
+    slower than the store before shards.
     """
     c, h, w = shape
     pixel_by_pixel = TransposeCodec(order=(0, 2, 3, 1))
