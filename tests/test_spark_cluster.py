@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,12 @@ def test_spark_cluster_runs_tasks_on_both_workers_with_this_python(
                 return sys.prefix, os.getcwd()  # an executor runs in its worker's work dir
 
             assert spark.sparkContext.master == master
+            # Executors register one by one; quick tasks would all go to the first.
+            registered = spark.sparkContext._jsc.sc().getExecutorMemoryStatus  # driver too
+            deadline = time.monotonic() + 60
+            while registered().size() < 3 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert registered().size() == 3, "both workers' executors registered"
             rdd = spark.sparkContext.parallelize(range(8), 8)
             found = rdd.map(where).collect()
             assert rdd.sum() == 28
