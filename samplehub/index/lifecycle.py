@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from samplehub.catalog import Catalog
@@ -184,15 +185,11 @@ def build_on_executors(repo: Repository, version: str) -> IvfpqIndex:
         d = len(first.column("vector")[0].as_py())
     nlist, m, nbits = index_shape(len(ids), d, retrieval)
     sample = training_sample(len(ids), nlist)
-    expression = pc.field("model_version") == version
-    if sample is not None:
-        expression = expression & pc.field("sample_id").isin(ids[sample])
-    train = catalog.read("features", columns=["sample_id", "vector"],
-                         filter_expression=expression)
-    _, order = np.unique(train.column("sample_id").to_numpy(), return_index=True)
     params = IvfpqParams(d=d, nlist=nlist, m=m, nbits=nbits, refine=True,
                          store=retrieval.store)  # type: ignore[arg-type]
-    index = train_ivfpq_index(vector_rows(train.column("vector").take(order)), params)
+    wanted = ids if sample is None else ids[sample]
+    index = train_ivfpq_index(training_vectors(catalog, [u for u, _ in plan], version, wanted, d),
+                              params)
     index.ntotal_at_train = len(ids)
     folder = scratch_folder(repo, index_path(repo.config, version))
     drop_scratch(repo, folder)  # shards of a build killed before it merged them
@@ -208,6 +205,34 @@ def build_on_executors(repo: Repository, version: str) -> IvfpqIndex:
         if fs.exists(root):
             fs.rm(root, recursive=True)
     return index
+
+
+def training_vectors(catalog: Catalog, files: list[str], version: str, wanted: np.ndarray,
+                     d: int) -> np.ndarray:
+    """(len(wanted), d) vectors of the ascending ids ``wanted``, read one file at a time.
+
+    The rows :func:`build_for` trains on, in its order; an id stored twice takes its first
+    file's vector, as the shards index it. Filled into one array, file by file, the driver
+    holds the training vectors once: read as one table, Arrow held them about four times
+    over (EuroSAT's 27,000 vectors of 512 took 480 MB for 55 MB of vectors).
+    """
+    xt = np.empty((len(wanted), d), np.float32)
+    filled = np.zeros(len(wanted), bool)
+    for uri in files:
+        rows = catalog.read_file(uri, ["sample_id", "model_version", "vector"])
+        rows = rows.filter(pc.field("model_version") == version)
+        ids = rows.column("sample_id").to_numpy()
+        at = np.minimum(np.searchsorted(wanted, ids), len(wanted) - 1)
+        candidates = np.flatnonzero((wanted[at] == ids) & ~filled[at])
+        _, first = np.unique(at[candidates], return_index=True)  # an id twice in one file
+        chosen = candidates[first]
+        if len(chosen):
+            xt[at[chosen]] = vector_rows(rows.column("vector").take(pa.array(chosen)))
+            filled[at[chosen]] = True
+    if not filled.all():
+        raise IndexNotTrainedError(f"{int((~filled).sum())} training vectors of {version} were "
+                                   "not found in the features files")
+    return xt
 
 
 def scratch_folder(repo: Repository, path: Path) -> str:

@@ -82,3 +82,24 @@ def test_recall_against_exact_search_passes_the_bar(repo: Repository) -> None:
 def test_no_features_no_index(repo: Repository) -> None:
     with pytest.raises(IndexNotTrainedError, match="image_features"):
         update_ivfpq_index(repo, VERSION)
+
+
+def test_training_vectors_read_file_by_file_take_each_ids_first_vector(tmp_path: Path) -> None:
+    from samplehub.catalog import Catalog
+    from samplehub.index.lifecycle import training_vectors
+
+    catalog = Catalog(str(tmp_path / "catalog"))
+    rng = np.random.default_rng(0)
+    xb = rng.standard_normal((6, 4)).astype(np.float32)
+    twice = xb[[5, 2]] + 1  # later copies of ids 5 and 2, which must lose to the first
+    files = [catalog.write_file("features", "d", feature_table(np.array(ids), "d", "v", x))
+             for ids, x in (([5, 1, 3], xb[[5, 1, 3]]),
+                            ([0, 2, 5, 2], np.vstack([xb[[0, 2]], twice])),
+                            ([4], xb[[4]]))]
+    other = catalog.write_file("features", "d", feature_table(np.array([1]), "d", "w", xb[:1]))
+    uris = [f"{catalog.uri('features')}/{f.path}" for f in [*files, other]]
+    wanted = np.array([0, 1, 2, 3, 4, 5])
+    assert np.array_equal(training_vectors(catalog, uris, "v", wanted, 4), xb)
+    assert np.array_equal(training_vectors(catalog, uris, "v", np.array([2, 4]), 4), xb[[2, 4]])
+    with pytest.raises(IndexNotTrainedError, match="1 training vectors of v"):
+        training_vectors(catalog, uris[:2], "v", wanted, 4)
