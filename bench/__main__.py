@@ -22,6 +22,7 @@ SCRIPTS = [
     "automation.py",
     "spatial.py",
     "scale_out.py",  # about an hour on 2 cores: both executors at 2,700 and 27,000 samples
+    "scale_plan.py",  # after scale_out.py, whose measured points it draws
 ]
 
 failed = []
