@@ -27,7 +27,10 @@ def test_spark_cluster_runs_tasks_on_both_workers_with_this_python(
 
         spark = (SparkSession.builder.master(master).appName("spark-cluster-test")
                  .config("spark.driver.host", "127.0.0.1")
-                 .config("spark.executor.memory", "512m").getOrCreate())
+                 .config("spark.executor.memory", "512m")
+                 # pyspark's builder keeps options across sessions of one process: an earlier
+                 # session's dynamic allocation would start executors only once tasks wait.
+                 .config("spark.dynamicAllocation.enabled", "false").getOrCreate())
         try:
             def where(_: object) -> tuple[str, str]:
                 import os
