@@ -47,6 +47,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from samplehub.config import load_config
 from samplehub.feature_store import compute_features
+from samplehub.ingest import part_size
 from samplehub.repository import Repository
 from samplehub.sources import SourceSpec
 from samplehub.store.zarr_store import SHARD_SAMPLES
@@ -104,9 +105,7 @@ def commit_costs(repo: Repository) -> dict[str, float]:
 
 def parts(n: int, workers: int, batch_size: int) -> int:
     """Part files of a run of ``n`` samples on ``workers`` cores, as write_parts cuts them."""
-    size = max(1, min(batch_size, -(-n // (2 * workers))))
-    size = -(-size // SHARD_SAMPLES) * SHARD_SAMPLES
-    return -(-n // size)
+    return -(-n // part_size(n, workers, batch_size, SHARD_SAMPLES))
 
 
 def plan(costs: dict[str, Any], batch_size: int) -> dict[str, Any]:

@@ -100,12 +100,21 @@ def write_parts(
     """
     if executor.kind != "spark":
         return [write_part(task, placed, executor)]
-    cores = parallelism(executor)
     align = task.store.dataset(task.source.spec.name).shard_alignment()
-    size = max(1, min(executor.batch_size, -(-len(placed) // (2 * cores))))
-    parts = aligned_parts(placed, -(-size // align) * align)
+    size = part_size(len(placed), parallelism(executor), executor.batch_size, align)
+    parts = aligned_parts(placed, size)
     one_thread = ExecutorConfig(kind="threads", workers=1)
     return map_batch(partial(write_part, task, executor=one_thread), parts, executor)
+
+
+def part_size(n: int, cores: int, batch_size: int, align: int) -> int:
+    """Rows per Spark part of a run of ``n`` rows on ``cores`` cores.
+
+    About two parts per core, at most ``batch_size`` rows, rounded up to a multiple of
+    ``align`` (whole shards).
+    """
+    size = max(1, min(batch_size, -(-n // (2 * cores))))
+    return -(-size // align) * align
 
 
 def aligned_parts(
