@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,8 @@ from samplehub.catalog import schema
 from samplehub.errors import DatasetNotFoundError, SampleNotFoundError
 
 log = logging.getLogger(__name__)
+
+PART_FILE = re.compile(r"part-[0-9a-f]{32}\.parquet")  # the names Catalog.write_file gives
 
 COMMIT_ATTEMPTS = 8
 """Tries of one write whose Delta commit lost a race (:meth:`Catalog.commit_with_retries`)."""
@@ -279,21 +282,22 @@ class Catalog:
         log still names those, and Delta's ``vacuum`` removes them after its retention.
         Paths are relative to the table, as the log writes them.
         """
-        partition = f"dataset={quote(dataset, safe='')}/"
-        table = self.table(name)
-        if table is None:  # the writer died before the table's first commit
-            import fsspec
+        import fsspec
 
-            fs, root = fsspec.core.url_to_fs(self.uri(name), **self.file_options)
-            found = [path[len(root) + 1:] for path in fs.find(f"{root}/{partition}")]
-        else:
-            # vacuum's "full" mode lists log-unreferenced files besides expired tombstones;
-            # its default mode lists the tombstones only (both as a dry run, nothing goes).
-            def listed(full: bool) -> set[str]:
-                return set(table.vacuum(retention_hours=0, dry_run=True, full=full,
-                                        enforce_retention_duration=False))
-            found = sorted(listed(True) - listed(False))
-        return sorted(path for path in found if path.startswith(partition))
+        partition = f"dataset={quote(dataset, safe='')}/"
+        fs, root = fsspec.core.url_to_fs(self.uri(name), **self.file_options)
+        # One listing of the dataset's partition, not of the whole table; only names that
+        # write_file gives, so a file another writer named is never mistaken for ours.
+        found = {path[len(root) + 1:] for path in fs.find(f"{root}/{partition}")
+                 if PART_FILE.fullmatch(path.rsplit("/", 1)[-1])}
+        table = self.table(name)
+        if table is not None and found:
+            # the log's paths are URIs (Delta protocol: percent-encoded) of the stored names
+            found -= {unquote(path) for path in table.get_add_actions().column("path").to_pylist()}
+            # vacuum's default mode lists the log's tombstones (a dry run: nothing goes)
+            found -= set(table.vacuum(retention_hours=0, dry_run=True, full=False,
+                                      enforce_retention_duration=False))
+        return sorted(found)
 
     def drop_uncommitted_files(self, name: str, dataset: str) -> int:
         """Delete :meth:`uncommitted_files`; the caller holds the lock of their writers.
@@ -334,7 +338,7 @@ class Catalog:
 
         declared: pa.Schema = getattr(schema, name.upper())
         rows = data.cast(declared).drop_columns(["dataset"])
-        relative = f"dataset={quote(dataset, safe='')}/part-{uuid.uuid4().hex}.parquet"
+        relative = f"dataset={quote(dataset, safe='')}/part-{uuid.uuid4().hex}.parquet"  # PART_FILE
         fs, root = fsspec.core.url_to_fs(self.uri(name), **self.file_options)
         path = f"{root}/{relative}"
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)

@@ -172,3 +172,27 @@ def test_clustering_by_hilbert_key_lets_a_bbox_read_skip_files(tmp_path: Path) -
     alps = catalog.bbox_expression((9.0, 44.0, 11.0, 46.0))
     assert catalog.files_read("samples", alps) == (3, 6)
     assert catalog.read("samples", filter_expression=alps).num_rows == 60
+
+
+@pytest.mark.parametrize("dataset", ["plain", "a b/é%"])
+def test_uncommitted_part_files_are_told_from_committed_and_replaced_ones(
+    tmp_path: Path, dataset: str
+) -> None:
+    """The log writes paths percent-encoded; the listing sees the stored names."""
+    catalog = Catalog(str(tmp_path / "catalog"))
+    rows = pa.Table.from_pylist(
+        [{"dataset": dataset, "sample_id": 1, "model_version": "m", "vector": [0.5]}],
+        schema.FEATURES,
+    )
+    replaced = catalog.write_file("features", dataset, rows)
+    catalog.commit_files("features", [replaced])
+    current = catalog.write_file("features", dataset, rows)
+    catalog.commit_files("features", [current], replace=dataset)
+    orphan = catalog.write_file("features", dataset, rows)
+    catalog.write_file("features", "another", rows.set_column(1, "dataset", pa.array(["another"])))
+
+    assert catalog.uncommitted_files("features", dataset) == [orphan.path]
+    assert catalog.drop_uncommitted_files("features", dataset) == 1
+    assert catalog.uncommitted_files("features", dataset) == []
+    assert catalog.read("features", dataset).num_rows == 1
+    assert len(catalog.uncommitted_files("features", "another")) == 1
