@@ -5,6 +5,9 @@ class), each ingested into a fresh home, encoded with the shipped feature model 
 and indexed, by:
 
 - ``threads``: the in-process default (one process, a thread pool);
+- ``spark_local``: ``executor=spark`` on ``local[2]``: the JVM the driver starts runs two
+  task threads, each feeding a Python worker process, so ``driver_jvm_peak_rss_mb`` holds
+  the executors' JVM side too (the Python workers are not counted, as on the cluster);
 - ``spark_cluster``: a Spark standalone master and two one-core workers started on
   loopback from the pyspark wheel (``tests/loopback.py``); executors decode, write pixels
   and catalog part files, encode and build index shards; the driver commits and merges.
@@ -13,13 +16,15 @@ Every run is its own process, so its peak RSS is its own: ``driver_peak_rss_mb``
 driver's Python process, ``driver_jvm_peak_rss_mb`` the JVM it starts (Spark's driver,
 which in cluster mode holds no executor). ``driver_peak_rss_ratio`` divides the 27,000 run's
 peak by the 2,700 run's: a driver that does not grow with the data stays near 1.
-``matches_threads``: the cluster's catalog rows, stored pixels, feature vectors (float
+``matches_threads``: a Spark run's catalog rows, stored pixels, feature vectors (float
 tolerance) and index answers equal the threads run's. The store figures measure each
 27,000 run's image store as shipped (``samplehub.store``: shards of one-sample chunks,
 lossless WebP) against the source JPEGs' bytes.
 
-Usage: ``python bench/scale_out.py`` (about an hour on 2 cores); ``--sizes 2700`` for
-a quick look. Homes are kept under ``bench/.cache/scale_out``.
+Usage: ``python bench/scale_out.py`` (about 30 minutes on 2 quiet cores); ``--sizes 2700`` for
+a quick look; ``--executors spark_local`` re-measures those rows only and keeps the others
+from ``scale.json`` (each row records when it ran and its load). Homes are kept under
+``bench/.cache/scale_out``.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import REPO, load_test_helper, machine, require_data, write_json
+from common import REPO, RESULTS, load_test_helper, machine, require_data, write_json
 
 CACHE = REPO / "bench" / ".cache" / "scale_out"
-EXECUTORS = ("threads", "spark_cluster")
+EXECUTORS = ("threads", "spark_local", "spark_cluster")
+LOCAL_MASTER = "local[2]"
 SIZES = (2700, 27000)
 
 
@@ -99,8 +105,8 @@ def run_one(home: Path, images: Path, master: str | None) -> dict[str, Any]:
     }
 
 
-def matches(threads_home: Path, cluster_home: Path) -> dict[str, Any]:
-    """The cluster run's results against the threads run's, part by part.
+def matches(threads_home: Path, cluster_home: Path, executor: str) -> dict[str, Any]:
+    """A Spark run's results against the threads run's, part by part.
 
     Features are compared within bf16's rounding: under bf16 autocast (the shipped
     ``precision: auto`` on this CPU) the kernels' blocking follows the thread count, and an
@@ -118,7 +124,7 @@ def matches(threads_home: Path, cluster_home: Path) -> dict[str, Any]:
     (ids, xb), (ids_t, xb_t) = (kills.feature_snapshot(r, "eurosat") for r in (ours, theirs))
     rows = np.arange(0, len(xb_t), max(1, len(xb_t) // 200))[:200]
     recall = {}
-    for name, repo, vectors, keys in (("spark_cluster", ours, xb, ids),
+    for name, repo, vectors, keys in ((executor, ours, xb, ids),
                                       ("threads", theirs, xb_t, ids_t)):
         exact = exact_search(vectors, vectors[rows], 100, ids=keys)[1]
         found = search(load_ivfpq_index(repo), vectors[rows], 100, 16, 4)[1]
@@ -133,7 +139,7 @@ def matches(threads_home: Path, cluster_home: Path) -> dict[str, Any]:
         "features": bool(np.array_equal(ids, ids_t) and difference <= 5e-3),
         "features_max_abs_diff": round(difference, 6),
         "index_recall_at_100": recall,
-        "index": abs(recall["spark_cluster"] - recall["threads"]) <= 0.01,
+        "index": abs(recall[executor] - recall["threads"]) <= 0.01,
     }
 
 
@@ -168,52 +174,71 @@ def child(executor: str, n: int, master: str | None) -> dict[str, Any]:
     if out.returncode != 0:
         raise RuntimeError(f"{executor} {n}: {out.stderr[-3000:]}")
     row = json.loads(out.stdout.strip().splitlines()[-1])
+    row["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     row["load_avg_1m_before"] = round(load, 2)
     row["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     return row
 
 
 def main() -> None:
-    """Both executors at each size, then the comparison; writes ``scale.json``."""
+    """The chosen executors at each size, then the comparison; writes ``scale.json``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--executors", nargs="+", default=list(EXECUTORS), choices=EXECUTORS,
+                        help="re-measure these; the others' rows are kept from scale.json")
     args = parser.parse_args()
     data = require_data("eurosat_rgb")
     loopback = load_test_helper("loopback")
-    rows: dict[str, Any] = {}
+    path = RESULTS / "scale.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    rows: dict[str, Any] = previous.get("executors", {})
+    for executor in args.executors:
+        rows[executor] = {}
     for n in args.sizes:
-        rows.setdefault("threads", {})[str(n)] = child("threads", n, None)
-        with loopback.spark_cluster(workers=2, cores=1, memory="2g") as master:
-            rows.setdefault("spark_cluster", {})[str(n)] = child("spark_cluster", n, master)
+        if "threads" in args.executors:
+            rows["threads"][str(n)] = child("threads", n, None)
+        if "spark_local" in args.executors:
+            rows["spark_local"][str(n)] = child("spark_local", n, LOCAL_MASTER)
+        if "spark_cluster" in args.executors:
+            with loopback.spark_cluster(workers=2, cores=1, memory="2g") as master:
+                rows["spark_cluster"][str(n)] = child("spark_cluster", n, master)
     big, small = str(max(args.sizes)), str(min(args.sizes))
-    for executor in EXECUTORS:
+    for executor in args.executors:
         runs = rows[executor]
         runs["driver_peak_rss_ratio"] = round(
             runs[big]["driver_peak_rss_mb"] / runs[small]["driver_peak_rss_mb"], 2)
         if runs[big]["driver_jvm_peak_rss_mb"]:
             runs["driver_jvm_peak_rss_ratio"] = round(
                 runs[big]["driver_jvm_peak_rss_mb"] / runs[small]["driver_jvm_peak_rss_mb"], 2)
-    checks = matches(CACHE / f"threads-{big}", CACHE / f"spark_cluster-{big}")
-    rows["spark_cluster"]["matches"] = checks
-    rows["spark_cluster"]["matches_threads"] = all(
-        checks[k] for k in ("catalog", "pixels", "features", "index"))
+    for executor in ("spark_local", "spark_cluster"):
+        if executor in args.executors:
+            checks = matches(CACHE / f"threads-{big}", CACHE / f"{executor}-{big}", executor)
+            rows[executor]["matches"] = checks
+            rows[executor]["matches_threads"] = all(
+                checks[k] for k in ("catalog", "pixels", "features", "index"))
     payload = {
         "data": "real: EuroSAT RGB (27,000 images, 64 px JPEG) and its first 270 per class",
         "model": "shipped feature model (EfficientNet-Lite0 ImageNet, 224 px, 512-d)",
         "clients": 1,
         "cluster": "Spark standalone on 127.0.0.1: one master, two workers of one core and "
                    "2 GB each, storage on local disk shared by the processes",
+        "local": f"Spark {LOCAL_MASTER}: the executors are two task threads in the driver's "
+                 "JVM, each with its Python worker",
         "machine": machine(),
         "executors": rows,
-        "store": store_figures(CACHE / f"threads-{big}", subset(data, int(big)), int(big)),
-        "store_spark_cluster": store_figures(CACHE / f"spark_cluster-{big}",
-                                             subset(data, int(big)), int(big)),
         "note": "features: bf16 autocast rounds by thread count; an in-process run with "
-                "model.threads=1 equals the cluster's vectors exactly (max diff 0.0, checked "
+                "model.threads=1 equals the Spark runs' vectors exactly (max diff 0.0, checked "
                 "on the 2,700 subset)",
         "goals": {"driver_peak_rss_ratio": 1.3, "store_bytes_ratio": 1.5,
                   "objects_per_1000_samples": 2},
     }
+    for executor in EXECUTORS:  # each run's image store at the largest size
+        key = "store" if executor == "threads" else f"store_{executor}"
+        if executor in args.executors:
+            payload[key] = store_figures(CACHE / f"{executor}-{big}", subset(data, int(big)),
+                                         int(big))
+        elif key in previous:
+            payload[key] = previous[key]
     write_json("scale.json", payload)
 
 
