@@ -280,7 +280,7 @@ class Catalog:
         They are what a writer left that died between :meth:`write_file` and
         :meth:`commit_files`. Files that a later commit replaced are not among them: the
         log still names those, and Delta's ``vacuum`` removes them after its retention.
-        Paths are relative to the table, as the log writes them.
+        Paths are the stored names relative to the table (the log percent-encodes them).
         """
         import fsspec
 
