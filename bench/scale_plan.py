@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import REPO, machine, require_data, write_json
+from common import REPO, RESULTS, machine, require_data, write_json
 from scale_out import CACHE, subset
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -135,7 +135,7 @@ def plan(costs: dict[str, Any], batch_size: int) -> dict[str, Any]:
 
 def measured_points() -> dict[str, Any]:
     """The Spark cluster's and threads' measured throughput from ``scale.json``."""
-    path = REPO / "bench" / "results" / "scale.json"
+    path = RESULTS / "scale.json"
     if not path.is_file():
         return {}
     runs = json.loads(path.read_text())["executors"]
